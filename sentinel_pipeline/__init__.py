@@ -1,0 +1,1 @@
+"""Sentinel: daily cloud cost anomaly detection as Dagster assets."""

@@ -1,0 +1,104 @@
+"""The deterministic explanation: always available, no network, same input gives same words.
+
+It is what every alert carries when no model is configured or the model fails, so it must stand
+on its own: what moved, by how much, against what, and where a person would look first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from sentinel_pipeline.schema import ALERT_COLUMNS, conform
+
+ANNOTATOR_NAME = "fallback"
+
+# Service name fragments -> (where to look, what usually causes a jump there).
+_HINTS: list[tuple[str, str, str]] = [
+    ("compute", "EC2 console > Instances and Auto Scaling groups, filtered by region",
+     "more or larger instances running than usual (a scale-out, a load test, or instances "
+     "left running)"),
+    ("ec2 - other", "EC2 console > Volumes, Snapshots and NAT gateways",
+     "EBS volumes, snapshots, NAT gateway or data processing charges"),
+    ("elastic compute", "EC2 console > Instances and Auto Scaling groups",
+     "more or larger instances running than usual"),
+    ("simple storage", "S3 console > Storage Lens, and the bucket metrics for requests",
+     "more stored data, a request burst, or a lifecycle rule that stopped working"),
+    ("relational database", "RDS console > Databases (instance class, storage, snapshots)",
+     "a larger instance class, extra replicas, storage growth or snapshot exports"),
+    ("lambda", "Lambda console > Functions sorted by invocations and duration",
+     "a jump in invocations or duration, often a retry loop or a new trigger"),
+    ("cloudwatch", "CloudWatch > Logs ingestion and custom metrics",
+     "verbose logging, new custom metrics or dashboards"),
+    ("dynamodb", "DynamoDB console > Tables (capacity mode, consumed capacity)",
+     "a burst of reads/writes on on-demand tables or a capacity change"),
+    ("kubernetes", "EKS console > Clusters, and the node groups' EC2 instances",
+     "new clusters or node groups"),
+    ("data transfer", "Cost Explorer grouped by usage type (DataTransfer-Out, inter-region)",
+     "more data leaving the region or the internet"),
+    ("sagemaker", "SageMaker console > Endpoints, Notebook instances and Training jobs",
+     "endpoints or notebooks left running, or a large training job"),
+    ("key management", "KMS console > Customer managed keys and request metrics",
+     "more keys or API requests"),
+    ("route 53", "Route 53 console > Hosted zones and query logs", "more queries or zones"),
+]
+_DEFAULT_HINT = ("Cost Explorer filtered to this service and account, grouped by usage type",
+                 "more usage of this service than its recent pattern")
+
+
+def _money(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"-${abs(value):,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def _hint(service: str) -> tuple[str, str]:
+    name = service.lower()
+    for fragment, where, cause in _HINTS:
+        if fragment in name:
+            return where, cause
+    return _DEFAULT_HINT
+
+
+def explain_row(row: pd.Series) -> dict[str, str]:
+    """Explanation fields of one anomaly."""
+    where, cause = _hint(str(row["service"]))
+    actual, expected, impact = row["actual_cost"], row["expected_cost"], row["impact"]
+    pct = row.get("pct_change")
+    kind = str(row["kind"])
+    place = f"{row['service']} in account {row['account_id']} ({row['region']})"
+    if kind == "new_spend":
+        explanation = (f"{place} had no spend in the lookback window and cost {_money(actual)} "
+                       f"on {row['usage_date']}: a new service or resource started billing.")
+        likely = f"something new was launched: {cause}"
+        action = "review: confirm the new spend is intended and has an owner"
+    elif kind == "drop":
+        explanation = (f"{place} cost {_money(actual)} on {row['usage_date']}, "
+                       f"{_money(-impact)} less than the expected {_money(expected)}.")
+        likely = "resources were stopped or deleted, a credit applied, or data is missing"
+        action = "review: confirm the drop is intended and billing data is complete"
+    else:
+        pct_text = "" if pct is None or pd.isna(pct) else f" ({pct:+.0f} %)"
+        explanation = (f"{place} cost {_money(actual)} on {row['usage_date']}, "
+                       f"{_money(impact)} more than the expected {_money(expected)}{pct_text}; "
+                       f"score {row['score']:.1f}.")
+        likely = cause
+        action = ("stop: find and stop what is running unexpectedly"
+                  if impact >= 500 else "review: check whether the increase is expected")
+    return {
+        "explanation": explanation,
+        "likely_cause": likely,
+        "where_to_look": where,
+        "action": action,
+        "annotator": ANNOTATOR_NAME,
+    }
+
+
+def explain(anomalies: pd.DataFrame) -> pd.DataFrame:
+    """annotated_alerts rows: every anomaly column plus its written explanation."""
+    if len(anomalies) == 0:
+        return conform(anomalies, ALERT_COLUMNS)
+    fields = pd.DataFrame([explain_row(row) for _, row in anomalies.iterrows()],
+                          index=anomalies.index)
+    return conform(pd.concat([anomalies, fields], axis=1), ALERT_COLUMNS)

@@ -1,0 +1,57 @@
+"""annotated_alerts: the anomalies worth telling people about, each explained in plain words."""
+
+import dagster as dg
+import pandas as pd
+
+from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.partitions import daily_partitions, days_in_context
+from sentinel_pipeline.resources import AnnotatorResource, DetectionResource, StorageResource
+from sentinel_pipeline.schema import ALERT_COLUMNS
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["cost_anomalies"],
+    group_name="sentinel",
+    kinds={"parquet"},
+    description=(
+        "Alerts to send: every anomaly except drops (unless alert_on_drops) with an "
+        "explanation, likely cause, where to look and action. The alert sensor posts new rows."
+    ),
+)
+def annotated_alerts(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    detection: DetectionResource,
+    annotator: AnnotatorResource,
+) -> dg.MaterializeResult:
+    days = days_in_context(context)
+    store = storage.store()
+    with user_errors():
+        config = detection.config()
+        frames = {}
+        for day in days:
+            anomalies = store.read_partition("cost_anomalies", day)
+            if anomalies is None:
+                raise dg.Failure(
+                    f"cost_anomalies has no partition {day}: materialise it first "
+                    f"(sentinel backfill --start {day} --end {day})."
+                )
+            if not config.alert_on_drops:
+                anomalies = anomalies[anomalies["kind"] != "drop"]
+            frames[day] = annotator.explain(anomalies.reset_index(drop=True))
+        write_days(context, store, "annotated_alerts", frames, ALERT_COLUMNS)
+    found = [f for f in frames.values() if len(f)]
+    alerts = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=ALERT_COLUMNS)
+    top = alerts.sort_values("impact", ascending=False)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(alerts),
+            "alerts": len(alerts),
+            "annotators": ", ".join(sorted(alerts["annotator"].unique())) if len(alerts) else "",
+            "total_impact": dg.MetadataValue.float(float(alerts["impact"].clip(lower=0).sum())),
+            "alerts_preview": dg.MetadataValue.md(markdown_table(
+                top, ["usage_date", "service", "account_id", "impact", "kind", "explanation"])),
+        }
+    )

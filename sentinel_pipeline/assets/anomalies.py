@@ -1,0 +1,50 @@
+"""cost_anomalies: the days whose actual cost is far from its baseline, scored and classified."""
+
+import dagster as dg
+import pandas as pd
+
+from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.detection import anomalies_for_days
+from sentinel_pipeline.partitions import daily_partitions, days_in_context
+from sentinel_pipeline.resources import DetectionResource, StorageResource
+from sentinel_pipeline.schema import ANOMALY_COLUMNS
+
+ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost",
+                   "expected_cost", "impact", "score", "kind"]
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["raw_daily_costs", "cost_baselines"],
+    group_name="sentinel",
+    kinds={"parquet"},
+    description=(
+        "Series whose cost on day D is unusual against cost_baselines: actual vs expected, "
+        "$ impact, % change, score and kind (spike, new_spend, drop). Empty file = quiet day."
+    ),
+)
+def cost_anomalies(
+    context: dg.AssetExecutionContext, storage: StorageResource, detection: DetectionResource
+) -> dg.MaterializeResult:
+    days = days_in_context(context)
+    store = storage.store()
+    with user_errors():
+        config = detection.config()
+        raw = store.read_range("raw_daily_costs", days[0], days[-1])
+        baselines = store.read_range("cost_baselines", days[0], days[-1])
+        frames = anomalies_for_days(raw, baselines, days, config)
+        write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
+    found = [f for f in frames.values() if len(f)]
+    everything = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
+        columns=ANOMALY_COLUMNS)
+    top = everything.sort_values("impact", ascending=False)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(everything),
+            "method": config.method,
+            "anomalies": len(everything),
+            "total_impact": dg.MetadataValue.float(float(everything["impact"].clip(lower=0).sum())),
+            "top_anomalies": dg.MetadataValue.md(markdown_table(top, ANOMALY_PREVIEW)),
+        }
+    )

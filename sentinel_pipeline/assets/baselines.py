@@ -1,0 +1,59 @@
+"""cost_baselines: what each series should cost on day D, learned from the days before D."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
+from sentinel_pipeline.partitions import daily_partitions, days_in_context
+from sentinel_pipeline.resources import DetectionResource, StorageResource
+from sentinel_pipeline.schema import BASELINE_COLUMNS
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[
+        dg.AssetDep(
+            "raw_daily_costs",
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-HISTORY_WINDOW_DAYS,
+                end_offset=-1,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+        )
+    ],
+    group_name="sentinel",
+    kinds={"parquet"},
+    description=(
+        "Expected cost per series for day D with its lower/upper band, computed only from "
+        "raw_daily_costs of the days before D (never D itself), by the configured method."
+    ),
+)
+def cost_baselines(
+    context: dg.AssetExecutionContext, storage: StorageResource, detection: DetectionResource
+) -> dg.MaterializeResult:
+    days = days_in_context(context)
+    store = storage.store()
+    with user_errors():
+        config = detection.config()
+        history = store.read_range(
+            "raw_daily_costs", days[0] - timedelta(days=HISTORY_WINDOW_DAYS), days[-1]
+        )
+        frames = baselines_for_days(history, days, config)
+        write_days(context, store, "cost_baselines", frames, BASELINE_COLUMNS)
+    last = frames[days[-1]]
+    covered = int((last["history_days"] >= 7).sum()) if len(last) else 0
+    top = last.sort_values("expected_cost", ascending=False)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(sum(len(f) for f in frames.values())),
+            "method": config.method,
+            "series": len(last),
+            "series_with_7_days_history": covered,
+            "expected_total": dg.MetadataValue.float(float(last["expected_cost"].sum())),
+            "largest_baselines": dg.MetadataValue.md(markdown_table(
+                top, ["service", "account_id", "region", "expected_cost", "lower", "upper"])),
+        }
+    )

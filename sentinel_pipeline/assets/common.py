@@ -1,0 +1,82 @@
+"""What every Sentinel asset does the same way: write days, report progress, describe output."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from sentinel_pipeline.errors import SentinelError
+from sentinel_pipeline.schema import conform, empty_frame
+from sentinel_pipeline.storage import TableStore
+
+PROGRESS_EVERY_DAYS = 30
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn our readable errors into a Dagster failure that is not retried (retrying won't fix
+    a missing column), keeping the message as the run's error."""
+    try:
+        yield
+    except SentinelError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def write_days(
+    context: dg.AssetExecutionContext,
+    store: TableStore,
+    table: str,
+    frames: Mapping[date, pd.DataFrame],
+    columns: list[str],
+) -> list[str]:
+    """Write one file per day, an empty one for a day with no rows, logging progress."""
+    started = time.monotonic()
+    paths = []
+    days = sorted(frames)
+    for i, day in enumerate(days, start=1):
+        frame = frames[day]
+        frame = conform(frame, columns) if len(frame) else empty_frame(columns)
+        paths.append(store.write_partition(table, day, frame))
+        if i % PROGRESS_EVERY_DAYS == 0 or i == len(days):
+            context.log.info(
+                f"{table}: wrote {i}/{len(days)} days ({time.monotonic() - started:.1f}s)"
+            )
+    return paths
+
+
+def split_by_day(rows: pd.DataFrame, days: list[date]) -> dict[date, pd.DataFrame]:
+    """Rows grouped by usage_date, with every requested day present (possibly empty)."""
+    if len(rows) == 0:
+        return {d: rows.iloc[0:0] for d in days}
+    keys = pd.to_datetime(rows["usage_date"]).dt.date
+    groups = {k: g for k, g in rows.groupby(keys, sort=False)}
+    return {d: groups.get(d, rows.iloc[0:0]) for d in days}
+
+
+def markdown_table(df: pd.DataFrame, columns: list[str], limit: int = 10) -> str:
+    """A small Markdown preview for the Dagster UI (money and scores rounded for reading)."""
+    if len(df) == 0:
+        return "_no rows_"
+    head = df[columns].head(limit)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in head.iterrows():
+        cells = []
+        for col in columns:
+            value = row[col]
+            if isinstance(value, float):
+                cells.append("" if pd.isna(value) else f"{value:,.2f}")
+            else:
+                cells.append(str(value).replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(df) > limit:
+        lines.append(f"\n_{len(df) - limit} more rows_")
+    return "\n".join(lines)
+
+
+def range_label(days: list[date]) -> str:
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"

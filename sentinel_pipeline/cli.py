@@ -1,0 +1,315 @@
+"""The `sentinel` command: runs the same Dagster job on the same instance as the UI, and reads
+the tables it wrote."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sentinel_pipeline.errors import ConfigError, SentinelError
+
+DEFAULT_DAGSTER_HOME = "./.sentinel/dagster"
+DEFAULT_DATA_DIR = "./.sentinel/data"
+TABLE_LIMIT_CHARS = 60
+
+
+# ------------------------------------------------------------------ environment
+def _prepare_environment() -> None:
+    """Give DAGSTER_HOME its documented default, so runs land in the instance the UI reads."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"DAGSTER_HOME={home} cannot be created ({exc.strerror}): "
+                          "point DAGSTER_HOME at a writable folder.") from exc
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
+def _data_dir() -> str:
+    return os.environ.get("SENTINEL_DATA_DIR") or DEFAULT_DATA_DIR
+
+
+def _store() -> Any:
+    from sentinel_pipeline.storage import TableStore
+
+    return TableStore(_data_dir())
+
+
+# ------------------------------------------------------------------------ dates
+def _parse_day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD.") from exc
+
+
+def _yesterday() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+def _day_range(args: argparse.Namespace, default_days: int = 30) -> tuple[date, date]:
+    """--start/--end as dates, defaulting to the last `default_days` complete days."""
+    end = _parse_day(args.end, "--end") if args.end else _yesterday()
+    start = (_parse_day(args.start, "--start") if args.start
+             else end - timedelta(days=default_days - 1))
+    if start > end:
+        raise ConfigError(f"--start {start} is after --end {end}: swap them.")
+    return start, end
+
+
+def _check_partition_range(start: date, end: date) -> None:
+    from sentinel_pipeline.partitions import partition_start_date
+
+    first = date.fromisoformat(partition_start_date())
+    last = _yesterday()
+    if start < first:
+        raise ConfigError(
+            f"--start {start} is before the first partition {first}: use a later --start, or "
+            f"set SENTINEL_START_DATE={start} to keep history from that day."
+        )
+    if end > last:
+        raise ConfigError(
+            f"--end {end} is after the last complete day {last} (UTC): a day's partition exists "
+            "once the day is over; use an earlier --end."
+        )
+
+
+# ---------------------------------------------------------------------- running
+def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None) -> None:
+    """Materialise the four assets for the days, inclusive, in one run on the instance."""
+    import dagster as dg
+
+    from sentinel_pipeline.definitions import defs
+
+    _check_partition_range(start, end)
+    _store().check_writable()
+    job = defs.get_job_def("sentinel_daily_job")
+    tags = {"sentinel/trigger": "cli"}
+    partition_key = None
+    if start == end:
+        partition_key = start.isoformat()
+    else:
+        tags |= {"dagster/asset_partition_range_start": start.isoformat(),
+                 "dagster/asset_partition_range_end": end.isoformat()}
+    run_config = {"resources": {"detection": {"config": detection}}} if detection else None
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition_key, tags=tags, run_config=run_config,
+            raise_on_error=False,
+        )
+    if not result.success:
+        messages = [
+            event.step_failure_data.error.message.strip()
+            for event in result.all_events
+            if event.is_step_failure and event.step_failure_data.error
+        ]
+        raise SentinelError(
+            f"Run {result.run_id} failed:\n" + "\n".join(messages or ["see the Dagster UI"])
+        )
+    print(f"Run {result.run_id} materialised {start}..{end} "
+          f"({(end - start).days + 1} day(s)); open `make dev` to see it in the UI.")
+
+
+def _detection_options(args: argparse.Namespace) -> dict[str, Any]:
+    names = ["method", "min_impact", "min_pct_change", "score_threshold", "lookback_days"]
+    options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.alert_on_drops:
+        options["alert_on_drops"] = True
+    return options
+
+
+# ----------------------------------------------------------------------- output
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:,.2f}"
+    if value is None or value is pd.NA:
+        return ""
+    text = str(value)
+    return text if len(text) <= TABLE_LIMIT_CHARS else text[: TABLE_LIMIT_CHARS - 1] + "…"
+
+
+def format_table(df: pd.DataFrame, columns: list[str]) -> str:
+    """A plain aligned text table."""
+    cells = [[_fmt(v) for v in row] for row in df[columns].itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _emit(df: pd.DataFrame, columns: list[str], fmt: str) -> None:
+    if fmt == "csv":
+        sys.stdout.write(df[columns].to_csv(index=False))
+    elif fmt == "json":
+        records = json.loads(df[columns].to_json(orient="records", date_format="iso"))
+        print(json.dumps(records, indent=2))
+    else:
+        print(format_table(df, columns) if len(df) else "(no rows)")
+
+
+# --------------------------------------------------------------------- commands
+def cmd_demo(args: argparse.Namespace) -> int:
+    source = os.environ.get("SENTINEL_SOURCE", "demo")
+    if source != "demo":
+        raise ConfigError(
+            f"sentinel demo writes demo data into SENTINEL_DATA_DIR ({_data_dir()}), but "
+            f"SENTINEL_SOURCE={source}: unset SENTINEL_SOURCE, or set SENTINEL_DATA_DIR to "
+            "another folder for the demo."
+        )
+    if args.days < 1:
+        raise ConfigError(f"--days {args.days} must be at least 1.")
+    os.environ["SENTINEL_SOURCE"] = "demo"
+    end = _yesterday()
+    start = end - timedelta(days=args.days - 1)
+    print(f"Sentinel demo: {args.days} days of synthetic costs, {start}..{end}, into {_data_dir()}")
+    run_pipeline(start, end)
+    alerts = _store().read_range("annotated_alerts", start, end)
+    if len(alerts) == 0:
+        print("No alerts found.")
+        return 0
+    alerts = alerts.sort_values(["usage_date", "impact"], ascending=[True, False])
+    print(f"\n{len(alerts)} alert(s):\n")
+    print(format_table(alerts, ["usage_date", "service", "account_id", "region", "actual_cost",
+                                "expected_cost", "impact", "kind"]))
+    print("\nExplanations:")
+    for _, row in alerts.iterrows():
+        print(f"- {row['usage_date']} {row['service']} ({row['kind']}): {row['explanation']}")
+        print(f"  where to look: {row['where_to_look']}; action: {row['action']}")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    start = _parse_day(args.start, "--start")
+    end = _parse_day(args.end, "--end")
+    if start > end:
+        raise ConfigError(f"--start {start} is after --end {end}: swap them.")
+    run_pipeline(start, end, _detection_options(args))
+    return 0
+
+
+def cmd_anomalies(args: argparse.Namespace) -> int:
+    from sentinel_pipeline.schema import ANOMALY_COLUMNS, conform
+
+    start, end = _day_range(args)
+    rows = _store().read_range("cost_anomalies", start, end)
+    rows = conform(rows, ANOMALY_COLUMNS)
+    if args.min_score is not None:
+        rows = rows[rows["score"].abs() >= args.min_score]
+    rows = rows.sort_values(["usage_date", "impact"], ascending=[True, False])
+    columns = ANOMALY_COLUMNS if args.format != "table" else [
+        "usage_date", "service", "account_id", "region", "actual_cost", "expected_cost",
+        "impact", "pct_change", "score", "kind"]
+    _emit(rows, columns, args.format)
+    return 0
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    from sentinel_pipeline.schema import RAW_COLUMNS, conform
+
+    start, end = _day_range(args)
+    rows = conform(_store().read_range("raw_daily_costs", start, end), RAW_COLUMNS)
+    for column, value in (("service", args.service), ("region", args.region),
+                          ("account_id", args.account)):
+        if value:
+            rows = rows[rows[column] == value]
+    rows = rows.sort_values(["usage_date", "service", "account_id", "region"])
+    _emit(rows, ["usage_date", "service", "account_id", "region", "cost", "currency"],
+          args.format)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from sentinel_pipeline.schema import RAW_COLUMNS, conform
+
+    start, end = _day_range(args)
+    rows = conform(_store().read_range("raw_daily_costs", start, end), RAW_COLUMNS)
+    summary = (rows.groupby(["service", "currency"], as_index=False)
+               .agg(total_cost=("cost", "sum"), days=("usage_date", "nunique"))
+               .sort_values("total_cost", ascending=False))
+    total = summary["total_cost"].sum()
+    summary["share_pct"] = summary["total_cost"] / total * 100 if total else 0.0
+    print(f"Cost per service, {start}..{end}: total {total:,.2f}")
+    _emit(summary, ["service", "total_cost", "share_pct", "days", "currency"], args.format)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from sentinel_pipeline.doctor import run_checks
+
+    ok = True
+    for passed, line in run_checks():
+        print(f"[{'ok' if passed else 'FAIL'}] {line}")
+        ok &= passed
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from sentinel_pipeline.detection import METHODS
+
+    parser = argparse.ArgumentParser(prog="sentinel", description="Cloud cost anomaly detection "
+                                     "on Dagster: every command runs on the Dagster instance.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="materialise the last N days of demo data, print alerts")
+    demo.add_argument("--days", type=int, default=60)
+    demo.set_defaults(func=cmd_demo)
+
+    backfill = sub.add_parser("backfill", help="materialise all assets for days, in one run")
+    backfill.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="last day (inclusive), YYYY-MM-DD")
+    backfill.add_argument("--method", choices=METHODS, help="detection method (default robust)")
+    backfill.add_argument("--min-impact", type=float, help="smallest $ change to alert on")
+    backfill.add_argument("--min-pct-change", type=float, help="smallest %% change to alert on")
+    backfill.add_argument("--score-threshold", type=float, help="robust std devs to alert on")
+    backfill.add_argument("--lookback-days", type=int, help="history days for the baseline")
+    backfill.add_argument("--alert-on-drops", action="store_true", help="alert on cost drops")
+    backfill.set_defaults(func=cmd_backfill)
+
+    def ranged(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--start", help="first day, YYYY-MM-DD (default: 30 days before --end)")
+        p.add_argument("--end", help="last day, YYYY-MM-DD (default: yesterday)")
+        p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    anomalies = sub.add_parser("anomalies", help="list anomalies found")
+    ranged(anomalies)
+    anomalies.add_argument("--min-score", type=float, help="only |score| at least this")
+    anomalies.set_defaults(func=cmd_anomalies)
+
+    costs = sub.add_parser("costs", help="daily costs, filtered")
+    ranged(costs)
+    costs.add_argument("--service")
+    costs.add_argument("--region")
+    costs.add_argument("--account")
+    costs.set_defaults(func=cmd_costs)
+
+    summary = sub.add_parser("summary", help="cost per service")
+    ranged(summary)
+    summary.set_defaults(func=cmd_summary)
+
+    doctor = sub.add_parser("doctor", help="check configuration, credentials and storage")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _prepare_environment()
+        return int(args.func(args))
+    except SentinelError as exc:
+        print(f"sentinel {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

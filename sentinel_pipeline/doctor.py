@@ -1,0 +1,73 @@
+"""`sentinel doctor`: what is configured and whether it works, without printing any secret."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sentinel_pipeline.errors import SentinelError
+
+Check = tuple[bool, str]
+
+
+def _is_set(name: str) -> str:
+    return "set" if os.environ.get(name) else "not set"
+
+
+def run_checks() -> list[Check]:
+    """Each check as (passed, one line saying what was found and, if broken, the fix)."""
+    checks: list[Check] = []
+    try:
+        from sentinel_pipeline.partitions import partition_start_date
+
+        checks.append((True, f"SENTINEL_START_DATE: first partition {partition_start_date()}"))
+    except ValueError as exc:
+        checks.append((False, str(exc)))
+
+    source = os.environ.get("SENTINEL_SOURCE") or "demo"
+    from sentinel_pipeline.resources import SOURCES
+
+    if source not in SOURCES:
+        checks.append((False, f"SENTINEL_SOURCE={source!r} is unknown: use one of "
+                              f"{', '.join(SOURCES)}."))
+    elif source == "focus":
+        path = os.environ.get("SENTINEL_SOURCE_PATH", "")
+        if not path:
+            checks.append((False, "SENTINEL_SOURCE=focus needs SENTINEL_SOURCE_PATH (folder or "
+                                  "s3:// prefix of FOCUS exports)."))
+        elif not path.startswith("s3://") and not Path(path).is_dir():
+            checks.append((False, f"SENTINEL_SOURCE_PATH={path} is not a folder: fix the path."))
+        else:
+            checks.append((True, f"source: focus files under {path}"))
+    elif source in ("cost_explorer", "cur"):
+        checks.append((False, f"SENTINEL_SOURCE={source} is not available in this version yet."))
+    else:
+        checks.append((True, "source: demo (synthetic costs, no cloud account needed)"))
+
+    data_dir = os.environ.get("SENTINEL_DATA_DIR") or "./.sentinel/data"
+    try:
+        from sentinel_pipeline.storage import TableStore
+
+        TableStore(data_dir).check_writable()
+        checks.append((True, f"data dir {data_dir} is writable"))
+    except SentinelError as exc:
+        checks.append((False, str(exc)))
+
+    home = os.environ.get("DAGSTER_HOME", "")
+    checks.append((bool(home) and Path(home).is_dir(), f"DAGSTER_HOME={home or '(not set)'}"))
+
+    try:
+        from sentinel_pipeline.definitions import defs
+
+        names = sorted(k.to_user_string() for k in defs.resolve_all_asset_keys())
+        checks.append((True, f"definitions load: {', '.join(names)}"))
+    except Exception as exc:  # any import/definition error is what doctor must report
+        checks.append((False, f"definitions fail to load: {type(exc).__name__}: {exc}"))
+
+    token = os.environ.get("SLACK_BOT_TOKEN")
+    channel = os.environ.get("SLACK_CHANNEL") or "#cost-alerts"
+    checks.append((True, f"Slack: SLACK_BOT_TOKEN {_is_set('SLACK_BOT_TOKEN')}, channel {channel}"
+                         + ("" if token else " (dry run: alerts go to the outbox folder)")))
+    checks.append((True, f"Claude: ANTHROPIC_API_KEY {_is_set('ANTHROPIC_API_KEY')} "
+                         "(explanations are the deterministic fallback in this version)"))
+    return checks

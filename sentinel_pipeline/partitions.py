@@ -1,0 +1,40 @@
+"""The one daily partitions definition every asset, job, schedule and check uses."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+
+import dagster as dg
+
+DEFAULT_START_DATE = "2025-01-01"
+
+
+def partition_start_date() -> str:
+    """SENTINEL_START_DATE, validated.
+
+    Partitions are structure, not run config: Dagster needs them when it loads the code
+    location, so this is the one setting read while definitions are built.
+    """
+    raw = os.environ.get("SENTINEL_START_DATE", "").strip() or DEFAULT_START_DATE
+    try:
+        date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ValueError(
+            f"SENTINEL_START_DATE={raw!r} is not a date: use the form YYYY-MM-DD, "
+            f"e.g. {DEFAULT_START_DATE}."
+        ) from exc
+    return raw
+
+
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=partition_start_date(), timezone="UTC", fmt="%Y-%m-%d"
+)
+
+
+def days_in_context(context: dg.AssetExecutionContext) -> list[date]:
+    """Every day a run covers: one partition, or a range in a single-run backfill."""
+    window = context.partition_time_window
+    first = window.start.date()
+    n = (window.end.date() - first).days
+    return [first + timedelta(days=i) for i in range(n)]

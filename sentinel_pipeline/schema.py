@@ -1,0 +1,114 @@
+"""Column contracts of the Sentinel tables (DESIGN.md), shared by sources, detection and storage."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SERIES_KEY: list[str] = ["service", "account_id", "region"]
+
+RAW_COLUMNS: list[str] = [
+    "usage_date",
+    "service",
+    "account_id",
+    "region",
+    "cost",
+    "currency",
+    "estimated",
+    "source",
+]
+
+BASELINE_COLUMNS: list[str] = [
+    "usage_date",
+    "service",
+    "account_id",
+    "region",
+    "expected_cost",
+    "lower",
+    "upper",
+    "scale",
+    "history_days",
+    "method",
+]
+
+ANOMALY_COLUMNS: list[str] = [
+    "usage_date",
+    "service",
+    "account_id",
+    "region",
+    "actual_cost",
+    "expected_cost",
+    "lower",
+    "upper",
+    "impact",
+    "pct_change",
+    "score",
+    "kind",
+    "method",
+    "currency",
+]
+
+ALERT_EXTRA_COLUMNS: list[str] = [
+    "explanation",
+    "likely_cause",
+    "where_to_look",
+    "action",
+    "annotator",
+]
+
+ALERT_COLUMNS: list[str] = ANOMALY_COLUMNS + ALERT_EXTRA_COLUMNS
+
+_STRING_COLUMNS = {
+    "service",
+    "account_id",
+    "region",
+    "currency",
+    "source",
+    "method",
+    "kind",
+    "explanation",
+    "likely_cause",
+    "where_to_look",
+    "action",
+    "annotator",
+}
+_FLOAT_COLUMNS = {
+    "cost",
+    "expected_cost",
+    "lower",
+    "upper",
+    "scale",
+    "actual_cost",
+    "impact",
+    "pct_change",
+    "score",
+}
+
+
+def empty_frame(columns: list[str]) -> pd.DataFrame:
+    """An empty table with the contract's dtypes, so empty days still write a valid Parquet file."""
+    return conform(pd.DataFrame({c: [] for c in columns}), columns)
+
+
+def conform(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Order and type the contract columns (extra columns are kept after them).
+
+    Stable dtypes make every partition file of a table share one Parquet schema, so the table
+    reads as one dataset in pyarrow, DuckDB or Athena.
+    """
+    out = df.copy()
+    for col in columns:
+        if col not in out.columns:
+            out[col] = pd.NA
+    for col in out.columns:
+        if col == "usage_date":
+            out[col] = pd.to_datetime(out[col]).dt.date
+        elif col in _FLOAT_COLUMNS:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+        elif col in _STRING_COLUMNS:
+            out[col] = out[col].astype("string")
+        elif col == "estimated":
+            out[col] = out[col].fillna(False).astype(bool)
+        elif col == "history_days":
+            out[col] = pd.to_numeric(out[col]).fillna(0).astype("int64")
+    extra = [c for c in out.columns if c not in columns]
+    return out[columns + extra].reset_index(drop=True)

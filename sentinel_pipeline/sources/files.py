@@ -1,0 +1,565 @@
+"""The `focus` cost source: billing export files in a folder or S3 prefix, as daily series.
+
+`read_cost_files` reads FOCUS 1.x exports (AWS Data Exports, Azure, GCP, OCI...) and
+Sentinel-style records (`service, cost, region, timestamp, account`) stored as Parquet, CSV or
+gzip CSV anywhere under the path, and returns one row per (usage_date, service, account_id,
+region) of the raw_daily_costs contract.
+
+Decisions, so that a run either returns trustworthy totals or stops with a fix:
+
+* Repeated rows are SUMMED, never de-duplicated. A billing export legitimately holds several
+  line items per series and hour (one per resource, SKU, usage type or pricing unit) that can be
+  byte-identical once projected to the columns Sentinel reads, so dropping "duplicates" would
+  under-count spend. Exporting the same billing period twice under the path double counts it:
+  keep one export per billing period (data exports overwrite their period in place).
+* Days are UTC days of ChargePeriodStart (`timestamp` for records); naive times mean UTC.
+* Rows whose ChargeCategory (case-insensitive) is not in `charge_categories` are left out of
+  the totals and reported per category in `df.attrs["excluded_cost"]`; credits and refunds
+  would otherwise hide or fake anomalies. Rows with no ChargeCategory (column absent or empty)
+  are kept.
+* The text "NULL" means null. A null region becomes "global", a null service or account
+  "unknown", a null currency "USD", a null cost 0.0. Text that is not a number is an error.
+* Dates are checked on every row read (a row cannot be placed in the range without one); costs
+  only on rows in [start, end], so an old bad row does not block every later day.
+* Folders named `billing_period=YYYY-MM` (any case) that cannot overlap [start, end] are pruned
+  from the listing and never opened. Files and folders starting with "." or "_" are skipped,
+  as pyarrow datasets do (Spark `_temporary`, `.crc`, `_SUCCESS`).
+* Only the needed columns are read (Parquet column projection, CSV `include_columns`), in
+  batches, and each batch is aggregated at once, so memory follows the number of series-days,
+  not of line items. CSV columns are read as text to keep account ids like 012345678901 intact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from sentinel_pipeline import schema
+from sentinel_pipeline.errors import SourceError
+
+SOURCE_NAME = "focus"
+COST_COLUMNS: tuple[str, ...] = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
+READ_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz", ".csv.gzip")
+DEFAULT_CURRENCY = "USD"
+GLOBAL_REGION = "global"
+UNKNOWN = "unknown"
+
+_BATCH_ROWS = 256 * 1024
+_PERIOD_RE = re.compile(r"^billing_period=(\d{4})-(\d{2})(?:-\d{2})?$", re.IGNORECASE)
+_UTC_SUFFIX = r"\s*UTC$"  # BigQuery (GCP FOCUS) writes "2025-01-31 00:00:00 UTC"
+_DENIED_MARKERS = ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")
+_FIX_PATH = "set SENTINEL_SOURCE_PATH to a folder or s3:// prefix holding FOCUS or CUR exports"
+_FORMATS = (
+    "Sentinel reads FOCUS 1.x exports (ChargePeriodStart, ServiceName, SubAccountId, a cost "
+    "column such as BilledCost; optional RegionId or Region, BillingCurrency, ChargeCategory) "
+    "or Sentinel records (timestamp, service, account, cost; optional region, currency)"
+)
+_GROUP_KEYS = ["usage_date", "service", "account_id", "region", "currency", "category"]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which column of one file plays which role, so every format aggregates the same way."""
+
+    kind: str
+    date: str
+    service: str
+    account: str
+    cost: str
+    region: str | None
+    currency: str | None
+    category: str | None
+
+    @property
+    def columns(self) -> list[str]:
+        """The projection: only these columns are read from the file."""
+        roles = [
+            self.date,
+            self.service,
+            self.account,
+            self.cost,
+            self.region,
+            self.currency,
+            self.category,
+        ]
+        return list(dict.fromkeys(c for c in roles if c is not None))
+
+
+def read_cost_files(
+    path: str,
+    start: dt.date,
+    end: dt.date,
+    cost_column: str = "BilledCost",
+    charge_categories: tuple[str, ...] = ("usage", "purchase", "tax"),
+) -> pd.DataFrame:
+    """Daily cost per series for UTC days in [start, end], from the export files under `path`.
+
+    Returns `schema.RAW_COLUMNS` (source "focus", estimated False), sorted by usage_date and
+    series, with attrs `excluded_cost` ({category: total} of rows left out by charge category)
+    and `files_read`. Raises SourceError, and returns nothing, on any bad file or value.
+    """
+    cost_column = _canonical_cost_column(cost_column)
+    if start > end:
+        raise SourceError(f"start {start} is after end {end}; ask for a range with start <= end")
+    keep = {c.strip().lower() for c in charge_categories}
+    fs, root, display_root = _open_filesystem(path)
+    files = _list_files(fs, root, display_root, path)
+    files = [(f, d) for f, d in files if _period_overlaps(_relative(f, root), start, end)]
+    day_start = np.datetime64(start, "D")
+    day_end = np.datetime64(end, "D")
+    parts: list[pd.DataFrame] = []
+    for file_path, display in files:
+        part = _read_file(fs, file_path, display, cost_column, day_start, day_end)
+        if not part.empty:
+            part["file"] = display
+            parts.append(part)
+    if parts:
+        rows = pd.concat(parts, ignore_index=True)
+    else:
+        rows = pd.DataFrame({c: pd.Series(dtype="object") for c in [*_GROUP_KEYS, "file"]})
+        rows["cost"] = pd.Series(dtype="float64")
+    kept_mask = (rows["category"] == "") | rows["category"].isin(keep)
+    excluded = rows[~kept_mask].groupby("category", sort=True)["cost"].sum()
+    kept = rows[kept_mask]
+    _check_one_currency(kept, path, start, end)
+    out = _finish(kept)
+    out.attrs["excluded_cost"] = {str(k): float(v) for k, v in excluded.items()}
+    out.attrs["files_read"] = len(files)
+    return out
+
+
+def _canonical_cost_column(cost_column: str) -> str:
+    """Accept the FOCUS cost metrics in any case; reject the rest before touching any file."""
+    for name in COST_COLUMNS:
+        if cost_column.strip().lower() == name.lower():
+            return name
+    raise SourceError(
+        f"unknown cost column {cost_column!r}; choose one of the FOCUS cost columns "
+        f"{', '.join(COST_COLUMNS)} (BilledCost is what the invoice shows)"
+    )
+
+
+def _open_filesystem(path: str) -> tuple[pafs.FileSystem, str, str]:
+    """Filesystem, path inside it, and the prefix that turns such a path back into a user URL.
+
+    S3 gets the endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL explicitly: recent
+    pyarrow reads them itself, older versions do not, and passing it also skips the
+    bucket-region lookup that a local S3 (MinIO, moto) cannot answer.
+    """
+    if "://" not in path:
+        local = os.path.abspath(os.path.expanduser(path))
+        return pafs.LocalFileSystem(), local, ""
+    scheme = path.split("://", 1)[0].lower()
+    try:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if scheme in ("s3", "s3a") and endpoint:
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            options: dict[str, str] = {"endpoint_override": endpoint}
+            if region:
+                options["region"] = region
+            fs: pafs.FileSystem = pafs.S3FileSystem(**options)
+            root = path.split("://", 1)[1].strip("/")
+        else:
+            fs, root = pafs.FileSystem.from_uri(path)
+            root = root.rstrip("/")
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise SourceError(f"cannot open cost source path {path!r}: {err}; {_FIX_PATH}") from err
+    prefix = "" if scheme == "file" else f"{scheme}://"
+    return fs, root, prefix
+
+
+def _list_files(fs: pafs.FileSystem, root: str, prefix: str, path: str) -> list[tuple[str, str]]:
+    """Readable export files under root, sorted, as (filesystem path, path shown to users)."""
+    with _os_errors(path, reading=False):
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.NotFound:
+            raise SourceError(f"cost source path {path!r} does not exist; {_FIX_PATH}")
+        if info.type == pafs.FileType.File:
+            if not _is_export(info.path):
+                raise SourceError(
+                    f"cost source file {path!r} is not a {_suffix_list()} file; {_FIX_PATH}"
+                )
+            return [(info.path, prefix + info.path)]
+        listing = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    found = [
+        i.path
+        for i in listing
+        if i.type == pafs.FileType.File and not _hidden(_relative(i.path, root))
+    ]
+    files = sorted(p for p in found if _is_export(p))
+    if not files:
+        others = f" (found {len(found)} other file(s), e.g. {found[0]!r})" if found else ""
+        raise SourceError(
+            f"no billing files under {path!r}{others}; Sentinel reads {_suffix_list()} files "
+            f"in the folder and its subfolders; {_FIX_PATH}"
+        )
+    return [(p, prefix + p) for p in files]
+
+
+def _suffix_list() -> str:
+    """The extensions read, for messages."""
+    return ", ".join(f"*{s}" for s in READ_SUFFIXES)
+
+
+def _is_export(file_path: str) -> bool:
+    """True for the file types this source reads (manifests, checksums etc. are ignored)."""
+    return file_path.lower().endswith(READ_SUFFIXES)
+
+
+def _relative(file_path: str, root: str) -> str:
+    """The part of a listed path below root, where partition folders are looked for."""
+    return file_path[len(root) :].lstrip("/") if file_path.startswith(root) else file_path
+
+
+def _hidden(relative: str) -> bool:
+    """Skip "_"/"." files and folders as pyarrow datasets and Spark do."""
+    return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
+
+
+def _period_overlaps(relative: str, start: dt.date, end: dt.date) -> bool:
+    """False when a billing_period=YYYY-MM folder on the path lies wholly outside [start, end]."""
+    for part in relative.split("/")[:-1]:
+        match = _PERIOD_RE.match(part)
+        if not match:
+            continue
+        year, month = int(match.group(1)), int(match.group(2))
+        if not 1 <= month <= 12:
+            continue
+        first = dt.date(year, month, 1)
+        following = dt.date(year + month // 12, month % 12 + 1, 1)
+        if following <= start or first > end:
+            return False
+    return True
+
+
+@contextmanager
+def _os_errors(display: str, reading: bool = True) -> Iterator[None]:
+    """Turn filesystem and parser errors into SourceErrors that name the file and the fix."""
+    try:
+        yield
+    except SourceError:
+        raise
+    except PermissionError as err:
+        raise _permission_error(display, err) from err
+    except pa.ArrowInvalid as err:
+        raise SourceError(
+            f"{display} cannot be read as {_format_name(display)}: {err}; re-export the file "
+            f"or remove it from the folder"
+        ) from err
+    except OSError as err:
+        text = str(err)
+        if any(marker in text for marker in _DENIED_MARKERS):
+            raise _permission_error(display, err) from err
+        action = "reading" if reading else "listing"
+        raise SourceError(
+            f"error {action} {display}: {text}; check that the path exists and is reachable"
+        ) from err
+
+
+def _permission_error(display: str, err: Exception) -> SourceError:
+    """The one message for unreadable files, local or S3."""
+    return SourceError(
+        f"permission denied reading {display} ({err}); fix permissions so the user running "
+        f"Sentinel can read it (local: chmod/chown; S3: allow s3:ListBucket and s3:GetObject "
+        f"on the prefix)"
+    )
+
+
+def _format_name(display: str) -> str:
+    """Parquet or CSV, from the file name."""
+    return "Parquet" if display.lower().endswith(".parquet") else "CSV"
+
+
+def _read_file(
+    fs: pafs.FileSystem,
+    file_path: str,
+    display: str,
+    cost_column: str,
+    start: np.datetime64,
+    end: np.datetime64,
+) -> pd.DataFrame:
+    """One file's in-range rows, aggregated per series, day, currency and charge category."""
+    with _os_errors(display):
+        if file_path.lower().endswith(".parquet"):
+            with fs.open_input_file(file_path) as handle:
+                parquet = pq.ParquetFile(handle)
+                layout = _resolve_layout(parquet.schema_arrow.names, display, cost_column)
+                batches = parquet.iter_batches(batch_size=_BATCH_ROWS, columns=layout.columns)
+                return _aggregate(batches, layout, display, False, start, end)
+        compression = None if file_path.lower().endswith(".csv") else "gzip"
+        with fs.open_input_stream(file_path, compression=compression) as handle:
+            names = pacsv.open_csv(handle).schema.names
+        layout = _resolve_layout(names, display, cost_column)
+        convert = pacsv.ConvertOptions(
+            include_columns=layout.columns,
+            column_types={c: pa.string() for c in layout.columns},
+            null_values=["", "NULL"],
+            strings_can_be_null=True,
+        )
+        with fs.open_input_stream(file_path, compression=compression) as handle:
+            reader = pacsv.open_csv(handle, convert_options=convert)
+            return _aggregate(reader, layout, display, True, start, end)
+
+
+def _resolve_layout(names: list[str], display: str, cost_column: str) -> _Layout:
+    """Recognise FOCUS or Sentinel records from the header; name what is missing otherwise."""
+    lookup: dict[str, str] = {}
+    for name in names:
+        lookup.setdefault(name.lower(), name)
+
+    def pick(*candidates: str) -> str | None:
+        for cand in candidates:
+            if cand in names:
+                return cand
+            if cand.lower() in lookup:
+                return lookup[cand.lower()]
+        return None
+
+    focus_required = ["ChargePeriodStart", "ServiceName", "SubAccountId", cost_column]
+    record_required = ["timestamp", "service", "account", "cost"]
+    focus_hits = sum(pick(c) is not None for c in focus_required)
+    record_hits = sum(pick(c) is not None for c in record_required)
+    if pick("ChargePeriodStart") or (focus_hits >= record_hits and pick("timestamp") is None):
+        kind, required = "FOCUS", focus_required
+    else:
+        kind, required = "Sentinel records", record_required
+    missing = [c for c in required if pick(c) is None]
+    if missing:
+        shown = ", ".join(names[:25]) + (
+            f", ... ({len(names) - 25} more)" if len(names) > 25 else ""
+        )
+        hint = ""
+        if kind == "FOCUS" and cost_column in missing:
+            present = [c for c in COST_COLUMNS if pick(c)]
+            if present:
+                hint = f" (cost columns present: {', '.join(present)}; select one as cost_column)"
+        raise SourceError(
+            f"{display}: missing required column(s) {', '.join(missing)} for a {kind} file"
+            f"{hint}; columns found: {shown or '(none)'}. {_FORMATS}; re-export the file with "
+            f"these columns or remove it from the folder"
+        )
+    if kind == "FOCUS":
+        return _Layout(
+            kind=kind,
+            date=str(pick("ChargePeriodStart")),
+            service=str(pick("ServiceName")),
+            account=str(pick("SubAccountId")),
+            cost=str(pick(cost_column)),
+            region=pick("RegionId") or pick("Region"),
+            currency=pick("BillingCurrency"),
+            category=pick("ChargeCategory"),
+        )
+    return _Layout(
+        kind=kind,
+        date=str(pick("timestamp")),
+        service=str(pick("service")),
+        account=str(pick("account")),
+        cost=str(pick("cost")),
+        region=pick("region"),
+        currency=pick("currency"),
+        category=None,
+    )
+
+
+def _aggregate(
+    batches: Iterable[pa.RecordBatch],
+    layout: _Layout,
+    display: str,
+    is_csv: bool,
+    start: np.datetime64,
+    end: np.datetime64,
+) -> pd.DataFrame:
+    """Aggregate a file batch by batch, keeping file row numbers for error messages."""
+    offset = 0
+    parts: list[pd.DataFrame] = []
+    for batch in batches:
+        if batch.num_rows:
+            part = _aggregate_batch(batch, layout, display, is_csv, offset, start, end)
+            if part is not None:
+                parts.append(part)
+        offset += batch.num_rows
+    if not parts:
+        return pd.DataFrame()
+    if len(parts) == 1:
+        return parts[0]
+    both = pd.concat(parts, ignore_index=True)
+    return both.groupby(_GROUP_KEYS, as_index=False, sort=False)["cost"].sum()
+
+
+def _aggregate_batch(
+    batch: pa.RecordBatch,
+    layout: _Layout,
+    display: str,
+    is_csv: bool,
+    offset: int,
+    start: np.datetime64,
+    end: np.datetime64,
+) -> pd.DataFrame | None:
+    """Parse, validate, range-filter and sum one batch; None when no row is in range."""
+    days = _utc_days(batch.column(layout.date), layout.date, display, is_csv, offset)
+    in_range = np.flatnonzero((days >= start) & (days <= end))
+    if in_range.size == 0:
+        return None
+    rows = pa.array(in_range)
+
+    def text(column: str | None, default: str, case: str | None = None) -> np.ndarray:
+        if column is None:
+            return np.full(in_range.size, default, dtype=object)
+        return _text(batch.column(column).take(rows), default, case)
+
+    cost_values = batch.column(layout.cost).take(rows)
+    frame = pd.DataFrame(
+        {
+            "usage_date": days[in_range],
+            "service": text(layout.service, UNKNOWN),
+            "account_id": text(layout.account, UNKNOWN),
+            "region": text(layout.region, GLOBAL_REGION),
+            "currency": text(layout.currency, DEFAULT_CURRENCY, "upper"),
+            "category": text(layout.category, "", "lower"),
+            "cost": _costs(cost_values, in_range, layout.cost, display, is_csv, offset),
+        }
+    )
+    return frame.groupby(_GROUP_KEYS, as_index=False, sort=False)["cost"].sum()
+
+
+def _row_ref(index: int, offset: int, is_csv: bool) -> str:
+    """1-based data row of a file (and its line for CSV, the header being line 1)."""
+    row = offset + index + 1
+    return f"data row {row} (line {row + 1})" if is_csv else f"data row {row}"
+
+
+def _clean_text(column: pa.Array) -> pa.Array:
+    """Trimmed text where "", "NULL" and nulls are all null (exports write NULL as text)."""
+    if isinstance(column.type, pa.DictionaryType):
+        column = column.dictionary_decode()
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = column.cast(pa.string())
+    column = pc.utf8_trim_whitespace(column)
+    is_null = pc.is_in(column, value_set=pa.array(["", "NULL"], type=column.type))
+    return pc.if_else(is_null, pa.scalar(None, type=column.type), column)
+
+
+def _utc_days(column: pa.Array, name: str, display: str, is_csv: bool, offset: int) -> np.ndarray:
+    """UTC calendar day of each timestamp; the first empty or unparsable value is an error."""
+    if isinstance(column.type, pa.DictionaryType):
+        column = column.dictionary_decode()
+    kind = column.type
+    raw: pd.Series | None = None
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        if pa.types.is_timestamp(kind) and kind.tz is not None:
+            column = column.cast(pa.timestamp(kind.unit))  # stored values are already UTC
+        days = column.to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    else:
+        raw = pd.Series(_clean_text(column).to_pandas(), dtype="object")
+        codes, uniques = pd.factorize(raw)  # parse each distinct text once (hourly exports)
+        texts = pd.Series(uniques, dtype="object").str.replace(_UTC_SUFFIX, "Z", regex=True)
+        stamps = pd.to_datetime(texts, utc=True, format="ISO8601", errors="coerce")
+        unique_days = stamps.dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+        days = np.append(unique_days, np.datetime64("NaT", "D"))[codes]  # code -1 -> NaT
+    bad = np.flatnonzero(np.isnat(days))
+    if bad.size:
+        index = int(bad[0])
+        value = None if raw is None else raw.iloc[index]
+        shown = "an empty value" if value is None else f"the value {value!r}"
+        raise SourceError(
+            f"{display}: column {name} has {shown} at {_row_ref(index, offset, is_csv)} that "
+            f"is not a date (first of {bad.size} here); {name} must be an ISO 8601 "
+            f"timestamp such as 2025-01-31T00:00:00Z (times without an offset are read as "
+            f"UTC); fix the file or re-export it"
+        )
+    return days
+
+
+def _text(column: pa.Array, default: str, case: str | None = None) -> np.ndarray:
+    """Labels as text; "", "NULL" and nulls become the default (e.g. region -> "global")."""
+    column = _clean_text(column)
+    if case == "upper":
+        column = pc.utf8_upper(column)
+    elif case == "lower":
+        column = pc.utf8_lower(column)
+    return column.fill_null(default).to_numpy(zero_copy_only=False).astype(object)
+
+
+def _costs(
+    column: pa.Array,
+    positions: np.ndarray,
+    name: str,
+    display: str,
+    is_csv: bool,
+    offset: int,
+) -> np.ndarray:
+    """Costs as float64; null is 0.0, text that is not a finite number is an error."""
+    if isinstance(column.type, pa.DictionaryType):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        values = column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+        raw = pd.Series(values, dtype="object")
+        bad = np.flatnonzero(~np.isfinite(values))
+    else:
+        raw = pd.Series(_clean_text(column).to_pandas(), dtype="object")
+        numbers = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+        missing = raw.isna().to_numpy()
+        bad = np.flatnonzero(~missing & ~np.isfinite(numbers))
+        values = np.where(missing, 0.0, numbers)
+    if bad.size:
+        index = int(bad[0])
+        raise SourceError(
+            f"{display}: column {name} has the value {raw.iloc[index]!r} at "
+            f"{_row_ref(int(positions[index]), offset, is_csv)} that is not a number "
+            f"(first of {bad.size} here); costs must be plain decimal numbers "
+            f"such as 12.34 (no currency symbols or thousands separators); fix the file or "
+            f"re-export it"
+        )
+    return values.astype("float64")
+
+
+def _check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.date) -> None:
+    """A series summed across currencies would be meaningless: stop and name it."""
+    if rows.empty:
+        return
+    per_series = rows.groupby(schema.SERIES_KEY, sort=True)["currency"].nunique()
+    mixed = per_series[per_series > 1]
+    if mixed.empty:
+        return
+    service, account, region = mixed.index[0]
+    series = rows[
+        (rows["service"] == service) & (rows["account_id"] == account) & (rows["region"] == region)
+    ]
+    details = []
+    for currency, group in series.groupby("currency", sort=True):
+        files = sorted(set(group["file"]))
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        details.append(f"{currency} (in {shown})")
+    more = f"; {len(mixed) - 1} other series are mixed too" if len(mixed) > 1 else ""
+    raise SourceError(
+        f"series service={service!r} account_id={account!r} region={region!r} has costs in "
+        f"more than one currency between {start} and {end} under {path!r}: "
+        f"{'; '.join(details)}{more}; export one billing currency per account, or filter the "
+        f"files to one BillingCurrency"
+    )
+
+
+def _finish(rows: pd.DataFrame) -> pd.DataFrame:
+    """Sum the kept rows per series and day and type them as raw_daily_costs."""
+    if rows.empty:
+        return schema.empty_frame(schema.RAW_COLUMNS)
+    keys = ["usage_date", *schema.SERIES_KEY, "currency"]
+    daily = rows.groupby(keys, as_index=False, sort=False)["cost"].sum()
+    daily["usage_date"] = pd.to_datetime(daily["usage_date"]).dt.date
+    daily["estimated"] = False
+    daily["source"] = SOURCE_NAME
+    daily = daily.sort_values(["usage_date", *schema.SERIES_KEY], kind="stable")
+    return schema.conform(daily, schema.RAW_COLUMNS)

@@ -1,0 +1,183 @@
+"""Parquet tables, one file per daily partition, in a local folder or under an s3:// prefix.
+
+Layout: ``{root}/{table}/date=YYYY-MM-DD/data.parquet`` (Hive style, so DuckDB, Athena, Spark and
+pyarrow read a whole table as one dataset). A partition is replaced whole: locally by writing a
+temporary file and renaming it, on S3 by a single PUT, so a failed run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sentinel_pipeline.errors import StorageError
+
+PARTITION_FILE = "data.parquet"
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    rest = url[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    return bucket, prefix.strip("/")
+
+
+class TableStore:
+    """Reads and writes the Sentinel tables under one root (local path or s3:// URL)."""
+
+    def __init__(self, root: str) -> None:
+        if not root:
+            raise StorageError("SENTINEL_DATA_DIR is empty: set it to a folder or an s3:// URL.")
+        self.root = root.rstrip("/") if root.startswith("s3://") else str(Path(root))
+        self.is_s3 = self.root.startswith("s3://")
+        self._s3: Any = None
+
+    # ----------------------------------------------------------------- paths
+    def _key(self, *parts: str) -> str:
+        return "/".join([*parts])
+
+    def partition_path(self, table: str, day: date) -> str:
+        """Where a day's file lives, for messages and for readers outside Sentinel."""
+        rel = self._key(table, f"date={day.isoformat()}", PARTITION_FILE)
+        return f"{self.root}/{rel}" if self.is_s3 else str(Path(self.root) / rel)
+
+    def _client(self) -> Any:
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    def _s3_key(self, rel: str) -> tuple[str, str]:
+        bucket, prefix = _split_s3(self.root)
+        return bucket, f"{prefix}/{rel}" if prefix else rel
+
+    # ------------------------------------------------------------ raw bytes
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Atomically replace one object; returns its full path."""
+        if self.is_s3:
+            bucket, key = self._s3_key(rel)
+            try:
+                self._client().put_object(Bucket=bucket, Key=key, Body=data)
+            except Exception as exc:  # botocore raises many types; all mean "cannot write"
+                raise StorageError(
+                    f"Cannot write s3://{bucket}/{key}: {type(exc).__name__}: {exc}. Check that the "
+                    "bucket exists and the credentials allow s3:PutObject."
+                ) from exc
+            return f"s3://{bucket}/{key}"
+        path = Path(self.root) / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot write {path}: {exc.strerror or exc}. Make SENTINEL_DATA_DIR "
+                f"({self.root}) a writable folder, or point it elsewhere."
+            ) from exc
+        return str(path)
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        if self.is_s3:
+            bucket, key = self._s3_key(rel)
+            client = self._client()
+            try:
+                return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except client.exceptions.NoSuchKey:
+                return None
+            except Exception as exc:
+                raise StorageError(f"Cannot read s3://{bucket}/{key}: {exc}") from exc
+        path = Path(self.root) / rel
+        if not path.exists():
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+
+    def list_dir(self, rel: str) -> list[str]:
+        """Names directly under a folder of the store (empty when it does not exist)."""
+        if self.is_s3:
+            bucket, key = self._s3_key(rel)
+            names: set[str] = set()
+            paginator = self._client().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/",
+                                           Delimiter="/"):
+                for cp in page.get("CommonPrefixes", []):
+                    names.add(cp["Prefix"].rstrip("/").rsplit("/", 1)[-1])
+                for obj in page.get("Contents", []):
+                    names.add(obj["Key"].rsplit("/", 1)[-1])
+            return sorted(names)
+        path = Path(self.root) / rel
+        return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+    def write_json(self, rel: str, payload: Any) -> str:
+        return self.write_bytes(rel, json.dumps(payload, indent=2, default=str).encode())
+
+    def read_json(self, rel: str) -> Any | None:
+        data = self.read_bytes(rel)
+        return None if data is None else json.loads(data)
+
+    # --------------------------------------------------------------- tables
+    def write_partition(self, table: str, day: date, df: pd.DataFrame) -> str:
+        """Replace one day's file of a table with exactly these rows."""
+        arrow = pa.Table.from_pandas(df, preserve_index=False)
+        buf = io.BytesIO()
+        pq.write_table(arrow, buf, compression="zstd")
+        rel = self._key(table, f"date={day.isoformat()}", PARTITION_FILE)
+        return self.write_bytes(rel, buf.getvalue())
+
+    def read_partition(self, table: str, day: date) -> pd.DataFrame | None:
+        """One day's rows, or None when that partition was never written."""
+        data = self.read_bytes(self._key(table, f"date={day.isoformat()}", PARTITION_FILE))
+        if data is None:
+            return None
+        return pq.read_table(io.BytesIO(data)).to_pandas()
+
+    def read_days(self, table: str, days: Iterable[date]) -> pd.DataFrame:
+        """Rows of the given days that exist, concatenated (an empty frame if none)."""
+        frames = [f for d in days if (f := self.read_partition(table, d)) is not None]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    def read_range(self, table: str, start: date, end: date) -> pd.DataFrame:
+        """Rows of the days from start to end inclusive (missing days are skipped)."""
+        n = (end - start).days + 1
+        return self.read_days(table, (start + timedelta(days=i) for i in range(max(n, 0))))
+
+    def partitions(self, table: str) -> list[date]:
+        """Days that have a file in a table."""
+        out = []
+        for name in self.list_dir(table):
+            if name.startswith("date="):
+                try:
+                    out.append(date.fromisoformat(name[len("date=") :]))
+                except ValueError:
+                    continue
+        return sorted(out)
+
+    def check_writable(self) -> str:
+        """Write and delete a probe object; raises StorageError with the fix if it fails."""
+        rel = f"_probe/{uuid.uuid4().hex}"
+        path = self.write_bytes(rel, b"ok")
+        if self.is_s3:
+            bucket, key = self._s3_key(rel)
+            self._client().delete_object(Bucket=bucket, Key=key)
+        else:
+            Path(path).unlink(missing_ok=True)
+        return path

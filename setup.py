@@ -1,0 +1,5 @@
+"""Thin shim: packaging lives in pyproject.toml."""
+
+from setuptools import setup
+
+setup()
