@@ -458,8 +458,7 @@ def _utc_days(column: pa.Array, name: str, display: str, is_csv: bool, offset: i
     kind = column.type
     raw: pd.Series | None = None
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        if pa.types.is_timestamp(kind) and kind.tz is not None:
-            column = column.cast(pa.timestamp(kind.unit))  # stored values are already UTC
+        # Arrow stores zoned timestamps as UTC instants and numpy gets those; naive ones are UTC.
         days = column.to_numpy(zero_copy_only=False).astype("datetime64[D]")
     else:
         raw = pd.Series(_clean_text(column).to_pandas(), dtype="object")
