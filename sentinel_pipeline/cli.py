@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from sentinel_pipeline.errors import ConfigError, SentinelError
+from sentinel_pipeline.settings import setting
 
 DEFAULT_DAGSTER_HOME = "./.sentinel/dagster"
-DEFAULT_DATA_DIR = "./.sentinel/data"
 TABLE_LIMIT_CHARS = 60
 
 
@@ -31,10 +32,16 @@ def _prepare_environment() -> None:
         raise ConfigError(f"DAGSTER_HOME={home} cannot be created ({exc.strerror}): "
                           "point DAGSTER_HOME at a writable folder.") from exc
     os.environ["DAGSTER_HOME"] = str(home)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        # An empty file means "SQLite storage in DAGSTER_HOME", and silences Dagster's notice.
+        instance_yaml.touch()
+    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
 
 
 def _data_dir() -> str:
-    return os.environ.get("SENTINEL_DATA_DIR") or DEFAULT_DATA_DIR
+    return setting("SENTINEL_DATA_DIR")
 
 
 def _store() -> Any:
@@ -91,7 +98,7 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
 
     _check_partition_range(start, end)
     _store().check_writable()
-    job = defs.get_job_def("sentinel_daily_job")
+    job = defs.resolve_job_def("sentinel_daily_job")
     tags = {"sentinel/trigger": "cli"}
     partition_key = None
     if start == end:
@@ -99,7 +106,9 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
     else:
         tags |= {"dagster/asset_partition_range_start": start.isoformat(),
                  "dagster/asset_partition_range_end": end.isoformat()}
-    run_config = {"resources": {"detection": {"config": detection}}} if detection else None
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if detection:
+        run_config["resources"] = {"detection": {"config": detection}}
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance, partition_key=partition_key, tags=tags, run_config=run_config,
@@ -158,7 +167,7 @@ def _emit(df: pd.DataFrame, columns: list[str], fmt: str) -> None:
 
 # --------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
-    source = os.environ.get("SENTINEL_SOURCE", "demo")
+    source = setting("SENTINEL_SOURCE")
     if source != "demo":
         raise ConfigError(
             f"sentinel demo writes demo data into SENTINEL_DATA_DIR ({_data_dir()}), but "

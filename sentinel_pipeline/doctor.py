@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from sentinel_pipeline.errors import SentinelError
+from sentinel_pipeline.settings import setting
 
 Check = tuple[bool, str]
 
@@ -24,14 +25,14 @@ def run_checks() -> list[Check]:
     except ValueError as exc:
         checks.append((False, str(exc)))
 
-    source = os.environ.get("SENTINEL_SOURCE") or "demo"
+    source = setting("SENTINEL_SOURCE")
     from sentinel_pipeline.resources import SOURCES
 
     if source not in SOURCES:
         checks.append((False, f"SENTINEL_SOURCE={source!r} is unknown: use one of "
                               f"{', '.join(SOURCES)}."))
     elif source == "focus":
-        path = os.environ.get("SENTINEL_SOURCE_PATH", "")
+        path = setting("SENTINEL_SOURCE_PATH")
         if not path:
             checks.append((False, "SENTINEL_SOURCE=focus needs SENTINEL_SOURCE_PATH (folder or "
                                   "s3:// prefix of FOCUS exports)."))
@@ -44,7 +45,7 @@ def run_checks() -> list[Check]:
     else:
         checks.append((True, "source: demo (synthetic costs, no cloud account needed)"))
 
-    data_dir = os.environ.get("SENTINEL_DATA_DIR") or "./.sentinel/data"
+    data_dir = setting("SENTINEL_DATA_DIR")
     try:
         from sentinel_pipeline.storage import TableStore
 
@@ -65,7 +66,7 @@ def run_checks() -> list[Check]:
         checks.append((False, f"definitions fail to load: {type(exc).__name__}: {exc}"))
 
     token = os.environ.get("SLACK_BOT_TOKEN")
-    channel = os.environ.get("SLACK_CHANNEL") or "#cost-alerts"
+    channel = setting("SLACK_CHANNEL")
     checks.append((True, f"Slack: SLACK_BOT_TOKEN {_is_set('SLACK_BOT_TOKEN')}, channel {channel}"
                          + ("" if token else " (dry run: alerts go to the outbox folder)")))
     checks.append((True, f"Claude: ANTHROPIC_API_KEY {_is_set('ANTHROPIC_API_KEY')} "

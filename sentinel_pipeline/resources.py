@@ -16,9 +16,10 @@ from sentinel_pipeline.annotation import fallback
 from sentinel_pipeline.delivery.sinks import AlertSink, OutboxSink, SlackSink
 from sentinel_pipeline.detection import METHODS, DetectionConfig
 from sentinel_pipeline.errors import ConfigError
+from sentinel_pipeline.settings import DEFAULTS
 from sentinel_pipeline.storage import TableStore
 
-DEFAULT_DATA_DIR = "./.sentinel/data"
+DEFAULT_DATA_DIR = DEFAULTS["SENTINEL_DATA_DIR"]
 SOURCES: tuple[str, ...] = ("demo", "focus", "cost_explorer", "cur")
 
 

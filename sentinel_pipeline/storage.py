@@ -71,8 +71,8 @@ class TableStore:
                 self._client().put_object(Bucket=bucket, Key=key, Body=data)
             except Exception as exc:  # botocore raises many types; all mean "cannot write"
                 raise StorageError(
-                    f"Cannot write s3://{bucket}/{key}: {type(exc).__name__}: {exc}. Check that the "
-                    "bucket exists and the credentials allow s3:PutObject."
+                    f"Cannot write s3://{bucket}/{key}: {type(exc).__name__}: {exc}. Check that "
+                    "the bucket exists and the credentials allow s3:PutObject."
                 ) from exc
             return f"s3://{bucket}/{key}"
         path = Path(self.root) / rel

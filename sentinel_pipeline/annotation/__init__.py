@@ -1,1 +1,1 @@
-"""Plain-words explanations of anomalies (deterministic now; Claude slots in behind the same call)."""
+"""Plain-words explanations of anomalies (deterministic now; Claude slots in behind it)."""

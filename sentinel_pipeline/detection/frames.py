@@ -22,12 +22,13 @@ class CostMatrix:
 
 
 def to_matrix(rows: pd.DataFrame, first: date, last: date) -> CostMatrix:
-    """Pivot rows with usage_date in [first, last] into a dense matrix (rows outside are dropped)."""
+    """Pivot rows with usage_date in [first, last] into a dense matrix (others are dropped)."""
     n_days = (last - first).days + 1
     days = [first + timedelta(days=i) for i in range(max(n_days, 0))]
     if rows is None or len(rows) == 0 or n_days <= 0:
         empty_keys = pd.DataFrame({k: pd.Series([], dtype="string") for k in SERIES_KEY})
-        return CostMatrix(empty_keys, days, np.zeros((0, len(days))), np.zeros((0, len(days)), bool))
+        shape = (0, len(days))
+        return CostMatrix(empty_keys, days, np.zeros(shape), np.zeros(shape, dtype=bool))
     day_numbers = pd.to_datetime(rows["usage_date"]).to_numpy(dtype="datetime64[D]")
     offsets = (day_numbers - np.datetime64(first, "D")).astype(np.int64)
     inside = (offsets >= 0) & (offsets < n_days)

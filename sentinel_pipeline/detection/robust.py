@@ -32,7 +32,7 @@ ABSOLUTE_SCALE_FLOOR = 0.01  # dollars: keeps scores finite on all-zero history
 MIN_WEEKS_FOR_PROFILE = 2
 YOUNG_DAYS = 14  # a series younger than this has no known weekly shape yet
 YOUNG_SCALE_FLOOR = 0.25  # so its normal weekday swings are not alerts
-WARM_HISTORY_DAYS = 7  # before the table has this much history, every series looks new
+WARM_HISTORY_DAYS = 35  # "new" needs a full billing month seen, or monthly fees look new
 
 
 def _same_day_last_month(day: date) -> date:

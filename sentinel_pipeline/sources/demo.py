@@ -92,6 +92,7 @@ import pyarrow as pa
 from sentinel_pipeline.schema import RAW_COLUMNS, conform
 
 DEFAULT_SERIES_COUNT: int = 30
+SOURCE_NAME: str = "demo"
 
 ANOMALY_COLUMNS: list[str] = [
     "start_date",
@@ -655,11 +656,19 @@ def _chunk_cells(
 
 
 def _string_column(names: np.ndarray, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """A pandas "string" column built from a small vocabulary via Arrow (fast for millions)."""
+    """A pandas "string" column from a small vocabulary, built in Arrow (fast for millions)."""
     dictionary = pa.DictionaryArray.from_arrays(
-        pa.array(codes, type=pa.int64()), pa.array(list(names), type=pa.string())
+        pa.array(codes.astype(np.int32)), pa.array(list(names), type=pa.string())
     )
     return pd.arrays.ArrowStringArray(dictionary.cast(pa.large_string()))
+
+
+def _constant_string_column(value: str, n: int) -> pd.api.extensions.ExtensionArray:
+    """A pandas "string" column holding ``value`` n times, built straight from Arrow buffers."""
+    data = value.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
+    return pd.arrays.ArrowStringArray(array)
 
 
 def _generate(
@@ -687,6 +696,7 @@ def _generate(
     ords = np.concatenate([x[0] for x in parts])
     pos = np.concatenate([x[1] for x in parts])
     cost = np.concatenate([x[2] for x in parts])
+    del parts  # the output is large; free the blocks before building the frame
 
     svc_names, svc_codes = np.unique(p.service, return_inverse=True)
     reg_names, reg_codes = np.unique(p.region, return_inverse=True)
@@ -699,11 +709,12 @@ def _generate(
             "account_id": _string_column(_account_ids(acc_numbers), acc_codes[pos]),
             "region": _string_column(_REGION_ARR[reg_names], reg_codes[pos]),
             "cost": cost,
-            "currency": _string_column(np.array(["USD"]), np.zeros(n, dtype=np.int64)),
+            "currency": _constant_string_column("USD", n),
             "estimated": np.zeros(n, dtype=bool),
-            "source": _string_column(np.array(["demo"]), np.zeros(n, dtype=np.int64)),
+            "source": _constant_string_column(SOURCE_NAME, n),
         }
     )
+    del ords, pos, cost
     return conform(frame, RAW_COLUMNS)
 
 

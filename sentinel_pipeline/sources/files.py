@@ -57,6 +57,7 @@ GLOBAL_REGION = "global"
 UNKNOWN = "unknown"
 
 _BATCH_ROWS = 256 * 1024
+_CSV_BLOCK_BYTES = 16 * 1024 * 1024  # larger CSV batches: per-batch overhead dominates at 1 MB
 _PERIOD_RE = re.compile(r"^billing_period=(\d{4})-(\d{2})(?:-\d{2})?$", re.IGNORECASE)
 _UTC_SUFFIX = r"\s*UTC$"  # BigQuery (GCP FOCUS) writes "2025-01-31 00:00:00 UTC"
 _DENIED_MARKERS = ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")
@@ -119,14 +120,13 @@ def read_cost_files(
     files = [(f, d) for f, d in files if _period_overlaps(_relative(f, root), start, end)]
     day_start = np.datetime64(start, "D")
     day_end = np.datetime64(end, "D")
-    parts: list[pd.DataFrame] = []
+    parts: list[pa.Table] = []
     for file_path, display in files:
         part = _read_file(fs, file_path, display, cost_column, day_start, day_end)
-        if not part.empty:
-            part["file"] = display
-            parts.append(part)
+        if part is not None:
+            parts.append(part.append_column("file", pa.repeat(pa.scalar(display), len(part))))
     if parts:
-        rows = pd.concat(parts, ignore_index=True)
+        rows = pa.concat_tables(parts).to_pandas()
     else:
         rows = pd.DataFrame({c: pd.Series(dtype="object") for c in [*_GROUP_KEYS, "file"]})
         rows["cost"] = pd.Series(dtype="float64")
@@ -289,7 +289,7 @@ def _read_file(
     cost_column: str,
     start: np.datetime64,
     end: np.datetime64,
-) -> pd.DataFrame:
+) -> pa.Table | None:
     """One file's in-range rows, aggregated per series, day, currency and charge category."""
     with _os_errors(display):
         if file_path.lower().endswith(".parquet"):
@@ -309,7 +309,8 @@ def _read_file(
             strings_can_be_null=True,
         )
         with fs.open_input_stream(file_path, compression=compression) as handle:
-            reader = pacsv.open_csv(handle, convert_options=convert)
+            read = pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES)
+            reader = pacsv.open_csv(handle, read_options=read, convert_options=convert)
             return _aggregate(reader, layout, display, True, start, end)
 
 
@@ -380,10 +381,10 @@ def _aggregate(
     is_csv: bool,
     start: np.datetime64,
     end: np.datetime64,
-) -> pd.DataFrame:
+) -> pa.Table | None:
     """Aggregate a file batch by batch, keeping file row numbers for error messages."""
     offset = 0
-    parts: list[pd.DataFrame] = []
+    parts: list[pa.Table] = []
     for batch in batches:
         if batch.num_rows:
             part = _aggregate_batch(batch, layout, display, is_csv, offset, start, end)
@@ -391,11 +392,14 @@ def _aggregate(
                 parts.append(part)
         offset += batch.num_rows
     if not parts:
-        return pd.DataFrame()
-    if len(parts) == 1:
-        return parts[0]
-    both = pd.concat(parts, ignore_index=True)
-    return both.groupby(_GROUP_KEYS, as_index=False, sort=False)["cost"].sum()
+        return None
+    return parts[0] if len(parts) == 1 else _sum_groups(pa.concat_tables(parts))
+
+
+def _sum_groups(table: pa.Table) -> pa.Table:
+    """Sum cost per group key in Arrow, single-threaded so reruns give bit-identical sums."""
+    summed = table.group_by(_GROUP_KEYS, use_threads=False).aggregate([("cost", "sum")])
+    return pa.table({**{k: summed[k] for k in _GROUP_KEYS}, "cost": summed["cost_sum"]})
 
 
 def _aggregate_batch(
@@ -406,7 +410,7 @@ def _aggregate_batch(
     offset: int,
     start: np.datetime64,
     end: np.datetime64,
-) -> pd.DataFrame | None:
+) -> pa.Table | None:
     """Parse, validate, range-filter and sum one batch; None when no row is in range."""
     days = _utc_days(batch.column(layout.date), layout.date, display, is_csv, offset)
     in_range = np.flatnonzero((days >= start) & (days <= end))
@@ -414,15 +418,15 @@ def _aggregate_batch(
         return None
     rows = pa.array(in_range)
 
-    def text(column: str | None, default: str, case: str | None = None) -> np.ndarray:
+    def text(column: str | None, default: str, case: str | None = None) -> pa.Array:
         if column is None:
-            return np.full(in_range.size, default, dtype=object)
+            return pa.repeat(pa.scalar(default), in_range.size)
         return _text(batch.column(column).take(rows), default, case)
 
     cost_values = batch.column(layout.cost).take(rows)
-    frame = pd.DataFrame(
+    table = pa.table(
         {
-            "usage_date": days[in_range],
+            "usage_date": pa.array(days[in_range]),
             "service": text(layout.service, UNKNOWN),
             "account_id": text(layout.account, UNKNOWN),
             "region": text(layout.region, GLOBAL_REGION),
@@ -431,7 +435,7 @@ def _aggregate_batch(
             "cost": _costs(cost_values, in_range, layout.cost, display, is_csv, offset),
         }
     )
-    return frame.groupby(_GROUP_KEYS, as_index=False, sort=False)["cost"].sum()
+    return _sum_groups(table)
 
 
 def _row_ref(index: int, offset: int, is_csv: bool) -> str:
@@ -456,21 +460,22 @@ def _utc_days(column: pa.Array, name: str, display: str, is_csv: bool, offset: i
     if isinstance(column.type, pa.DictionaryType):
         column = column.dictionary_decode()
     kind = column.type
-    raw: pd.Series | None = None
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         # Arrow stores zoned timestamps as UTC instants and numpy gets those; naive ones are UTC.
         days = column.to_numpy(zero_copy_only=False).astype("datetime64[D]")
     else:
-        raw = pd.Series(_clean_text(column).to_pandas(), dtype="object")
-        codes, uniques = pd.factorize(raw)  # parse each distinct text once (hourly exports)
-        texts = pd.Series(uniques, dtype="object").str.replace(_UTC_SUFFIX, "Z", regex=True)
+        column = _clean_text(column)
+        encoded = pc.dictionary_encode(column)  # parse each distinct text once (hourly exports)
+        texts = pd.Series(encoded.dictionary.to_pylist(), dtype="object")
+        texts = texts.str.replace(_UTC_SUFFIX, "Z", regex=True)
         stamps = pd.to_datetime(texts, utc=True, format="ISO8601", errors="coerce")
         unique_days = stamps.dt.tz_localize(None).to_numpy().astype("datetime64[D]")
-        days = np.append(unique_days, np.datetime64("NaT", "D"))[codes]  # code -1 -> NaT
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        days = np.append(unique_days, np.datetime64("NaT", "D"))[codes]  # null (-1) -> NaT
     bad = np.flatnonzero(np.isnat(days))
     if bad.size:
         index = int(bad[0])
-        value = None if raw is None else raw.iloc[index]
+        value = column[index].as_py() if not pa.types.is_temporal(column.type) else None
         shown = "an empty value" if value is None else f"the value {value!r}"
         raise SourceError(
             f"{display}: column {name} has {shown} at {_row_ref(index, offset, is_csv)} that "
@@ -481,14 +486,14 @@ def _utc_days(column: pa.Array, name: str, display: str, is_csv: bool, offset: i
     return days
 
 
-def _text(column: pa.Array, default: str, case: str | None = None) -> np.ndarray:
+def _text(column: pa.Array, default: str, case: str | None = None) -> pa.Array:
     """Labels as text; "", "NULL" and nulls become the default (e.g. region -> "global")."""
     column = _clean_text(column)
     if case == "upper":
         column = pc.utf8_upper(column)
     elif case == "lower":
         column = pc.utf8_lower(column)
-    return column.fill_null(default).to_numpy(zero_copy_only=False).astype(object)
+    return column.fill_null(default).cast(pa.string())
 
 
 def _costs(
@@ -498,31 +503,30 @@ def _costs(
     display: str,
     is_csv: bool,
     offset: int,
-) -> np.ndarray:
-    """Costs as float64; null is 0.0, text that is not a finite number is an error."""
+) -> pa.Array:
+    """Costs as float64; null is 0.0, anything else that is not a finite number is an error."""
     if isinstance(column.type, pa.DictionaryType):
         column = column.dictionary_decode()
     kind = column.type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        values = column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
-        raw = pd.Series(values, dtype="object")
-        bad = np.flatnonzero(~np.isfinite(values))
-    else:
-        raw = pd.Series(_clean_text(column).to_pandas(), dtype="object")
-        numbers = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
-        missing = raw.isna().to_numpy()
-        bad = np.flatnonzero(~missing & ~np.isfinite(numbers))
-        values = np.where(missing, 0.0, numbers)
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        column = _clean_text(column)
+    missing = column.is_null().to_numpy(zero_copy_only=False)
+    try:
+        numbers = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # some text is not a number
+        texts = pd.Series(column.to_pylist(), dtype="object")
+        numbers = pd.to_numeric(texts, errors="coerce").to_numpy(dtype="float64")
+    bad = np.flatnonzero(~missing & ~np.isfinite(numbers))
     if bad.size:
         index = int(bad[0])
         raise SourceError(
-            f"{display}: column {name} has the value {raw.iloc[index]!r} at "
+            f"{display}: column {name} has the value {column[index].as_py()!r} at "
             f"{_row_ref(int(positions[index]), offset, is_csv)} that is not a number "
             f"(first of {bad.size} here); costs must be plain decimal numbers "
             f"such as 12.34 (no currency symbols or thousands separators); fix the file or "
             f"re-export it"
         )
-    return values.astype("float64")
+    return pa.array(np.where(missing, 0.0, numbers), pa.float64())
 
 
 def _check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.date) -> None:
