@@ -2,14 +2,11 @@
 
 import dagster as dg
 
-from sentinel_pipeline.partitions import daily_partitions
-
 ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "annotated_alerts"]
 
 sentinel_daily_job = dg.define_asset_job(
     name="sentinel_daily_job",
     selection=dg.AssetSelection.assets(*ASSET_NAMES),
-    partitions_def=daily_partitions,
     tags={"sentinel/pipeline": "daily"},
     description="Fetch, baseline, detect and annotate one day (or a range in a single run).",
 )

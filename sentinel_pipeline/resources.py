@@ -110,6 +110,11 @@ class AlertSinkResource(dg.ConfigurableResource):
     slack_api_url: str = Field(default="https://slack.com/api/",
                                description="SENTINEL_SLACK_API_URL")
     dagster_url: str = Field(default="", description="SENTINEL_DAGSTER_URL, for links")
+    max_age_days: int = Field(
+        default=7,
+        description="alerts about days older than this are not posted, so backfilling a year "
+        "of history does not flood the channel (they stay in annotated_alerts)",
+    )
 
     def sink(self, store: TableStore) -> AlertSink:
         if self.slack_bot_token:

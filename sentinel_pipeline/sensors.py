@@ -1,5 +1,7 @@
 """The alert sensor: sends each new annotated alert to Slack (or the outbox) exactly once."""
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 
 from sentinel_pipeline.delivery.deliver import deliver_day
@@ -35,9 +37,13 @@ def alert_delivery_sensor(
     store = storage.store()
     ledger = DeliveryLedger(store)
     sink = alert_sink.sink(store)
+    oldest = (datetime.now(UTC).date() - timedelta(days=alert_sink.max_age_days)).isoformat()
     cursor, done = after, set()
     for record in records:
         day = record.partition_key
+        if day and day < oldest and day not in done:
+            context.log.info(f"{day}: older than {alert_sink.max_age_days} days, not posted")
+            done.add(day)
         if day and day not in done:
             try:
                 result = deliver_day(store, sink, ledger, day, alert_sink.dagster_url)

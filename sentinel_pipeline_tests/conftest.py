@@ -1,0 +1,85 @@
+"""Shared fixtures: a tmp data dir and Dagster instance, and a helper to run the daily job."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+
+@pytest.fixture
+def sentinel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Environment of a fresh install: demo source, data dir and DAGSTER_HOME under tmp_path."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("SENTINEL_SOURCE", "demo")
+    monkeypatch.setenv("SENTINEL_SOURCE_PATH", "")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "")
+    monkeypatch.setenv("SENTINEL_DAGSTER_URL", "")
+    return data_dir
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    (tmp_path / "instance").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as test_instance:
+        yield test_instance
+
+
+def run_days(
+    instance: dg.DagsterInstance,
+    start: date,
+    end: date,
+    run_config: dict[str, Any] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Run the real daily job of the Definitions for a day or a range, in one run."""
+    from sentinel_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("sentinel_daily_job")
+    if start == end:
+        return job.execute_in_process(instance=instance, partition_key=start.isoformat(),
+                                      run_config=run_config, raise_on_error=raise_on_error)
+    tags = {"dagster/asset_partition_range_start": start.isoformat(),
+            "dagster/asset_partition_range_end": end.isoformat()}
+    return job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
+                                  raise_on_error=raise_on_error)
+
+
+BACKFILL_START = date(2025, 1, 1)
+BACKFILL_END = date(2025, 3, 31)
+
+
+class Backfill:
+    """A demo backfill run once per test session, shared read-only by the tests."""
+
+    def __init__(self, instance: dg.DagsterInstance, data_dir: Path,
+                 result: dg.ExecuteInProcessResult) -> None:
+        self.instance = instance
+        self.data_dir = data_dir
+        self.result = result
+        self.start = BACKFILL_START
+        self.end = BACKFILL_END
+
+
+@pytest.fixture(scope="session")
+def demo_backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
+    """90 days of demo data through the four assets, in one run, on a real test instance."""
+    root = tmp_path_factory.mktemp("backfill")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SENTINEL_DATA_DIR", str(root / "data"))
+        mp.setenv("SENTINEL_SOURCE", "demo")
+        mp.setenv("SLACK_BOT_TOKEN", "")
+        (root / "instance").mkdir()
+        with dg.instance_for_test(temp_dir=str(root / "instance")) as test_instance:
+            result = run_days(test_instance, BACKFILL_START, BACKFILL_END)
+            yield Backfill(test_instance, root / "data", result)

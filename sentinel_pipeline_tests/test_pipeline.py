@@ -1,0 +1,209 @@
+"""The four assets through the real Definitions, job and a real Dagster instance on tmp folders."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from sentinel_pipeline.definitions import defs
+from sentinel_pipeline.schema import (
+    ALERT_COLUMNS,
+    ANOMALY_COLUMNS,
+    BASELINE_COLUMNS,
+    RAW_COLUMNS,
+)
+from sentinel_pipeline.sources.demo import demo_known_anomalies
+from sentinel_pipeline.storage import TableStore
+from sentinel_pipeline_tests.conftest import Backfill, run_days
+
+TABLES = {
+    "raw_daily_costs": RAW_COLUMNS,
+    "cost_baselines": BASELINE_COLUMNS,
+    "cost_anomalies": ANOMALY_COLUMNS,
+    "annotated_alerts": ALERT_COLUMNS,
+}
+
+
+def test_definition_graph_is_pinned() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == set(TABLES)
+    parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys}
+               for k in TABLES}
+    assert parents == {
+        "raw_daily_costs": set(),
+        "cost_baselines": {"raw_daily_costs"},
+        "cost_anomalies": {"raw_daily_costs", "cost_baselines"},
+        "annotated_alerts": {"cost_anomalies"},
+    }
+    for key in TABLES:
+        node = graph.get(dg.AssetKey(key))
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
+        assert node.partitions_def.timezone == "UTC"
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.description
+    mapping = graph.get(dg.AssetKey("cost_baselines")).partition_mappings[
+        dg.AssetKey("raw_daily_costs")]
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping)
+    assert mapping.end_offset == -1 and mapping.start_offset < -30
+    assert defs.resolve_job_def("sentinel_daily_job") is not None
+    schedule = defs.resolve_schedule_def("sentinel_daily_schedule")
+    assert schedule.cron_schedule == "0 9 * * *"
+    assert schedule.execution_timezone in (None, "UTC")
+    assert defs.resolve_sensor_def("alert_delivery_sensor") is not None
+
+
+def test_backfill_is_one_run_writing_one_file_per_day(demo_backfill: Backfill) -> None:
+    assert demo_backfill.result.success
+    assert len(demo_backfill.instance.get_runs()) >= 1
+    run_ids = {demo_backfill.result.run_id}
+    days = pd.date_range(demo_backfill.start, demo_backfill.end).date
+    for table, columns in TABLES.items():
+        records = demo_backfill.instance.fetch_materializations(
+            dg.AssetKey(table), limit=1000).records
+        from_backfill = [r for r in records if r.run_id in run_ids]
+        assert sorted({r.partition_key for r in from_backfill}) == [d.isoformat() for d in days]
+        for day in days:
+            path = demo_backfill.data_dir / table / f"date={day}" / "data.parquet"
+            assert path.exists(), path
+        sample = pd.read_parquet(demo_backfill.data_dir / table / f"date={days[-1]}" /
+                                 "data.parquet")
+        assert list(sample.columns[: len(columns)]) == columns
+
+
+def test_raw_table_reads_as_one_hive_dataset(demo_backfill: Backfill) -> None:
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(demo_backfill.data_dir / "raw_daily_costs", format="parquet",
+                         partitioning="hive")
+    table = dataset.to_table()
+    assert table.num_rows > 90 * 20
+    assert set(RAW_COLUMNS) <= set(table.column_names)
+    assert table.schema.field("cost").type == "double"
+
+
+def test_demo_known_anomalies_are_detected(demo_backfill: Backfill) -> None:
+    store = TableStore(str(demo_backfill.data_dir))
+    # Leave the first 5 weeks for the baselines to learn.
+    start = demo_backfill.start + timedelta(days=35)
+    known = demo_known_anomalies(start, demo_backfill.end)
+    assert len(known) >= 3
+    found = store.read_range("cost_anomalies", start, demo_backfill.end)
+    found["usage_date"] = pd.to_datetime(found["usage_date"]).dt.date
+    hits = 0
+    for event in known.itertuples():
+        match = found[(found["service"] == event.service)
+                      & (found["account_id"] == event.account_id)
+                      & (found["usage_date"] >= event.start_date)
+                      & (found["usage_date"] <= event.start_date + timedelta(days=2))]
+        hits += len(match) > 0
+    assert hits == len(known), f"found {hits} of {len(known)} known anomalies"
+
+
+def test_alerts_carry_explanations_and_metadata(demo_backfill: Backfill) -> None:
+    store = TableStore(str(demo_backfill.data_dir))
+    alerts = store.read_range("annotated_alerts", demo_backfill.start, demo_backfill.end)
+    assert len(alerts) > 0
+    assert (alerts["kind"] != "drop").all()
+    assert alerts["explanation"].str.len().min() > 40
+    assert set(alerts["annotator"]) == {"fallback"}
+    events = demo_backfill.result.asset_materializations_for_node("cost_anomalies")
+    metadata = events[-1].metadata
+    assert metadata["dagster/row_count"].value > 0
+    assert "| usage_date |" in metadata["top_anomalies"].value
+    raw_meta = demo_backfill.result.asset_materializations_for_node("raw_daily_costs")[-1].metadata
+    assert raw_meta["total_cost"].value > 0 and raw_meta["series"].value >= 20
+
+
+def test_rerun_of_one_day_rewrites_only_that_day_with_the_same_rows(
+    demo_backfill: Backfill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(demo_backfill.data_dir, data_dir)
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SENTINEL_SOURCE", "demo")
+    day = date(2025, 3, 15)
+    before = {p: p.stat().st_mtime_ns for p in data_dir.rglob("*.parquet")}
+    result = run_days(demo_backfill.instance, day, day)
+    assert result.success
+    changed = {p for p in data_dir.rglob("*.parquet") if p.stat().st_mtime_ns != before.get(p)}
+    assert changed == {data_dir / t / f"date={day}" / "data.parquet" for t in TABLES}
+    for path in changed:
+        original = demo_backfill.data_dir / path.relative_to(data_dir)
+        pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(original))
+        assert filecmp.cmp(path, original, shallow=False)
+
+
+def test_schedule_requests_yesterdays_partition(instance: dg.DagsterInstance) -> None:
+    schedule = defs.resolve_schedule_def("sentinel_daily_schedule")
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+    )
+    requests = schedule.evaluate_tick(context).run_requests
+    assert requests and len(requests) == 1
+    assert requests[0].partition_key == "2025-03-09"
+    assert requests[0].tags.get("sentinel/trigger") == "schedule"
+
+
+def test_baselines_never_read_the_day_itself(
+    demo_backfill: Backfill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changing day D's raw costs changes D's anomalies, never D's baseline."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(demo_backfill.data_dir, data_dir)
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(data_dir))
+    day = date(2025, 3, 20)
+    store = TableStore(str(data_dir))
+    raw = store.read_partition("raw_daily_costs", day)
+    raw.loc[0, "cost"] = raw.loc[0, "cost"] * 50 + 5000
+    store.write_partition("raw_daily_costs", day, raw)
+    baseline_before = store.read_partition("cost_baselines", day)
+    from sentinel_pipeline.definitions import defs as definitions
+
+    selection = [dg.AssetKey("cost_baselines"), dg.AssetKey("cost_anomalies")]
+    result = definitions.resolve_job_def("sentinel_daily_job").execute_in_process(
+        instance=demo_backfill.instance, partition_key=day.isoformat(), asset_selection=selection)
+    assert result.success
+    pd.testing.assert_frame_equal(store.read_partition("cost_baselines", day), baseline_before)
+    anomalies = store.read_partition("cost_anomalies", day)
+    assert raw.loc[0, "service"] in set(anomalies["service"])
+
+
+def test_nothing_is_written_when_the_data_dir_is_not_writable(
+    sentinel_env: Path, instance: dg.DagsterInstance, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data dir should be")
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(blocker / "data"))
+    result = run_days(instance, date(2025, 2, 1), date(2025, 2, 3), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "Cannot write" in message and "SENTINEL_DATA_DIR" in message
+    assert blocker.read_text() == "a file where the data dir should be"
+
+
+def test_missing_source_folder_fails_clearly_and_writes_nothing(
+    sentinel_env: Path, instance: dg.DagsterInstance, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENTINEL_SOURCE", "focus")
+    monkeypatch.setenv("SENTINEL_SOURCE_PATH", str(tmp_path / "no-such-exports"))
+    result = run_days(instance, date(2025, 2, 1), date(2025, 2, 3), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "no-such-exports" in message and "SENTINEL_SOURCE_PATH" in message
+    assert not any(sentinel_env.rglob("*.parquet")) if sentinel_env.exists() else True
+    # A user error is not retried: one attempt only.
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries == []
+    assert os.environ["SENTINEL_SOURCE"] == "focus"
