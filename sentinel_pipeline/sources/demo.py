@@ -13,34 +13,34 @@ the rows of day D are bit-identical whether D is generated alone, inside any ran
 
 Series (one per (service, account_id, region)); base = weekday $/day on 2026-01-01:
 
-==  ==============================================  =======  =========  =========================
-#   service                                         account  region     shape
-==  ==============================================  =======  =========  =========================
-0   Amazon Elastic Compute Cloud - Compute          prod     us-east-1  $1,850, weekend -30 %
-1   Amazon Relational Database Service              prod     us-east-1  $620, quiet
-2   Amazon Simple Storage Service                   prod     us-east-1  $410, +2.5 %/month
-3   EC2 - Other                                     prod     us-east-1  $240 (EBS, NAT)
-4   Amazon DynamoDB                                 prod     us-east-1  $180
-5   AWS Lambda                                      prod     us-east-1  $95, noisy (25 %)
-6   Amazon CloudWatch                               prod     us-east-1  $140
-7   AWS Data Transfer                               prod     us-east-1  $260, 12 % noise
-8   Amazon Elastic Container Service for Kubernetes prod     us-east-1  $9.60 flat fee
-9   Amazon Virtual Private Cloud                    prod     us-east-1  $58
-10  AWS Key Management Service                      prod     us-east-1  $0.03 (tiny)
-11  Amazon Route 53                                 prod     global     $4.50
-12  AWS Support (Business)                          prod     global     ~$1,900 on the 1st only
-13  Tax                                             prod     global     ~$1,450 on the 1st only
-14  AWS Marketplace                                 prod     global     $600 on the 15th only
-15  AWS Promotional Credit                          prod     global     -$65/day (credit)
-16  Amazon Elastic Compute Cloud - Compute          data     us-west-2  $720, +3 %/month
-17  Amazon Simple Storage Service                   data     us-west-2  $310, +3 %/month
-18  Amazon Athena                                   data     us-west-2  $55, 20 % noise
-19  Amazon SageMaker                                data     us-west-2  only during new_spend
-20  Amazon Elastic Compute Cloud - Compute          staging  eu-west-1  $260, weekend -55 %
-21  Amazon Relational Database Service              staging  eu-west-1  $140
-22  Amazon Elastic Container Service for Kubernetes staging  eu-west-1  $4.80 flat fee
-23  Amazon CloudWatch                               staging  eu-west-1  $22
-==  ==============================================  =======  =========  =========================
+==  ===============================================  =======  =========  ========================
+#   service                                          account  region     shape
+==  ===============================================  =======  =========  ========================
+0   Amazon Elastic Compute Cloud - Compute           prod     us-east-1  $1,850, weekend -30 %
+1   Amazon Relational Database Service               prod     us-east-1  $620, quiet
+2   Amazon Simple Storage Service                    prod     us-east-1  $410, +2.5 %/month
+3   EC2 - Other                                      prod     us-east-1  $240 (EBS, NAT)
+4   Amazon DynamoDB                                  prod     us-east-1  $180
+5   AWS Lambda                                       prod     us-east-1  $95, noisy (25 %)
+6   Amazon CloudWatch                                prod     us-east-1  $140
+7   AWS Data Transfer                                prod     us-east-1  $260, 12 % noise
+8   Amazon Elastic Container Service for Kubernetes  prod     us-east-1  $9.60 flat fee
+9   Amazon Virtual Private Cloud                     prod     us-east-1  $58
+10  AWS Key Management Service                       prod     us-east-1  $0.03 (tiny)
+11  Amazon Route 53                                  prod     global     $4.50
+12  AWS Support (Business)                           prod     global     ~$1,900 on the 1st only
+13  Tax                                              prod     global     ~$1,450 on the 1st only
+14  AWS Marketplace                                  prod     global     $600 on the 15th only
+15  AWS Promotional Credit                           prod     global     -$65/day (credit)
+16  Amazon Elastic Compute Cloud - Compute           data     us-west-2  $720, +3 %/month
+17  Amazon Simple Storage Service                    data     us-west-2  $310, +3 %/month
+18  Amazon Athena                                    data     us-west-2  $55, 20 % noise
+19  Amazon SageMaker                                 data     us-west-2  only during new_spend
+20  Amazon Elastic Compute Cloud - Compute           staging  eu-west-1  $260, weekend -55 %
+21  Amazon Relational Database Service               staging  eu-west-1  $140
+22  Amazon Elastic Container Service for Kubernetes  staging  eu-west-1  $4.80 flat fee
+23  Amazon CloudWatch                                staging  eu-west-1  $22
+==  ===============================================  =======  =========  ========================
 
 Accounts: prod 402913857261, data 718265403918, staging 530774192846. Series 24 and beyond are
 procedural: service (a list of regional AWS services not used above) cycles fastest, then the
@@ -92,9 +92,8 @@ import pyarrow as pa
 from sentinel_pipeline.schema import RAW_COLUMNS, conform
 
 DEFAULT_SERIES_COUNT: int = 30
-SOURCE_NAME: str = "demo"
-
-ANOMALY_COLUMNS: list[str] = [
+_SOURCE = "demo"
+_KNOWN_COLUMNS: list[str] = [
     "start_date",
     "end_date",
     "service",
@@ -155,6 +154,7 @@ def _uniform(h: np.ndarray) -> np.ndarray:
 
 
 def _uniform_of(series: np.ndarray, key: np.ndarray, stream: int) -> np.ndarray:
+    """Uniform [0, 1) draw keyed by (series, day or event number, stream)."""
     return _uniform(_hash(series, key, stream))
 
 
@@ -181,6 +181,7 @@ def _noise_factor(series: np.ndarray, day: np.ndarray, level: np.ndarray) -> np.
 
 
 def _noise_index(sigma: float) -> int:
+    """Row of the noise table for a log-noise level (only levels in the table exist)."""
     return _NOISE_LEVELS.index(sigma)
 
 
@@ -190,6 +191,7 @@ def _noise_index(sigma: float) -> int:
 
 _ORD_1970 = datetime.date(1970, 1, 1).toordinal()
 _TREND_EPOCH = datetime.date(2026, 1, 1).toordinal()
+_MAX_ORDINAL = datetime.date.max.toordinal()
 _TREND_HALF_SWING = 730  # days from the middle of the triangle wave to its peak
 
 
@@ -210,11 +212,8 @@ def _triangle(t: np.ndarray) -> np.ndarray:
     return np.where(u < 2 * a, u - a, 3 * a - u)
 
 
-def _to_ordinal(day: datetime.date) -> int:
-    return day.toordinal()
-
-
 def _from_ordinals(ords: np.ndarray) -> np.ndarray:
+    """Day ordinals as numpy datetime64[D] (what pandas turns into dates fastest)."""
     return (np.asarray(ords, dtype=np.int64) - _ORD_1970).astype("datetime64[D]")
 
 
@@ -227,12 +226,12 @@ _HAND_ACCOUNTS: tuple[str, ...] = ("402913857261", "718265403918", "530774192846
 
 _DAILY, _NEVER = 0, -1  # charge_day: 0 every day, 1..28 that day of the month, -1 never
 
-EC2 = "Amazon Elastic Compute Cloud - Compute"
-S3 = "Amazon Simple Storage Service"
-RDS = "Amazon Relational Database Service"
-EKS = "Amazon Elastic Container Service for Kubernetes"
-CLOUDWATCH = "Amazon CloudWatch"
-SAGEMAKER = "Amazon SageMaker"
+_EC2 = "Amazon Elastic Compute Cloud - Compute"
+_S3 = "Amazon Simple Storage Service"
+_RDS = "Amazon Relational Database Service"
+_EKS = "Amazon Elastic Container Service for Kubernetes"
+_CLOUDWATCH = "Amazon CloudWatch"
+_SAGEMAKER = "Amazon SageMaker"
 
 
 @dataclass(frozen=True)
@@ -250,15 +249,15 @@ class _Hand:
 
 
 _HAND_SERIES: tuple[_Hand, ...] = (
-    _Hand(EC2, _PROD, "us-east-1", 1850.0, 2.0, 0.70, 0.04),
-    _Hand(RDS, _PROD, "us-east-1", 620.0, 1.0, 1.0, 0.02),
-    _Hand(S3, _PROD, "us-east-1", 410.0, 2.5, 1.0, 0.015),
+    _Hand(_EC2, _PROD, "us-east-1", 1850.0, 2.0, 0.70, 0.04),
+    _Hand(_RDS, _PROD, "us-east-1", 620.0, 1.0, 1.0, 0.02),
+    _Hand(_S3, _PROD, "us-east-1", 410.0, 2.5, 1.0, 0.015),
     _Hand("EC2 - Other", _PROD, "us-east-1", 240.0, 1.5, 0.90, 0.05),
     _Hand("Amazon DynamoDB", _PROD, "us-east-1", 180.0, 1.0, 0.85, 0.06),
     _Hand("AWS Lambda", _PROD, "us-east-1", 95.0, 2.0, 0.80, 0.25),
-    _Hand(CLOUDWATCH, _PROD, "us-east-1", 140.0, 1.0, 1.0, 0.05),
+    _Hand(_CLOUDWATCH, _PROD, "us-east-1", 140.0, 1.0, 1.0, 0.05),
     _Hand("AWS Data Transfer", _PROD, "us-east-1", 260.0, 1.5, 0.75, 0.12),
-    _Hand(EKS, _PROD, "us-east-1", 9.60, 0.0, 1.0, 0.0),
+    _Hand(_EKS, _PROD, "us-east-1", 9.60, 0.0, 1.0, 0.0),
     _Hand("Amazon Virtual Private Cloud", _PROD, "us-east-1", 58.0, 0.5, 1.0, 0.03),
     _Hand("AWS Key Management Service", _PROD, "us-east-1", 0.03, 0.0, 1.0, 0.05),
     _Hand("Amazon Route 53", _PROD, "global", 4.50, 0.5, 1.0, 0.08),
@@ -266,14 +265,14 @@ _HAND_SERIES: tuple[_Hand, ...] = (
     _Hand("Tax", _PROD, "global", 1450.0, 1.5, 1.0, 0.03, charge_day=1),
     _Hand("AWS Marketplace", _PROD, "global", 600.0, 0.0, 1.0, 0.0, charge_day=15),
     _Hand("AWS Promotional Credit", _PROD, "global", -65.0, 0.0, 0.80, 0.03),
-    _Hand(EC2, _DATA, "us-west-2", 720.0, 3.0, 0.95, 0.10),
-    _Hand(S3, _DATA, "us-west-2", 310.0, 3.0, 1.0, 0.02),
+    _Hand(_EC2, _DATA, "us-west-2", 720.0, 3.0, 0.95, 0.10),
+    _Hand(_S3, _DATA, "us-west-2", 310.0, 3.0, 1.0, 0.02),
     _Hand("Amazon Athena", _DATA, "us-west-2", 55.0, 2.0, 0.60, 0.20),
-    _Hand(SAGEMAKER, _DATA, "us-west-2", 0.0, 0.0, 1.0, 0.05, charge_day=_NEVER),
-    _Hand(EC2, _STAGING, "eu-west-1", 260.0, 1.0, 0.45, 0.05),
-    _Hand(RDS, _STAGING, "eu-west-1", 140.0, 0.5, 1.0, 0.02),
-    _Hand(EKS, _STAGING, "eu-west-1", 4.80, 0.0, 1.0, 0.0),
-    _Hand(CLOUDWATCH, _STAGING, "eu-west-1", 22.0, 0.5, 1.0, 0.06),
+    _Hand(_SAGEMAKER, _DATA, "us-west-2", 0.0, 0.0, 1.0, 0.05, charge_day=_NEVER),
+    _Hand(_EC2, _STAGING, "eu-west-1", 260.0, 1.0, 0.45, 0.05),
+    _Hand(_RDS, _STAGING, "eu-west-1", 140.0, 0.5, 1.0, 0.02),
+    _Hand(_EKS, _STAGING, "eu-west-1", 4.80, 0.0, 1.0, 0.0),
+    _Hand(_CLOUDWATCH, _STAGING, "eu-west-1", 22.0, 0.5, 1.0, 0.06),
 )
 _N_HAND = len(_HAND_SERIES)
 
@@ -503,6 +502,7 @@ def _sized(
 
 
 def _durations(series: np.ndarray, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Event length in days, uniform in [lo, hi], keyed by (series, event number)."""
     u = _uniform_of(series, key, _S_EVENT_DURATION)
     return lo + (u * (hi - lo + 1)).astype(np.int64)
 
@@ -572,11 +572,13 @@ def _proc_events(lo: int, hi: int, series_count: int) -> _Events:
 
 
 def _empty_events() -> _Events:
+    """No events (typed arrays, so concatenation keeps int64/float64)."""
     i = np.zeros(0, dtype=np.int64)
     return _Events(i, i, i, i, np.zeros(0))
 
 
 def _concat_events(parts: list[_Events]) -> _Events:
+    """Join event sets field by field."""
     if not parts:
         return _empty_events()
     return _Events(*(np.concatenate([getattr(p, f) for p in parts]) for f in _Events._fields))
@@ -604,10 +606,11 @@ def _event_extra(events: _Events, rows: np.ndarray, ords: np.ndarray) -> np.ndar
 # Generation
 # --------------------------------------------------------------------------------------------
 
-_CHUNK_CELLS = 1 << 21
+_CHUNK_CELLS = 1 << 20  # cells (series x days) computed at once: bounds the memory
 
 
 def _validate(start: datetime.date, end: datetime.date, series_count: int) -> None:
+    """Reject arguments that would silently return nothing or nonsense."""
     if not isinstance(start, datetime.date) or not isinstance(end, datetime.date):
         raise ValueError(
             f"demo source: start and end must be datetime.date, got {start!r} and {end!r}"
@@ -711,7 +714,7 @@ def _generate(
             "cost": cost,
             "currency": _constant_string_column("USD", n),
             "estimated": np.zeros(n, dtype=bool),
-            "source": _constant_string_column(SOURCE_NAME, n),
+            "source": _constant_string_column(_SOURCE, n),
         }
     )
     del ords, pos, cost
@@ -740,19 +743,20 @@ def demo_known_anomalies(
     _validate(start, end, series_count)
     ev = _events_starting(start.toordinal(), end.toordinal(), int(series_count))
     rows = np.arange(len(ev.series))
+    last = ev.start + ev.duration - 1
     extra = _event_extra(ev, rows, ev.start)
     p = _series_params(ev.series)
     frame = pd.DataFrame(
         {
             "start_date": pd.to_datetime(_from_ordinals(ev.start)).date,
-            "end_date": pd.to_datetime(_from_ordinals(ev.start + ev.duration - 1)).date,
+            "end_date": pd.to_datetime(_from_ordinals(np.minimum(last, _MAX_ORDINAL))).date,
             "service": pd.array(_SERVICE_ARR[p.service].astype(str), dtype="string"),
             "account_id": pd.array(_account_ids(p.account).astype(str), dtype="string"),
             "region": pd.array(_REGION_ARR[p.region].astype(str), dtype="string"),
             "kind": pd.array(np.array(_KINDS)[ev.kind].astype(str), dtype="string"),
             "extra_cost_per_day": extra.astype(np.float64),
         },
-        columns=ANOMALY_COLUMNS,
+        columns=_KNOWN_COLUMNS,
     )
     return frame.sort_values(
         ["start_date", "service", "account_id", "region"], kind="stable"
