@@ -97,6 +97,10 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
     from sentinel_pipeline.definitions import defs
 
     _check_partition_range(start, end)
+    if detection:
+        from sentinel_pipeline.resources import DetectionResource
+
+        DetectionResource(**detection).config()  # refuse bad knobs before anything is written
     _store().check_writable()
     job = defs.resolve_job_def("sentinel_daily_job")
     tags = {"sentinel/trigger": "cli"}

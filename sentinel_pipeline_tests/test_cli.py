@@ -1,0 +1,181 @@
+"""The `sentinel` command: runs land in the Dagster instance, outputs parse, bad options explain."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from sentinel_pipeline.cli import main
+from sentinel_pipeline.schema import ANOMALY_COLUMNS
+from sentinel_pipeline.storage import TableStore
+from sentinel_pipeline_tests.conftest import Backfill
+
+Capture = pytest.CaptureFixture[str]
+
+
+def _run(args: list[str], capsys: Capture) -> tuple[int, str, str]:
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def backfilled_env(demo_backfill: Backfill, sentinel_env: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> Backfill:
+    """Read-only commands pointed at the session's backfilled tables."""
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(demo_backfill.data_dir))
+    return demo_backfill
+
+
+def test_backfill_runs_on_the_dagster_instance_and_writes_each_day(
+    sentinel_env: Path, capsys: Capture
+) -> None:
+    code, out, err = _run(["backfill", "--start", "2025-02-01", "--end", "2025-02-03",
+                           "--method", "seed"], capsys)
+    assert code == 0, err
+    assert "materialised 2025-02-01..2025-02-03" in out
+    for day in ("2025-02-01", "2025-02-02", "2025-02-03"):
+        assert (sentinel_env / "cost_anomalies" / f"date={day}" / "data.parquet").exists()
+    baselines = TableStore(str(sentinel_env)).read_partition("cost_baselines", date(2025, 2, 3))
+    assert set(baselines["method"]) == {"seed"}
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1 and runs[0].tags["sentinel/trigger"] == "cli"
+        assert runs[0].tags["dagster/asset_partition_range_start"] == "2025-02-01"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--start", "2025-03-05", "--end", "2025-03-01"], "--start 2025-03-05 is after --end"),
+        (["--start", "2024-06-01", "--end", "2024-06-03"], "SENTINEL_START_DATE"),
+        (["--start", "2025-01-01", "--end", "2999-01-01"], "last complete day"),
+        (["--start", "03/01/2025", "--end", "2025-03-02"], "--start '03/01/2025' is not a date"),
+        (["--start", "2025-02-01", "--end", "2025-02-02", "--lookback-days", "5"],
+         "lookback_days=5"),
+    ],
+)
+def test_backfill_rejects_bad_options_and_writes_nothing(
+    sentinel_env: Path, capsys: Capture, args: list[str], needle: str
+) -> None:
+    code, out, err = _run(["backfill", *args], capsys)
+    assert code != 0
+    assert needle in err
+    assert not list(sentinel_env.rglob("*.parquet"))
+
+
+def test_unknown_method_is_refused_by_name(sentinel_env: Path, capsys: Capture) -> None:
+    code, _, err = _run(["backfill", "--start", "2025-02-01", "--end", "2025-02-02",
+                         "--method", "magic"], capsys)
+    assert code == 2
+    assert "--method" in err and "magic" in err and "robust" in err
+    assert not sentinel_env.exists() or not list(sentinel_env.rglob("*.parquet"))
+
+
+def test_unwritable_data_dir_is_reported(sentinel_env: Path, tmp_path: Path, capsys: Capture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(blocker / "data"))
+    code, _, err = _run(["backfill", "--start", "2025-02-01", "--end", "2025-02-01"], capsys)
+    assert code == 1
+    assert "Cannot write" in err and "SENTINEL_DATA_DIR" in err
+
+
+def test_anomalies_csv_has_a_header_and_one_row_per_anomaly(
+    backfilled_env: Backfill, capsys: Capture
+) -> None:
+    expected = TableStore(str(backfilled_env.data_dir)).read_range(
+        "cost_anomalies", date(2025, 3, 1), date(2025, 3, 31))
+    code, out, _ = _run(["anomalies", "--start", "2025-03-01", "--end", "2025-03-31",
+                         "--format", "csv"], capsys)
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ANOMALY_COLUMNS
+    assert len(rows) - 1 == len(expected) > 0
+    parsed = pd.read_csv(io.StringIO(out))
+    assert parsed["usage_date"].between("2025-03-01", "2025-03-31").all()
+    assert (parsed["impact"] - (parsed["actual_cost"] - parsed["expected_cost"])).abs().max() < 1e-6
+
+
+def test_anomalies_json_and_min_score(backfilled_env: Backfill, capsys: Capture) -> None:
+    code, out, _ = _run(["anomalies", "--start", "2025-02-01", "--end", "2025-03-31",
+                         "--format", "json"], capsys)
+    assert code == 0
+    records = json.loads(out)
+    assert records and set(ANOMALY_COLUMNS) <= set(records[0])
+    threshold = sorted(abs(r["score"]) for r in records)[len(records) // 2]
+    code, out, _ = _run(["anomalies", "--start", "2025-02-01", "--end", "2025-03-31",
+                         "--format", "json", "--min-score", str(threshold)], capsys)
+    strong = json.loads(out)
+    assert 0 < len(strong) < len(records)
+    assert all(abs(r["score"]) >= threshold for r in strong)
+
+
+def test_anomalies_table_format(backfilled_env: Backfill, capsys: Capture) -> None:
+    code, out, _ = _run(["anomalies", "--start", "2025-03-01", "--end", "2025-03-31"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["usage_date", "service", "account_id"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+
+
+def test_costs_filters_and_summary_totals(backfilled_env: Backfill, capsys: Capture) -> None:
+    service = "Amazon Simple Storage Service"
+    code, out, _ = _run(["costs", "--service", service, "--start", "2025-03-01", "--end",
+                         "2025-03-07", "--format", "csv"], capsys)
+    assert code == 0
+    costs = pd.read_csv(io.StringIO(out))
+    assert len(costs) >= 7 and set(costs["service"]) == {service}
+    raw = TableStore(str(backfilled_env.data_dir)).read_range(
+        "raw_daily_costs", date(2025, 3, 1), date(2025, 3, 7))
+    code, out, _ = _run(["summary", "--start", "2025-03-01", "--end", "2025-03-07",
+                         "--format", "csv"], capsys)
+    assert code == 0
+    summary = pd.read_csv(io.StringIO(out.split("\n", 1)[1]))
+    assert summary["total_cost"].sum() == pytest.approx(raw["cost"].sum())
+    assert summary["total_cost"].is_monotonic_decreasing
+
+
+def test_doctor_passes_on_defaults_and_never_prints_secrets(
+    sentinel_env: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-very-secret")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-very-secret")
+    code, out, err = _run(["doctor"], capsys)
+    assert code == 0, out
+    assert "SLACK_BOT_TOKEN set" in out
+    assert "very-secret" not in out + err
+
+
+def test_doctor_fails_on_a_broken_source(sentinel_env: Path, capsys: Capture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTINEL_SOURCE", "focus")
+    monkeypatch.setenv("SENTINEL_SOURCE_PATH", "/nonexistent/exports")
+    code, out, _ = _run(["doctor"], capsys)
+    assert code == 1
+    assert "[FAIL] SENTINEL_SOURCE_PATH=/nonexistent/exports" in out
+
+
+def test_demo_refuses_to_overwrite_a_real_source(sentinel_env: Path, capsys: Capture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTINEL_SOURCE", "focus")
+    code, _, err = _run(["demo", "--days", "3"], capsys)
+    assert code == 2 and "SENTINEL_SOURCE=focus" in err
+
+
+def test_demo_prints_alerts_with_explanations(sentinel_env: Path, capsys: Capture) -> None:
+    code, out, err = _run(["demo", "--days", "60"], capsys)
+    assert code == 0, err
+    assert "alert(s):" in out and "Explanations:" in out
+    assert "where to look:" in out
