@@ -3,10 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/.sentinel/dagster
-export SENTINEL_DATA_DIR ?= $(CURDIR)/.sentinel/data
+# Where `make demo` / `make dev` keep the Dagster instance and the tables (override as you like).
+DAGSTER_HOME ?= $(CURDIR)/.sentinel/dagster
+SENTINEL_DATA_DIR ?= $(CURDIR)/.sentinel/data
+RUN_ENV := DAGSTER_HOME=$(DAGSTER_HOME) SENTINEL_DATA_DIR=$(SENTINEL_DATA_DIR)
 
-.PHONY: install demo test dev lint typecheck validate bench clean
+.PHONY: install demo test dev lint validate bench clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,17 +20,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/sentinel demo --days 60
+	$(RUN_ENV) $(BIN)/sentinel demo --days 60
 
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+	$(RUN_ENV) $(BIN)/dagster dev -w workspace.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-
-typecheck: $(STAMP)
-	$(BIN)/mypy
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml
@@ -37,7 +36,7 @@ test: $(STAMP) lint validate
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/backfill.py
+	$(BIN)/python benchmarks/backfill.py --days 240 --series 70
 
 clean:
 	rm -rf .sentinel
