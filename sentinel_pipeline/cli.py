@@ -34,8 +34,9 @@ def _prepare_environment() -> None:
     os.environ["DAGSTER_HOME"] = str(home)
     instance_yaml = home / "dagster.yaml"
     if not instance_yaml.exists():
-        # An empty file means "SQLite storage in DAGSTER_HOME", and silences Dagster's notice.
-        instance_yaml.touch()
+        # Defaults mean SQLite storage in DAGSTER_HOME. Telemetry off: this is the user's
+        # machine, and Sentinel's runs should not phone home unless they choose so.
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
     warnings.filterwarnings("ignore", category=Warning, module="dagster")
     warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
 

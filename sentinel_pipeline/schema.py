@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 import pandas as pd
 
 SERIES_KEY: list[str] = ["service", "account_id", "region"]
@@ -27,6 +29,8 @@ BASELINE_COLUMNS: list[str] = [
     "upper",
     "scale",
     "history_days",
+    "elevated_days",
+    "elevated_hard",
     "method",
 ]
 
@@ -45,6 +49,8 @@ ANOMALY_COLUMNS: list[str] = [
     "kind",
     "method",
     "currency",
+    "anomaly_start",
+    "alert",
 ]
 
 ALERT_EXTRA_COLUMNS: list[str] = [
@@ -84,6 +90,20 @@ _FLOAT_COLUMNS = {
 }
 
 
+_DATE_COLUMNS = {"usage_date", "anomaly_start"}
+_BOOL_COLUMNS = {"estimated", "elevated_hard", "alert"}
+_INT_COLUMNS = {"history_days", "elevated_days"}
+
+
+def _as_dates(column: pd.Series) -> pd.Series:
+    """datetime.date values (Parquet date32), converting only when they are something else."""
+    if column.dtype == object and len(column):
+        first = column.iloc[0]
+        if isinstance(first, date) and not isinstance(first, datetime):
+            return column
+    return pd.to_datetime(column).dt.date
+
+
 def empty_frame(columns: list[str]) -> pd.DataFrame:
     """An empty table with the contract's dtypes, so empty days still write a valid Parquet file."""
     return conform(pd.DataFrame({c: [] for c in columns}), columns)
@@ -100,15 +120,15 @@ def conform(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         if col not in out.columns:
             out[col] = pd.NA
     for col in out.columns:
-        if col == "usage_date":
-            out[col] = pd.to_datetime(out[col]).dt.date
+        if col in _DATE_COLUMNS:
+            out[col] = _as_dates(out[col])
         elif col in _FLOAT_COLUMNS:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
         elif col in _STRING_COLUMNS:
             out[col] = out[col].astype("string")
-        elif col == "estimated":
+        elif col in _BOOL_COLUMNS:
             out[col] = out[col].fillna(False).astype(bool)
-        elif col == "history_days":
+        elif col in _INT_COLUMNS:
             out[col] = pd.to_numeric(out[col]).fillna(0).astype("int64")
     extra = [c for c in out.columns if c not in columns]
     return out[columns + extra].reset_index(drop=True)

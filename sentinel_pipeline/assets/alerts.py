@@ -5,7 +5,7 @@ import pandas as pd
 
 from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
 from sentinel_pipeline.partitions import daily_partitions, days_in_context
-from sentinel_pipeline.resources import AnnotatorResource, DetectionResource, StorageResource
+from sentinel_pipeline.resources import AnnotatorResource, StorageResource
 from sentinel_pipeline.schema import ALERT_COLUMNS
 
 
@@ -16,20 +16,19 @@ from sentinel_pipeline.schema import ALERT_COLUMNS
     group_name="sentinel",
     kinds={"parquet"},
     description=(
-        "Alerts to send: every anomaly except drops (unless alert_on_drops) with an "
-        "explanation, likely cause, where to look and action. The alert sensor posts new rows."
+        "Alerts to send: the anomalies that open an episode (alert=True; drops only with "
+        "alert_on_drops), each with an explanation, likely cause, where to look and action. "
+        "The alert sensor posts new rows to Slack."
     ),
 )
 def annotated_alerts(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    detection: DetectionResource,
     annotator: AnnotatorResource,
 ) -> dg.MaterializeResult:
     days = days_in_context(context)
     store = storage.store()
     with user_errors():
-        config = detection.config()
         frames = {}
         for day in days:
             anomalies = store.read_partition("cost_anomalies", day)
@@ -38,9 +37,7 @@ def annotated_alerts(
                     f"cost_anomalies has no partition {day}: materialise it first "
                     f"(sentinel backfill --start {day} --end {day})."
                 )
-            if not config.alert_on_drops:
-                anomalies = anomalies[anomalies["kind"] != "drop"]
-            frames[day] = annotator.explain(anomalies.reset_index(drop=True))
+            frames[day] = annotator.explain(anomalies[anomalies["alert"]].reset_index(drop=True))
         write_days(context, store, "annotated_alerts", frames, ALERT_COLUMNS)
     found = [f for f in frames.values() if len(f)]
     alerts = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=ALERT_COLUMNS)

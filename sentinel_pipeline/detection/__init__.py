@@ -1,73 +1,48 @@
 """Pure cost-anomaly detection: pandas/numpy only, no Dagster, testable alone.
 
 Each method computes a baseline per series for day D from the days before D, then scores day D's
-actual costs against it. ``detect`` runs both steps; the assets call them separately so the
-baseline is a table of its own in the UI.
+actual costs against it. The assets call the two steps separately, so the baseline is a table of
+its own in the UI; ``detect`` runs both for one day.
+
+Series are processed as one matrix (series x days) built once per call, so a range of days and
+any number of series cost a few numpy passes, not a Python loop per series.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 
 from sentinel_pipeline.detection import robust, seed
 from sentinel_pipeline.detection.config import METHODS, DetectionConfig
+from sentinel_pipeline.detection.frames import (
+    anomaly_frame,
+    join_actual_and_baselines,
+    split_days,
+    to_matrix,
+    usage_days,
+)
 
 __all__ = [
+    "HISTORY_WINDOW_DAYS",
     "METHODS",
     "DetectionConfig",
+    "anomalies_for_days",
     "baselines_for_days",
     "compute_baselines",
     "detect",
     "score_anomalies",
-    "anomalies_for_days",
 ]
 
 HISTORY_WINDOW_DAYS = 90  # the most any method looks back; the assets' partition mapping too
 
 
-def compute_baselines(history: pd.DataFrame, day: date, config: DetectionConfig) -> pd.DataFrame:
-    """Expected cost per series for ``day``, from rows of ``history`` strictly before it."""
-    module = seed if config.method == "seed" else robust
-    return module.compute_baselines(history, day, config)
-
-
-def score_anomalies(
-    actual: pd.DataFrame, baselines: pd.DataFrame, day: date, config: DetectionConfig
-) -> pd.DataFrame:
-    """Anomalies of ``day``: its actual costs compared with the baselines of the same method."""
-    module = seed if config.method == "seed" else robust
-    return module.score_anomalies(actual, baselines, day, config)
-
-
-def detect(history: pd.DataFrame, today: date, config: DetectionConfig) -> pd.DataFrame:
-    """Anomalies of ``today`` given raw rows up to and including it."""
-    dates = pd.to_datetime(history["usage_date"]).dt.date if len(history) else pd.Series([])
-    actual = history[dates == today] if len(history) else history
-    baselines = compute_baselines(history, today, config)
-    return score_anomalies(actual, baselines, today, config)
-
-
-class _DaySlicer:
-    """Cuts a long frame into date windows cheaply (dates parsed once, rows sorted once)."""
-
-    def __init__(self, rows: pd.DataFrame) -> None:
-        if len(rows) == 0:
-            self.rows, self.days = rows, np.array([], dtype="datetime64[D]")
-            return
-        days = pd.to_datetime(rows["usage_date"]).to_numpy(dtype="datetime64[D]")
-        order = np.argsort(days, kind="stable")
-        self.rows = rows.iloc[order].reset_index(drop=True)
-        self.rows["usage_date"] = days[order]
-        self.days = days[order]
-
-    def window(self, first: date, last: date) -> pd.DataFrame:
-        lo = np.searchsorted(self.days, np.datetime64(first, "D"), side="left")
-        hi = np.searchsorted(self.days, np.datetime64(last, "D"), side="right")
-        return self.rows.iloc[lo:hi]
+def _method(config: DetectionConfig) -> ModuleType:
+    return seed if config.method == "seed" else robust
 
 
 def baselines_for_days(
@@ -76,26 +51,45 @@ def baselines_for_days(
     config: DetectionConfig,
     progress: Callable[[date], None] | None = None,
 ) -> dict[date, pd.DataFrame]:
-    """Baselines of several days from one history frame (a single-run backfill)."""
-    slicer = _DaySlicer(history)
+    """Baselines of each day from rows of ``history`` strictly before it."""
+    method = _method(config)
+    span = timedelta(days=method.history_days(config))
+    one = timedelta(days=1)
+    matrix = to_matrix(history, min(days) - span, max(days) - one)
     out: dict[date, pd.DataFrame] = {}
     for day in days:
-        window = slicer.window(day - timedelta(days=HISTORY_WINDOW_DAYS), day - timedelta(days=1))
-        out[day] = compute_baselines(window, day, config)
+        out[day] = method.baselines_from_matrix(matrix.window(day - span, day - one), day, config)
         if progress:
             progress(day)
     return out
 
 
+def compute_baselines(history: pd.DataFrame, day: date, config: DetectionConfig) -> pd.DataFrame:
+    """Expected cost per series for ``day``, from rows of ``history`` strictly before it."""
+    return baselines_for_days(history, [day], config)[day]
+
+
 def anomalies_for_days(
-    raw: pd.DataFrame,
-    baselines: pd.DataFrame,
-    days: list[date],
-    config: DetectionConfig,
+    raw: pd.DataFrame, baselines: pd.DataFrame, days: list[date], config: DetectionConfig
 ) -> dict[date, pd.DataFrame]:
-    """Anomalies of several days, each day's costs scored against its own baselines."""
-    raw_days, base_days = _DaySlicer(raw), _DaySlicer(baselines)
-    return {
-        day: score_anomalies(raw_days.window(day, day), base_days.window(day, day), day, config)
-        for day in days
-    }
+    """Anomalies of each day: its costs scored against its own baselines, all days at once."""
+    wanted = np.array(days, dtype="datetime64[D]")
+    if len(raw):
+        raw = raw[np.isin(usage_days(raw), wanted)]
+    if len(baselines):
+        baselines = baselines[np.isin(usage_days(baselines), wanted)]
+    merged = join_actual_and_baselines(raw, baselines)
+    scored = _method(config).score(merged, config) if len(merged) else merged
+    return split_days(anomaly_frame(scored), days)
+
+
+def score_anomalies(
+    actual: pd.DataFrame, baselines: pd.DataFrame, day: date, config: DetectionConfig
+) -> pd.DataFrame:
+    """Anomalies of ``day``: its actual costs compared with the baselines of the same method."""
+    return anomalies_for_days(actual, baselines, [day], config)[day]
+
+
+def detect(history: pd.DataFrame, today: date, config: DetectionConfig) -> pd.DataFrame:
+    """Anomalies of ``today`` given raw rows up to and including it."""
+    return score_anomalies(history, compute_baselines(history, today, config), today, config)

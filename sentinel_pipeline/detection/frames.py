@@ -1,4 +1,4 @@
-"""Turning long cost rows into a series x day matrix, so statistics run on all series at once."""
+"""Long cost rows <-> a series x day matrix, so the statistics run on all series at once."""
 
 from __future__ import annotations
 
@@ -16,76 +16,128 @@ class CostMatrix:
     """Costs of ``keys`` (one row per series) on ``days`` (one column per day, 0 = no spend)."""
 
     keys: pd.DataFrame
-    days: list[date]
+    first: date
     values: np.ndarray
     present: np.ndarray  # True where the source had a row for that series and day
+
+    @property
+    def n_days(self) -> int:
+        return self.values.shape[1]
+
+    def window(self, first: date, last: date) -> CostMatrix:
+        """The days [first, last] of the series that have at least one row in them."""
+        lo = (first - self.first).days
+        hi = (last - self.first).days + 1
+        if lo < 0 or hi > self.n_days:
+            raise ValueError(f"window {first}..{last} is outside the matrix")
+        present = self.present[:, lo:hi]
+        rows = present.any(axis=1)
+        return CostMatrix(self.keys[rows].reset_index(drop=True), first,
+                          self.values[rows, lo:hi], present[rows])
+
+    def day_numbers(self) -> np.ndarray:
+        return np.datetime64(self.first, "D") + np.arange(self.n_days)
+
+
+def usage_days(rows: pd.DataFrame) -> np.ndarray:
+    """usage_date as numpy days, whatever it was stored as (date objects, timestamps, text)."""
+    column = rows["usage_date"]
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return column.to_numpy().astype("datetime64[D]")
+    return pd.to_datetime(column).to_numpy().astype("datetime64[D]")
 
 
 def to_matrix(rows: pd.DataFrame, first: date, last: date) -> CostMatrix:
     """Pivot rows with usage_date in [first, last] into a dense matrix (others are dropped)."""
-    n_days = (last - first).days + 1
-    days = [first + timedelta(days=i) for i in range(max(n_days, 0))]
-    if rows is None or len(rows) == 0 or n_days <= 0:
+    n_days = max((last - first).days + 1, 0)
+    if rows is None or len(rows) == 0 or n_days == 0:
         empty_keys = pd.DataFrame({k: pd.Series([], dtype="string") for k in SERIES_KEY})
-        shape = (0, len(days))
-        return CostMatrix(empty_keys, days, np.zeros(shape), np.zeros(shape, dtype=bool))
-    day_numbers = pd.to_datetime(rows["usage_date"]).to_numpy(dtype="datetime64[D]")
-    offsets = (day_numbers - np.datetime64(first, "D")).astype(np.int64)
+        shape = (0, n_days)
+        return CostMatrix(empty_keys, first, np.zeros(shape), np.zeros(shape, dtype=bool))
+    offsets = (usage_days(rows) - np.datetime64(first, "D")).astype(np.int64)
     inside = (offsets >= 0) & (offsets < n_days)
-    sub = rows.loc[inside, SERIES_KEY].astype("string")
-    codes, uniques = _factorize(sub)
+    codes, uniques = _factorize(rows.loc[inside, SERIES_KEY])
     values = np.zeros((len(uniques), n_days))
     present = np.zeros((len(uniques), n_days), dtype=bool)
     cost = pd.to_numeric(rows.loc[inside, "cost"]).to_numpy(dtype=float)
     np.add.at(values, (codes, offsets[inside]), cost)
     present[codes, offsets[inside]] = True
-    return CostMatrix(uniques, days, values, present)
+    return CostMatrix(uniques, first, values, present)
 
 
 def _factorize(keys: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Integer code per row and the unique series keys, in first-seen order."""
     if len(keys) == 0:
-        return np.zeros(0, dtype=np.int64), keys.reset_index(drop=True)
-    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+        return np.zeros(0, dtype=np.int64), keys.astype("string").reset_index(drop=True)
+    codes, uniques = pd.MultiIndex.from_frame(keys.astype("string")).factorize()
     unique_keys = uniques.to_frame(index=False)
     unique_keys.columns = list(keys.columns)
     return codes.astype(np.int64), unique_keys.astype("string")
 
 
-def day_costs(rows: pd.DataFrame, day: date) -> pd.DataFrame:
-    """Total cost per series on one day, with the series' currency."""
+def daily_totals(rows: pd.DataFrame) -> pd.DataFrame:
+    """Cost per series and day (actual_cost) with the series' currency."""
+    columns = ["usage_date", *SERIES_KEY, "actual_cost", "currency"]
     if rows is None or len(rows) == 0:
-        return pd.DataFrame(columns=[*SERIES_KEY, "actual_cost", "currency"])
-    sub = rows[pd.to_datetime(rows["usage_date"]).dt.date == day]
-    if "currency" not in sub.columns:
-        sub = sub.assign(currency="USD")
-    grouped = sub.groupby(SERIES_KEY, as_index=False, dropna=False).agg(
+        return pd.DataFrame({c: [] for c in columns})
+    frame = rows.assign(usage_date=usage_days(rows))
+    if "currency" not in frame.columns:
+        frame = frame.assign(currency="USD")
+    frame = frame.astype({k: "string" for k in SERIES_KEY})
+    return frame.groupby(["usage_date", *SERIES_KEY], as_index=False, dropna=False).agg(
         actual_cost=("cost", "sum"), currency=("currency", "first")
     )
-    return grouped
+
+
+def join_actual_and_baselines(actual: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """One row per (day, series) seen in either: actual 0 where there was no spend, no baseline
+    columns (NaN) where the series had no history."""
+    totals = daily_totals(actual)
+    if baselines is None or len(baselines) == 0:
+        base = pd.DataFrame({c: [] for c in BASELINE_COLUMNS})
+    else:
+        base = baselines
+    base = base.assign(usage_date=usage_days(base) if len(base) else base["usage_date"])
+    base = base.astype({k: "string" for k in SERIES_KEY}).drop(columns=["method"])
+    if len(totals) == 0:
+        totals = totals.astype({k: "string" for k in SERIES_KEY})
+        totals["usage_date"] = totals["usage_date"].astype("datetime64[s]")
+    if len(base) == 0:
+        base["usage_date"] = base["usage_date"].astype("datetime64[s]")
+    merged = totals.merge(base, on=["usage_date", *SERIES_KEY], how="outer")
+    merged["actual_cost"] = merged["actual_cost"].fillna(0.0)
+    merged["currency"] = merged["currency"].astype("string").fillna("USD")
+    return merged
 
 
 def baseline_frame(
-    keys: pd.DataFrame,
-    day: date,
-    expected: np.ndarray,
-    scale: np.ndarray,
-    width: float,
-    history_days: np.ndarray,
-    method: str,
+    keys: pd.DataFrame, day: date, columns: dict[str, np.ndarray], method: str
 ) -> pd.DataFrame:
     """The cost_baselines rows of one day."""
     df = keys.reset_index(drop=True).copy()
     df.insert(0, "usage_date", day)
-    df["expected_cost"] = expected
-    df["lower"] = expected - width * scale
-    df["upper"] = expected + width * scale
-    df["scale"] = scale
-    df["history_days"] = history_days.astype(np.int64)
+    for name, values in columns.items():
+        df[name] = values
     df["method"] = method
-    return conform(df, BASELINE_COLUMNS)
+    # Sorted by series, so a day's file is the same whether it was computed alone or in a range.
+    return conform(df.sort_values(SERIES_KEY, kind="stable"), BASELINE_COLUMNS)
 
 
 def anomaly_frame(scored: pd.DataFrame) -> pd.DataFrame:
     """The cost_anomalies rows, in contract order."""
     return conform(scored, ANOMALY_COLUMNS)
+
+
+def split_days(frame: pd.DataFrame, days: list[date]) -> dict[date, pd.DataFrame]:
+    """Rows per usage_date, every requested day present (possibly empty)."""
+    if len(frame) == 0:
+        return {d: frame for d in days}
+    keys = usage_days(frame)
+    out = {}
+    for day in days:
+        out[day] = frame[keys == np.datetime64(day, "D")].reset_index(drop=True)
+    return out
+
+
+def day_range(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]

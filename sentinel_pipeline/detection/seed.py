@@ -8,14 +8,13 @@ z = (cost - mean) / std > 2.0 and the increase over the mean > 50 %. Sort by % i
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from sentinel_pipeline.detection.config import DetectionConfig
-from sentinel_pipeline.detection.frames import anomaly_frame, baseline_frame, day_costs, to_matrix
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.detection.frames import CostMatrix, baseline_frame
 
 WINDOW_DAYS = 30
 HISTORY_ROWS = 7
@@ -24,10 +23,13 @@ MIN_PCT_INCREASE = 50.0
 MIN_DAY_COST = 1.0
 
 
-def compute_baselines(history: pd.DataFrame, day: date, config: DetectionConfig) -> pd.DataFrame:
+def history_days(config: DetectionConfig) -> int:
+    """Days before D the rule looks at: the 30-day window ends on D itself."""
+    return WINDOW_DAYS - 1
+
+
+def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig) -> pd.DataFrame:
     """Mean and sample std of each series' 7 latest rows in the 29 days before ``day``."""
-    first = day - timedelta(days=WINDOW_DAYS - 1)
-    matrix = to_matrix(history, first, day - timedelta(days=1))
     values, present = matrix.values, matrix.present
     # Rank rows from the latest day backwards; keep the 7 latest rows that exist, in date order.
     rank_from_end = np.cumsum(present[:, ::-1], axis=1)[:, ::-1]
@@ -44,38 +46,35 @@ def compute_baselines(history: pd.DataFrame, day: date, config: DetectionConfig)
         std = np.sqrt(sq / (count - 1))
     mean = np.where(count > 0, mean, np.nan)
     std = np.where(count > 1, std, np.nan)
-    return baseline_frame(matrix.keys, day, mean, std, Z_THRESHOLD, count, "seed")
+    return baseline_frame(matrix.keys, day, {
+        "expected_cost": mean,
+        "lower": mean - Z_THRESHOLD * std,
+        "upper": mean + Z_THRESHOLD * std,
+        "scale": std,
+        "history_days": count,
+    }, "seed")
 
 
-def score_anomalies(
-    actual: pd.DataFrame, baselines: pd.DataFrame, day: date, config: DetectionConfig
-) -> pd.DataFrame:
-    """Flag day ``day`` of each series with a full 7-row history by the seed rule."""
-    today = day_costs(actual, day)
-    merged = today.merge(baselines.astype({k: "string" for k in SERIES_KEY}),
-                         on=SERIES_KEY, how="inner") if len(today) else today
-    if len(merged) == 0:
-        return anomaly_frame(pd.DataFrame())
+def score(merged: pd.DataFrame, config: DetectionConfig) -> pd.DataFrame:
+    """Flag each (day, series) with a full 7-row history by the seed rule."""
+    has_baseline = merged["history_days"].notna().to_numpy()
     cost = merged["actual_cost"].to_numpy(dtype=float)
     mean = merged["expected_cost"].to_numpy(dtype=float)
     std = merged["scale"].to_numpy(dtype=float)
-    eligible = (
-        (merged["history_days"].to_numpy() >= HISTORY_ROWS)
-        & (cost >= MIN_DAY_COST)
-        & (mean != 0)
-        & (std != 0)
-        & np.isfinite(std)
-    )
+    rows_before = merged["history_days"].fillna(0).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
+        # cost >= $1 also means D has a row: days without spend have actual 0 here.
+        eligible = (has_baseline & (rows_before >= HISTORY_ROWS)
+                    & (cost >= MIN_DAY_COST) & (mean != 0) & (std != 0) & np.isfinite(std))
         z = (cost - mean) / std
         pct = ((cost - mean) / mean) * 100
     flagged = eligible & (z > Z_THRESHOLD) & (pct > MIN_PCT_INCREASE)
     out = merged.loc[flagged].copy()
-    out["usage_date"] = day
     out["impact"] = out["actual_cost"] - out["expected_cost"]
     out["pct_change"] = pct[flagged]
     out["score"] = z[flagged]
     out["kind"] = "spike"
     out["method"] = "seed"
-    out = out.sort_values("pct_change", ascending=False, kind="stable")
-    return anomaly_frame(out)
+    out["anomaly_start"] = out["usage_date"]
+    out["alert"] = True
+    return out.sort_values(["usage_date", "pct_change"], ascending=[True, False], kind="stable")
