@@ -104,31 +104,46 @@ def _as_dates(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column).dt.date
 
 
+_EMPTY: dict[tuple[str, ...], pd.DataFrame] = {}
+
+
 def empty_frame(columns: list[str]) -> pd.DataFrame:
     """An empty table with the contract's dtypes, so empty days still write a valid Parquet file."""
-    return conform(pd.DataFrame({c: [] for c in columns}), columns)
+    key = tuple(columns)
+    if key not in _EMPTY:
+        _EMPTY[key] = conform(pd.DataFrame({c: [] for c in columns}), columns)
+    return _EMPTY[key].copy()
+
+
+_STRING = pd.StringDtype()
 
 
 def conform(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Order and type the contract columns (extra columns are kept after them).
 
     Stable dtypes make every partition file of a table share one Parquet schema, so the table
-    reads as one dataset in pyarrow, DuckDB or Athena.
+    reads as one dataset in pyarrow, DuckDB or Athena. Columns already of the right type are
+    left alone: this runs once per written day.
     """
     out = df.copy()
     for col in columns:
         if col not in out.columns:
             out[col] = pd.NA
     for col in out.columns:
+        dtype = out[col].dtype
         if col in _DATE_COLUMNS:
             out[col] = _as_dates(out[col])
         elif col in _FLOAT_COLUMNS:
-            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+            if dtype != "float64":
+                out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
         elif col in _STRING_COLUMNS:
-            out[col] = out[col].astype("string")
+            if dtype != _STRING:
+                out[col] = out[col].astype(_STRING)
         elif col in _BOOL_COLUMNS:
-            out[col] = out[col].fillna(False).astype(bool)
+            if dtype != "bool":
+                out[col] = out[col].fillna(False).astype(bool)
         elif col in _INT_COLUMNS:
-            out[col] = pd.to_numeric(out[col]).fillna(0).astype("int64")
+            if dtype != "int64":
+                out[col] = pd.to_numeric(out[col]).fillna(0).astype("int64")
     extra = [c for c in out.columns if c not in columns]
     return out[columns + extra].reset_index(drop=True)
