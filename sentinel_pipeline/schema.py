@@ -30,7 +30,8 @@ BASELINE_COLUMNS: list[str] = [
     "scale",
     "history_days",
     "elevated_days",
-    "elevated_hard",
+    "prior_excess",
+    "prior_expected",
     "method",
 ]
 
@@ -87,11 +88,13 @@ _FLOAT_COLUMNS = {
     "impact",
     "pct_change",
     "score",
+    "prior_excess",
+    "prior_expected",
 }
 
 
 _DATE_COLUMNS = {"usage_date", "anomaly_start"}
-_BOOL_COLUMNS = {"estimated", "elevated_hard", "alert"}
+_BOOL_COLUMNS = {"estimated", "alert"}
 _INT_COLUMNS = {"history_days", "elevated_days"}
 
 

@@ -40,7 +40,7 @@ def test_definition_graph_is_pinned() -> None:
     assert parents == {
         "raw_daily_costs": set(),
         "cost_baselines": {"raw_daily_costs"},
-        "cost_anomalies": {"raw_daily_costs", "cost_baselines"},
+        "cost_anomalies": {"raw_daily_costs", "cost_baselines", "cost_anomalies"},
         "annotated_alerts": {"cost_anomalies"},
     }
     for key in TABLES:
@@ -53,6 +53,9 @@ def test_definition_graph_is_pinned() -> None:
         dg.AssetKey("raw_daily_costs")]
     assert isinstance(mapping, dg.TimeWindowPartitionMapping)
     assert mapping.end_offset == -1 and mapping.start_offset < -30
+    itself = graph.get(dg.AssetKey("cost_anomalies")).partition_mappings[
+        dg.AssetKey("cost_anomalies")]
+    assert (itself.start_offset, itself.end_offset) == (-1, -1)
     assert defs.resolve_job_def("sentinel_daily_job") is not None
     schedule = defs.resolve_schedule_def("sentinel_daily_schedule")
     assert schedule.cron_schedule == "0 9 * * *"

@@ -1,5 +1,7 @@
 """cost_anomalies: the days whose actual cost is far from its baseline, scored and classified."""
 
+from datetime import timedelta
+
 import dagster as dg
 import pandas as pd
 
@@ -16,12 +18,24 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["raw_daily_costs", "cost_baselines"],
+    deps=[
+        "raw_daily_costs",
+        "cost_baselines",
+        # The day before, to continue episodes it already alerted (rather than alert again).
+        dg.AssetDep(
+            "cost_anomalies",
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+            ),
+        ),
+    ],
     group_name="sentinel",
     kinds={"parquet"},
     description=(
         "Series whose cost on day D is unusual against cost_baselines: actual vs expected, "
-        "$ impact, % change, score and kind (spike, new_spend, drop). Empty file = quiet day."
+        "$ impact, % change, score, kind (spike, sustained, level_shift, new_spend, drop), "
+        "anomaly_start and alert (True on the day an episode is first worth telling). "
+        "Empty file = quiet day."
     ),
 )
 def cost_anomalies(
@@ -33,7 +47,8 @@ def cost_anomalies(
         config = detection.config()
         raw = store.read_range("raw_daily_costs", days[0], days[-1])
         baselines = store.read_range("cost_baselines", days[0], days[-1])
-        frames = anomalies_for_days(raw, baselines, days, config)
+        previous = store.read_partition("cost_anomalies", days[0] - timedelta(days=1))
+        frames = anomalies_for_days(raw, baselines, days, config, previous)
         write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
     found = [f for f in frames.values() if len(f)]
     everything = pd.concat(found, ignore_index=True) if found else pd.DataFrame(

@@ -70,16 +70,24 @@ def compute_baselines(history: pd.DataFrame, day: date, config: DetectionConfig)
 
 
 def anomalies_for_days(
-    raw: pd.DataFrame, baselines: pd.DataFrame, days: list[date], config: DetectionConfig
+    raw: pd.DataFrame,
+    baselines: pd.DataFrame,
+    days: list[date],
+    config: DetectionConfig,
+    previous: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
-    """Anomalies of each day: its costs scored against its own baselines, all days at once."""
+    """Anomalies of each day: its costs scored against its own baselines.
+
+    ``previous``: the anomalies of the day before ``days`` (as stored), so an episode already
+    alerted there is continued, not alerted again.
+    """
     wanted = np.array(days, dtype="datetime64[D]")
     if len(raw):
         raw = raw[np.isin(usage_days(raw), wanted)]
     if len(baselines):
         baselines = baselines[np.isin(usage_days(baselines), wanted)]
     merged = join_actual_and_baselines(raw, baselines)
-    scored = _method(config).score(merged, config) if len(merged) else merged
+    scored = _method(config).score(merged, config, previous) if len(merged) else merged
     return split_days(anomaly_frame(scored), days)
 
 

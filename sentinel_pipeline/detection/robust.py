@@ -18,13 +18,15 @@ Why each piece is there:
 from __future__ import annotations
 
 import calendar
+import warnings
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from sentinel_pipeline.detection.config import DetectionConfig
-from sentinel_pipeline.detection.frames import CostMatrix, baseline_frame
+from sentinel_pipeline.detection.frames import CostMatrix, baseline_frame, usage_days
+from sentinel_pipeline.schema import SERIES_KEY
 
 LEVEL_DAYS = 14
 RESIDUAL_DAYS = 28
@@ -36,7 +38,6 @@ YOUNG_DAYS = 14  # a series younger than this has no known weekly shape yet
 YOUNG_SCALE_FLOOR = 0.25  # so its normal weekday swings are not alerts
 WARM_HISTORY_DAYS = 35  # "new" needs a full billing month seen, or monthly fees look new
 SUSTAINED_DAYS = 3
-SOFT_FRACTION = 0.5  # of score_threshold, for days of a sustained increase
 RECURRING_MARGIN = 3.0  # robust std devs a same-day-last-month charge must stand out by
 
 
@@ -88,15 +89,24 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     seen = np.cumsum(present, axis=1) > 0
     active = np.where(seen, values, np.nan)
 
-    # Weekday profile: median cost of each weekday, normalised to average 1.
-    profile = np.nan_to_num(np.stack(
-        [_median(active[:, weekdays == w]) for w in range(7)], axis=1), nan=0.0)
-    mean_profile = profile.mean(axis=1, keepdims=True)
+    # Weekday profile: each day's cost as a share of its week's mean, median per weekday.
+    # Shares, not costs, so a level shift or a trend inside the window does not bend the profile.
+    weeks = n_days // 7
+    block = active[:, n_days - weeks * 7:].reshape(len(values), weeks, 7)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # weeks before a series existed
+        week_mean = np.nanmean(block, axis=2, keepdims=True)
+        share = np.where(week_mean > 0, block / week_mean, np.nan)
+    block_weekdays = weekdays[n_days - weeks * 7:][:7]
+    profile = np.ones((len(values), 7))
+    for j, w in enumerate(block_weekdays):
+        profile[:, w] = _median(share[:, :, j])
+    profile = np.nan_to_num(profile, nan=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(mean_profile > 0, profile / mean_profile, 1.0)
+        factor = profile / profile.mean(axis=1, keepdims=True)
     factor = np.clip(np.nan_to_num(factor, nan=1.0), 0.2, 5.0)
-    weeks_seen = np.stack([seen[:, weekdays == w].sum(axis=1) for w in range(7)], axis=1)
-    factor[weeks_seen.min(axis=1) < MIN_WEEKS_FOR_PROFILE] = 1.0
+    weeks_seen = (~np.isnan(share)).sum(axis=1).min(axis=1) if weeks else np.zeros(len(values))
+    factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
     col_factor = factor[:, weekdays]
 
     # Level: median of the recent days with the weekday effect taken out.
@@ -131,17 +141,13 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     floor = np.where(age < YOUNG_DAYS, YOUNG_SCALE_FLOOR, RELATIVE_SCALE_FLOOR)
     scale = np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
 
-    # The elevated run just before the day, judged against today's model of each weekday.
+    # The days just before: how many in a row were still elevated against today's model of
+    # each weekday (where an episode started), and their excess (for the sustained rule).
     tail = slice(max(n_days - RUN_DAYS, 0), n_days)
-    excess = values[:, tail] - model[:, tail]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pct = np.where(model[:, tail] > 0, excess / model[:, tail] * 100, np.inf)
-    soft = (seen[:, tail] & (excess >= config.min_impact) & (pct >= config.min_pct_change)
-            & (excess >= SOFT_FRACTION * thr * scale[:, None]))
-    hard = soft & (excess >= thr * scale[:, None])
-    run = _trailing_run(soft)
-    in_run = np.arange(soft.shape[1])[::-1][None, :] < run[:, None]
-    hard_in_run = (hard & in_run).any(axis=1)
+    excess = np.where(seen[:, tail], values[:, tail] - model[:, tail], 0.0)
+    expected_past = model[:, tail]
+    run = _trailing_run(_elevated(excess, expected_past, scale[:, None], config))
+    prior = slice(max(excess.shape[1] - (SUSTAINED_DAYS - 1), 0), excess.shape[1])
 
     return baseline_frame(matrix.keys, day, {
         "expected_cost": expected,
@@ -150,12 +156,48 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "scale": scale,
         "history_days": age,
         "elevated_days": run,
-        "elevated_hard": hard_in_run,
+        "prior_excess": excess[:, prior].sum(axis=1),
+        "prior_expected": expected_past[:, prior].sum(axis=1),
     }, "robust")
 
 
-def score(merged: pd.DataFrame, config: DetectionConfig) -> pd.DataFrame:
-    """Classify each (day, series): spike, sustained, level_shift, new_spend, drop or nothing."""
+def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(expected > 0, excess / expected * 100.0, np.inf)
+
+
+def _material(excess: np.ndarray, expected: np.ndarray, config: DetectionConfig) -> np.ndarray:
+    """Big enough to act on: both the $ and the % bar."""
+    return (excess >= config.min_impact) & (_pct(excess, expected) >= config.min_pct_change)
+
+
+def _elevated(excess: np.ndarray, expected: np.ndarray, scale: np.ndarray,
+              config: DetectionConfig) -> np.ndarray:
+    """Still above normal: half the bars and one robust std dev, so noise inside an episode
+    does not end it (and re-alert it the next day)."""
+    return ((excess >= 0.5 * config.min_impact) & (excess >= scale)
+            & (_pct(excess, expected) >= 0.5 * config.min_pct_change))
+
+
+def _sustained(excess_sum: np.ndarray, expected_sum: np.ndarray, scale: np.ndarray,
+               config: DetectionConfig) -> np.ndarray:
+    """SUSTAINED_DAYS together clear the bars a single day would: $ and % per day, and a score
+    on their sum (noise of n days grows like sqrt(n))."""
+    days = SUSTAINED_DAYS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = excess_sum / (scale * np.sqrt(days))
+    return (_material(excess_sum / days, expected_sum / days, config)
+            & (z >= config.score_threshold))
+
+
+def score(merged: pd.DataFrame, config: DetectionConfig,
+          previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Classify each (day, series): spike, sustained, level_shift, new_spend, drop or nothing.
+
+    Days are walked in order so an episode is alerted once: ``previous`` holds the anomalies of
+    the day before the first one (from the table), so rerunning a single day knows which
+    episodes were already open.
+    """
     thr = config.score_threshold
     actual = merged["actual_cost"].to_numpy(dtype=float)
     history = merged["history_days"].fillna(0).to_numpy()
@@ -163,7 +205,8 @@ def score(merged: pd.DataFrame, config: DetectionConfig) -> pd.DataFrame:
     expected = np.where(is_new, 0.0, merged["expected_cost"].fillna(0).to_numpy(dtype=float))
     scale = merged["scale"].fillna(_abs_floor(config)).to_numpy(dtype=float)
     run = merged["elevated_days"].fillna(0).to_numpy().astype(np.int64)
-    hard_before = merged["elevated_hard"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    prior_excess = merged["prior_excess"].fillna(0).to_numpy(dtype=float)
+    prior_expected = merged["prior_expected"].fillna(0).to_numpy(dtype=float)
     # "New" only means something once the table holds a month of history for that day.
     warm = (merged.groupby("usage_date")["history_days"].transform("max").fillna(0)
             .to_numpy() >= WARM_HISTORY_DAYS)
@@ -172,25 +215,25 @@ def score(merged: pd.DataFrame, config: DetectionConfig) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(expected > 0, impact / expected * 100.0, np.nan)
         z = impact / scale
-    material = (np.abs(impact) >= config.min_impact) & (
-        np.isnan(pct) | (np.abs(pct) >= config.min_pct_change))
-    hard = ~is_new & material & (impact > 0) & (z >= thr)
-    soft = ~is_new & material & (impact > 0) & (z >= SOFT_FRACTION * thr)
-    worthy_before = (run >= 1) & (hard_before | (run >= SUSTAINED_DAYS))
-    continuing = soft & worthy_before
-    opens = ~continuing & (hard | (soft & (run + 1 >= SUSTAINED_DAYS)))
+    hard = ~is_new & _material(impact, expected, config) & (z >= thr)
+    elevated = ~is_new & _elevated(impact, expected, scale, config)
+    sustained = (elevated & (run >= SUSTAINED_DAYS - 1)
+                 & _sustained(prior_excess + impact, prior_expected + expected, scale, config))
     new_spend = is_new & warm & (impact >= config.min_impact)
-    drop = (~is_new & (history >= YOUNG_DAYS) & material & (impact < 0) & (z <= -thr))
+    drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -thr) & (-impact >= config.min_impact)
+            & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
+
+    days = usage_days(merged)
+    continuing, opens, start, opened_as = _walk_episodes(
+        merged, previous, days, elevated, hard | sustained, new_spend, run, hard & (run == 0))
 
     kind = np.full(len(merged), "", dtype=object)
-    kind[opens & hard & (run == 0)] = "spike"
-    kind[opens & ~(hard & (run == 0))] = "sustained"
-    kind[continuing] = np.where(hard_before[continuing], "level_shift", "sustained")
+    kind[opens] = np.where(opened_as[opens] == 1, "spike", "sustained")
+    kind[continuing] = np.where(opened_as[continuing] == 1, "level_shift", "sustained")
     kind[new_spend] = "new_spend"
-    kind[drop] = "drop"
+    kind[drop & ~continuing & ~opens] = "drop"
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
     new_score = impact / max(config.min_impact, _abs_floor(config)) * thr
-    started = np.where(continuing | (opens & (run > 0)), run, 0)
 
     out = merged.copy()
     out["expected_cost"] = expected
@@ -201,10 +244,67 @@ def score(merged: pd.DataFrame, config: DetectionConfig) -> pd.DataFrame:
     out["method"] = "robust"
     out["lower"] = out["lower"].fillna(0.0)
     out["upper"] = out["upper"].fillna(0.0)
-    out["anomaly_start"] = (pd.to_datetime(out["usage_date"])
-                            - pd.to_timedelta(started, unit="D")).dt.date
-    out["alert"] = opens | new_spend | (drop & config.alert_on_drops)
+    out["anomaly_start"] = pd.Series(start, index=out.index).dt.date
+    out["alert"] = opens | new_spend | ((kind == "drop") & config.alert_on_drops)
     out = out[kind != ""]
     return out.sort_values(["usage_date", "impact"], ascending=[True, False], kind="stable")
 
 
+OPENED_SPIKE, OPENED_SUSTAINED = 1, 2
+
+
+def _walk_episodes(
+    merged: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    days: np.ndarray,
+    elevated: np.ndarray,
+    worthy: np.ndarray,
+    new_spend: np.ndarray,
+    run: np.ndarray,
+    jump: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Day by day (vectorised over series): an elevated day of an open episode continues it; a
+    worthy day with no open episode opens one (its start traced back over the elevated run)."""
+    keys = merged[SERIES_KEY].astype("string")
+    prev = previous if previous is not None and len(previous) else None
+    if prev is not None:
+        prev = prev[prev["kind"].isin(["spike", "sustained", "level_shift", "new_spend"])]
+        keys_all = pd.concat([keys, prev[SERIES_KEY].astype("string")], ignore_index=True)
+    else:
+        keys_all = keys
+    codes_all, _ = pd.MultiIndex.from_frame(keys_all).factorize()
+    codes = codes_all[: len(keys)]
+    n_codes = int(codes_all.max()) + 1 if len(codes_all) else 0
+    open_start = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
+    open_kind = np.zeros(n_codes, dtype=np.int8)
+    if prev is not None:
+        prev_codes = codes_all[len(keys):]
+        open_start[prev_codes] = pd.to_datetime(prev["anomaly_start"]).to_numpy().astype(
+            "datetime64[D]")
+        open_kind[prev_codes] = np.where(prev["kind"].isin(["spike", "level_shift"]),
+                                         OPENED_SPIKE, OPENED_SUSTAINED)
+
+    n = len(merged)
+    continuing = np.zeros(n, dtype=bool)
+    opens = np.zeros(n, dtype=bool)
+    start = days.copy()
+    opened_as = np.zeros(n, dtype=np.int8)
+    order = np.argsort(days, kind="stable")
+    boundaries = np.flatnonzero(np.diff(days[order].astype(np.int64))) + 1
+    for rows in np.split(order, boundaries):
+        c = codes[rows]
+        is_open = ~np.isnat(open_start[c])
+        cont = elevated[rows] & is_open
+        new = worthy[rows] & ~cont
+        continuing[rows], opens[rows] = cont, new
+        start[rows] = np.where(cont, open_start[c],
+                               np.where(new, days[rows] - run[rows], days[rows]))
+        opened_as[rows] = np.where(cont, open_kind[c],
+                                   np.where(jump[rows], OPENED_SPIKE, OPENED_SUSTAINED))
+        # Tomorrow, only the episodes alive today are open.
+        open_start[:] = np.datetime64("NaT")
+        alive = cont | new | new_spend[rows]
+        open_start[c[alive]] = start[rows][alive]
+        open_kind[c[alive]] = np.where(new_spend[rows][alive], OPENED_SPIKE,
+                                       opened_as[rows][alive])
+    return continuing, opens, start, opened_as

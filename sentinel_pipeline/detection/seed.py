@@ -55,7 +55,8 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     }, "seed")
 
 
-def score(merged: pd.DataFrame, config: DetectionConfig) -> pd.DataFrame:
+def score(merged: pd.DataFrame, config: DetectionConfig,
+          previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Flag each (day, series) with a full 7-row history by the seed rule."""
     has_baseline = merged["history_days"].notna().to_numpy()
     cost = merged["actual_cost"].to_numpy(dtype=float)

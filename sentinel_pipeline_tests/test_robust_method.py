@@ -1,0 +1,262 @@
+"""The robust default: alerts on what a FinOps engineer would act on, stays quiet on the rest."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel_pipeline.detection import (
+    DetectionConfig,
+    anomalies_for_days,
+    baselines_for_days,
+)
+
+START = date(2025, 1, 1)
+ROBUST = DetectionConfig()
+
+
+def series(values: list[float | None], service: str = "EC2", account: str = "111",
+           region: str = "us-east-1", start: date = START) -> list[dict]:
+    """One series' rows; None means no spend that day (no row)."""
+    return [
+        {"usage_date": start + timedelta(days=i), "service": service, "account_id": account,
+         "region": region, "cost": v, "currency": "USD"}
+        for i, v in enumerate(values) if v is not None
+    ]
+
+
+def run(rows: list[dict], first: int, last: int,
+        config: DetectionConfig = ROBUST) -> pd.DataFrame:
+    """All anomaly rows of days first..last (day numbers from START)."""
+    history = pd.DataFrame(rows)
+    days = [START + timedelta(days=i) for i in range(first, last + 1)]
+    base = baselines_for_days(history, days, config)
+    found = anomalies_for_days(history, pd.concat(base.values(), ignore_index=True), days,
+                               config)
+    return pd.concat(found.values(), ignore_index=True)
+
+
+def alerts(found: pd.DataFrame) -> pd.DataFrame:
+    return found[found["alert"]]
+
+
+def day(n: int) -> date:
+    return START + timedelta(days=n)
+
+
+def noisy(n: int, base: float, noise: float, seed: int = 7) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(base * np.exp(rng.normal(0, noise, n) - noise**2 / 2))
+
+
+def weekly(n: int, weekday: float, weekend: float, noise: float = 0.03) -> list[float]:
+    values = noisy(n, 1.0, noise)
+    return [v * (weekend if day(i).weekday() >= 5 else weekday) for i, v in enumerate(values)]
+
+
+# ------------------------------------------------------------------ stays quiet
+def test_weekly_seasonality_is_expected() -> None:
+    assert alerts(run(series(weekly(140, 1000, 350)), 70, 139)).empty
+
+
+def test_steady_growth_trend_is_expected() -> None:
+    values = [v * (1.05 ** (i / 30)) for i, v in enumerate(noisy(140, 800, 0.03))]
+    assert alerts(run(series(values), 70, 139)).empty
+
+
+def test_noisy_service_does_not_alert_on_its_noise() -> None:
+    assert len(alerts(run(series(noisy(140, 300, 0.25)), 70, 139))) <= 1
+
+
+def test_month_start_only_charge_is_expected_from_its_second_month() -> None:
+    values = [2000.0 if day(i).day == 1 else None for i in range(150)]
+    other = series(noisy(150, 100, 0.03), service="S3")
+    found = alerts(run(series(values, service="Support") + other, 40, 149))
+    assert found.empty, found[["usage_date", "service", "kind"]]
+
+
+def test_recurring_mid_month_charge_is_quiet_once_seen_twice() -> None:
+    values = [v + (600 if day(i).day == 15 else 0) for i, v in enumerate(noisy(200, 100, 0.03))]
+    found = alerts(run(series(values), 70, 199))
+    later = found[pd.to_datetime(found["usage_date"]).dt.date >= date(2025, 4, 1)]
+    assert later.empty, later[["usage_date", "kind", "actual_cost", "expected_cost"]]
+
+
+def test_weekly_recurring_surcharge_is_expected() -> None:
+    base = noisy(140, 200, 0.03)
+    values = [v + (400 if day(i).weekday() == 2 else 0) for i, v in enumerate(base)]
+    assert alerts(run(series(values), 70, 139)).empty
+
+
+def test_tiny_series_never_alert() -> None:
+    values = noisy(140, 0.03, 0.05)
+    values[100] = 0.90  # thirty times its normal cost, still cents
+    assert run(series(values, service="KMS"), 70, 139).empty
+
+
+def test_credits_and_refunds_do_not_alert() -> None:
+    credits = [-v for v in noisy(140, 65, 0.05)]
+    normal = noisy(140, 500, 0.03)
+    normal[100] = -200.0  # a refund day
+    found = run(series(credits, service="Credit") + series(normal, service="RDS"), 70, 139)
+    assert alerts(found).empty
+    refund = found[found["service"] == "RDS"]
+    assert list(refund["kind"]) == ["drop"] and refund.iloc[0]["usage_date"] == day(100)
+
+
+# -------------------------------------------------------------------- alerts on
+def test_spike_alerts_once_and_does_not_poison_the_baseline() -> None:
+    values = noisy(140, 500, 0.03)
+    values[100] += 1500
+    values[103] += 1500
+    found = run(series(values), 70, 139)
+    assert list(alerts(found)["usage_date"]) == [day(100), day(103)]
+    assert set(found["kind"]) == {"spike"}
+    second = found[found["usage_date"] == day(103)].iloc[0]
+    assert second["expected_cost"] == pytest.approx(500, rel=0.06)
+
+
+def test_level_shift_alerts_on_its_first_day_only() -> None:
+    values = [v * (1.8 if i >= 100 else 1) for i, v in enumerate(noisy(140, 500, 0.03))]
+    found = run(series(values), 70, 139)
+    flagged = alerts(found)
+    assert list(flagged["usage_date"]) == [day(100)]
+    rest = found[found["usage_date"] > day(100)]
+    assert len(rest) >= 1 and not rest["alert"].any()
+    assert set(rest["anomaly_start"]) == {day(100)}
+    assert set(rest["kind"]) == {"level_shift"}
+    assert found["usage_date"].max() < day(112)  # the baseline adapts within ~a week
+
+
+def sustained_case() -> list[float]:
+    """+$400/day for 8 days on a noisy $1,000 series: no single day is surprising enough."""
+    values = noisy(140, 1000, 0.15, seed=2)
+    for i in range(100, 108):
+        values[i] += 400
+    return values
+
+
+def test_sustained_moderate_increase_alerts_once_with_its_start() -> None:
+    found = run(series(sustained_case()), 70, 139)
+    flagged = alerts(found)
+    assert len(flagged) == 1
+    first = flagged.iloc[0]
+    assert first["kind"] == "sustained"
+    assert first["usage_date"] == day(102) and first["anomaly_start"] == day(100)
+    later = found[found["usage_date"] > day(102)]
+    assert len(later) >= 3 and set(later["anomaly_start"]) == {day(100)}
+
+
+def test_rerun_of_one_day_continues_the_episode_of_the_day_before() -> None:
+    rows = series(sustained_case())
+    history = pd.DataFrame(rows)
+    before = run(rows, 102, 102)
+    assert before["alert"].all()
+    base = baselines_for_days(history, [day(103)], ROBUST)[day(103)]
+    alone = anomalies_for_days(history, base, [day(103)], ROBUST)[day(103)]
+    assert alone["alert"].all()  # without the day before, the episode looks new
+    continued = anomalies_for_days(history, base, [day(103)], ROBUST, previous=before)[day(103)]
+    assert not continued["alert"].any()
+    assert list(continued["anomaly_start"]) == [day(100)]
+
+
+def test_new_series_with_material_spend_alerts_once() -> None:
+    rows = series(noisy(140, 400, 0.03), service="S3")
+    rows += series([None] * 100 + [300.0] * 40, service="SageMaker")
+    found = run(rows, 70, 139)
+    flagged = alerts(found)
+    assert list(zip(flagged["service"], flagged["usage_date"], strict=True)) == [
+        ("SageMaker", day(100))]
+    assert flagged.iloc[0]["kind"] == "new_spend"
+    assert pd.isna(flagged.iloc[0]["pct_change"])
+
+
+def test_small_series_spike_with_material_impact_alerts() -> None:
+    rows = series(noisy(140, 10_000, 0.03), service="EC2")
+    small = noisy(140, 5, 0.05)
+    small[100] = 160.0
+    rows += series(small, service="SNS")
+    flagged = alerts(run(rows, 70, 139))
+    assert list(zip(flagged["service"], flagged["usage_date"], strict=True)) == [
+        ("SNS", day(100))]
+
+
+def test_drops_are_recorded_and_alerted_only_when_asked() -> None:
+    values = [v * (0.2 if i >= 100 else 1) for i, v in enumerate(noisy(140, 800, 0.03))]
+    found = run(series(values), 100, 100)
+    assert list(found["kind"]) == ["drop"] and not found["alert"].any()
+    asked = run(series(values), 100, 100, DetectionConfig(alert_on_drops=True))
+    assert asked["alert"].all()
+
+
+def test_thresholds_are_respected() -> None:
+    values = noisy(140, 500, 0.03)
+    values[100] += 300  # +60 %, $300
+    assert len(alerts(run(series(values), 100, 100))) == 1
+    assert alerts(run(series(values), 100, 100, DetectionConfig(min_impact=400))).empty
+    assert alerts(run(series(values), 100, 100, DetectionConfig(min_pct_change=80))).empty
+
+
+# -------------------------------------------------------------------- properties
+cost = st.one_of(
+    st.none(),
+    st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, 1e12, -5.0, 0.01]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(cost, min_size=0, max_size=80), st.integers(0, 85))
+def test_never_crashes_or_emits_nan(values: list[float | None], target: int) -> None:
+    rows = series(values) + series([v if v is None else -abs(v) for v in values], service="Neg")
+    history = pd.DataFrame(rows) if rows else pd.DataFrame(
+        columns=["usage_date", "service", "account_id", "region", "cost", "currency"])
+    days = [day(target), day(target + 1)]
+    base = baselines_for_days(history, days, ROBUST)
+    found = anomalies_for_days(history, pd.concat(base.values(), ignore_index=True), days, ROBUST)
+    for frame in base.values():
+        assert np.isfinite(frame[["expected_cost", "lower", "upper", "scale"]].to_numpy()).all()
+    for frame in found.values():
+        numbers = frame[["actual_cost", "expected_cost", "impact", "score"]].to_numpy()
+        assert np.isfinite(numbers).all()
+        assert frame["kind"].isin(["spike", "sustained", "level_shift", "new_spend", "drop"]).all()
+
+
+@pytest.mark.parametrize("constant", [[], [5.0], [100.0] * 90, [None, 3.0, None, 3.0] * 20])
+def test_degenerate_series(constant: list[float | None]) -> None:
+    values = constant + [None] * max(0, 90 - len(constant))
+    if not any(v is not None for v in values):
+        found = run(series([50.0] * 10, service="other") + series(values), 85, 89)
+    else:
+        found = run(series(values), 85, 89)
+    assert np.isfinite(found[["expected_cost", "score"]].to_numpy()).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    scale=st.sampled_from([0.25, 2.0, 8.0, 1024.0]),
+    jump=st.floats(0, 5),
+)
+def test_scaling_every_cost_does_not_change_which_days_alert(
+    seed: int, scale: float, jump: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    values = list(rng.lognormal(5, 0.3, 100))
+    values[90] *= 1 + jump
+    rows = series(values) + series(list(rng.lognormal(3, 0.5, 100)), service="B")
+    config = DetectionConfig(min_impact=20.0)
+    # Powers of two scale floats exactly, so the comparison is exact, not approximate.
+    scaled_config = DetectionConfig(min_impact=20.0 * scale)
+    scaled = [dict(r, cost=r["cost"] * scale) for r in rows]
+
+    def flags(found: pd.DataFrame) -> list[tuple]:
+        return sorted(zip(found["usage_date"], found["service"], found["kind"], found["alert"],
+                          strict=True))
+
+    assert flags(run(rows, 80, 99, config)) == flags(run(scaled, 80, 99, scaled_config))
