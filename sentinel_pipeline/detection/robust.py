@@ -18,7 +18,6 @@ Why each piece is there:
 from __future__ import annotations
 
 import calendar
-import warnings
 from datetime import date
 
 import numpy as np
@@ -86,38 +85,46 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
 
     # Days before a series first appeared are unknown, not zero: a young series is judged on
     # the days it has existed, so a new service does not look like a spike on its second day.
-    seen = np.cumsum(present, axis=1) > 0
-    active = np.where(seen, values, np.nan)
+    first_seen = np.where(present.any(axis=1), present.argmax(axis=1), n_days)
+    age = n_days - first_seen
+    columns = np.arange(n_days)
 
     # Weekday profile: each day's cost as a share of its week's mean, median per weekday.
     # Shares, not costs, so a level shift or a trend inside the window does not bend the profile.
     weeks = n_days // 7
-    block = active[:, n_days - weeks * 7:].reshape(len(values), weeks, 7)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # weeks before a series existed
-        week_mean = np.nanmean(block, axis=2, keepdims=True)
-        share = np.where(week_mean > 0, block / week_mean, np.nan)
-    block_weekdays = weekdays[n_days - weeks * 7:][:7]
+    offset = n_days - weeks * 7
+    block_seen = (columns[offset:] >= first_seen[:, None]).reshape(len(values), weeks, 7)
+    block = values[:, offset:].reshape(len(values), weeks, 7)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        week_mean = block.sum(axis=2) / block_seen.sum(axis=2)
+        share = np.where(block_seen & (week_mean[:, :, None] > 0),
+                         block / week_mean[:, :, None], np.nan)
     profile = np.ones((len(values), 7))
-    for j, w in enumerate(block_weekdays):
+    for j, w in enumerate(weekdays[offset:offset + 7] if weeks else []):
         profile[:, w] = _median(share[:, :, j])
     profile = np.nan_to_num(profile, nan=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = profile / profile.mean(axis=1, keepdims=True)
     factor = np.clip(np.nan_to_num(factor, nan=1.0), 0.2, 5.0)
-    weeks_seen = (~np.isnan(share)).sum(axis=1).min(axis=1) if weeks else np.zeros(len(values))
+    weeks_seen = block_seen.all(axis=2).sum(axis=1) if weeks else np.zeros(len(values))
     factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
-    col_factor = factor[:, weekdays]
 
-    # Level: median of the recent days with the weekday effect taken out.
-    recent = slice(max(n_days - LEVEL_DAYS, 0), n_days)
-    level = np.nan_to_num(_median(active[:, recent] / col_factor[:, recent]), nan=0.0)
+    # The recent days, where level, scale and the run before the day are measured.
+    recent = max(n_days - RESIDUAL_DAYS, 0)
+    seen_r = columns[recent:] >= first_seen[:, None]
+    active_r = np.where(seen_r, values[:, recent:], np.nan)
+    factor_r = factor[:, weekdays[recent:]]
+
+    # Level: median of the last days with the weekday effect taken out.
+    level_cols = min(LEVEL_DAYS, n_days - recent)
+    level = np.nan_to_num(
+        _median(active_r[:, -level_cols:] / factor_r[:, -level_cols:]) if level_cols
+        else np.full(len(values), np.nan), nan=0.0)
     expected = level * factor[:, day.weekday()]
-    model = level[:, None] * col_factor
+    model_r = level[:, None] * factor_r
 
     # Scale: MAD of the recent residuals against the same model.
-    res = slice(max(n_days - RESIDUAL_DAYS, 0), n_days)
-    residuals = active[:, res] - model[:, res]
+    residuals = active_r - model_r
     spread = np.abs(residuals - _median(residuals)[:, None])
     scale = np.nan_to_num(MAD_TO_SIGMA * _median(spread), nan=0.0)
 
@@ -137,15 +144,14 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         expected = np.where(recurring, ref, expected)
         scale = np.where(recurring, np.maximum(scale, 0.1 * np.abs(ref)), scale)
 
-    age = seen.sum(axis=1)
     floor = np.where(age < YOUNG_DAYS, YOUNG_SCALE_FLOOR, RELATIVE_SCALE_FLOOR)
     scale = np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
 
     # The days just before: how many in a row were still elevated against today's model of
     # each weekday (where an episode started), and their excess (for the sustained rule).
-    tail = slice(max(n_days - RUN_DAYS, 0), n_days)
-    excess = np.where(seen[:, tail], values[:, tail] - model[:, tail], 0.0)
-    expected_past = model[:, tail]
+    tail = slice(max(model_r.shape[1] - RUN_DAYS, 0), None)
+    excess = np.where(seen_r[:, tail], values[:, recent:][:, tail] - model_r[:, tail], 0.0)
+    expected_past = model_r[:, tail]
     run = _trailing_run(_elevated(excess, expected_past, scale[:, None], config))
     prior = slice(max(excess.shape[1] - (SUSTAINED_DAYS - 1), 0), excess.shape[1])
 

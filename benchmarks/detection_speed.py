@@ -1,0 +1,107 @@
+"""Benchmark: detection speed and memory at scale, robust vs seed.
+
+1. One day over N series (default 1,000,000) with 90 days of history: baselines + scoring,
+   starting from the series x day matrix the detector works on (the long-table pivot is timed
+   separately at 10,000 series, below, as it belongs to reading, not detecting).
+2. Robust vs seed on the same 10,000 series, end to end from a long cost table.
+Peak memory is the process's max RSS (the matrix alone is N x 90 x 8 bytes).
+
+Usage: python benchmarks/detection_speed.py [--series 1000000] [--small 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from sentinel_pipeline.detection import DetectionConfig, anomalies_for_days, baselines_for_days
+from sentinel_pipeline.detection import robust, seed
+from sentinel_pipeline.detection.frames import CostMatrix, join_actual_and_baselines
+
+DAY = date(2025, 6, 30)
+HISTORY = 90
+
+
+def synthetic_matrix(n: int, days: int, rng: np.random.Generator) -> tuple[CostMatrix, np.ndarray]:
+    """Costs with weekly cycles and noise, a few spikes on the last day."""
+    base = np.exp(rng.uniform(0, 8, n))[:, None]
+    weekday = 1 - 0.3 * ((np.arange(days + 1) % 7) >= 5)
+    values = base * weekday[None, :] * rng.lognormal(0, 0.1, (n, days + 1))
+    values[rng.random(n) < 0.001, -1] *= 4
+    keys = pd.DataFrame({"service": pd.array([f"svc-{i % 97}" for i in range(n)], "string"),
+                         "account_id": pd.array([f"{i // 97:012d}" for i in range(n)], "string"),
+                         "region": pd.array(["us-east-1"] * n, "string")})
+    first = DAY - timedelta(days=days)
+    matrix = CostMatrix(keys, first, values[:, :-1], np.ones((n, days), dtype=bool))
+    return matrix, values[:, -1]
+
+
+def one_day(matrix: CostMatrix, today: np.ndarray, config: DetectionConfig) -> tuple[float, int]:
+    method = robust if config.method == "robust" else seed
+    started = time.perf_counter()
+    span = method.history_days(config)
+    window = matrix.window(DAY - timedelta(days=span), DAY - timedelta(days=1))
+    baselines = method.baselines_from_matrix(window, DAY, config)
+    actual = matrix.keys.assign(usage_date=DAY, cost=today, currency="USD")
+    merged = join_actual_and_baselines(actual, baselines)
+    found = method.score(merged, config)
+    return time.perf_counter() - started, int(found["alert"].sum())
+
+
+def long_table(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    matrix, today = synthetic_matrix(n, HISTORY, rng)
+    days = [matrix.first + timedelta(days=i) for i in range(HISTORY)] + [DAY]
+    values = np.concatenate([matrix.values, today[:, None]], axis=1)
+    return pd.DataFrame({
+        "usage_date": np.repeat(np.array(days, dtype="datetime64[D]")[None, :], n, 0).ravel(),
+        "service": np.repeat(matrix.keys["service"].to_numpy(), len(days)),
+        "account_id": np.repeat(matrix.keys["account_id"].to_numpy(), len(days)),
+        "region": "us-east-1",
+        "cost": values.ravel(),
+        "currency": "USD",
+    })
+
+
+def end_to_end(rows: pd.DataFrame, config: DetectionConfig) -> float:
+    started = time.perf_counter()
+    base = baselines_for_days(rows, [DAY], config)
+    anomalies_for_days(rows, base[DAY], [DAY], config)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--series", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=10_000)
+    args = parser.parse_args()
+    rng = np.random.default_rng(42)
+
+    rows = long_table(args.small, rng)
+    print(f"{args.small:,} series x {HISTORY + 1} days, end to end from a long table "
+          f"({len(rows):,} rows):")
+    timings = {}
+    for method in ("seed", "robust"):
+        config = DetectionConfig(method=method)
+        end_to_end(rows, config)  # warm-up
+        timings[method] = min(end_to_end(rows, config) for _ in range(3))
+        print(f"  {method:6s}: {timings[method]:.2f} s")
+    print(f"  robust / seed: {timings['robust'] / timings['seed']:.2f}x")
+    del rows
+
+    matrix, today = synthetic_matrix(args.series, HISTORY, rng)
+    print(f"\n{args.series:,} series x {HISTORY} days of history, one day (matrix "
+          f"{matrix.values.nbytes / 1e9:.2f} GB):")
+    for method in ("seed", "robust"):
+        seconds, alerts = one_day(matrix, today, DetectionConfig(method=method))
+        print(f"  {method:6s}: {seconds:.1f} s, {alerts:,} alerts")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    print(f"  peak RSS of the process: {peak_gb:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
