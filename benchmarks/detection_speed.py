@@ -19,8 +19,13 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from sentinel_pipeline.detection import DetectionConfig, anomalies_for_days, baselines_for_days
-from sentinel_pipeline.detection import robust, seed
+from sentinel_pipeline.detection import (
+    DetectionConfig,
+    anomalies_for_days,
+    baselines_for_days,
+    robust,
+    seed,
+)
 from sentinel_pipeline.detection.frames import CostMatrix, join_actual_and_baselines
 
 DAY = date(2025, 6, 30)

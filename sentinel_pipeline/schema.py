@@ -30,7 +30,8 @@ BASELINE_COLUMNS: list[str] = [
     "scale",
     "history_days",
     "elevated_days",
-    "prior_excess",
+    "log_scale",
+    "prior_actual",
     "prior_expected",
     "method",
 ]
@@ -88,7 +89,8 @@ _FLOAT_COLUMNS = {
     "impact",
     "pct_change",
     "score",
-    "prior_excess",
+    "log_scale",
+    "prior_actual",
     "prior_expected",
 }
 

@@ -2,17 +2,20 @@
 
 Why each piece is there:
 - Medians, not means, so one spike does not raise the baseline of the following days.
-- A weekday profile (median of each weekday over the lookback) so quiet weekends and busy
-  Mondays are expected, not alerted.
-- A scale from the median absolute deviation of recent residuals, floored at a share of the
-  expected cost, so noisy services need a bigger surprise and flat ones do not alert on cents.
-- Last month's same day of month, when it was itself a charge well above normal, is taken as
-  the expectation: monthly fees (support, tax, renewals) recur and are not news.
-- Both size ($ impact) and surprise (score) must pass, so tiny series never alert.
-- Episodes: consecutive elevated days are one anomaly with a start day. The first day that is
-  worth it alerts; later days are recorded (``alert=False``) until the baseline has adapted to
-  the new level. An increase too small to alert on one day alerts once it has lasted
-  ``SUSTAINED_DAYS`` days at half the score threshold.
+- A weekday profile from each day's share of its own week, so quiet weekends and busy Mondays
+  are expected, and a level shift or trend inside the lookback does not bend the profile.
+- Noise measured in log space (cost noise is multiplicative), from each day's residual against
+  its own week and weekday: noisy services need a bigger jump, flat ones do not alert on cents,
+  and a level change in the window does not inflate the noise.
+- The expected cost is the higher of the recent level (last 14 days) and the lookback's level,
+  so the return to normal after a drop or a pause is not news.
+- A charge that stood out on the same day of last month, and is known to recur (the series
+  bills only on such days, or did the month before too), is expected again on top of normal.
+- Both size ($ impact, % change) and surprise (score) must pass, so tiny series never alert.
+- Episodes: consecutive elevated days are one anomaly with a start day. The first day worth it
+  alerts; later days are recorded (``alert=False``) until the baseline has adapted, unless the
+  episode doubles its impact. An increase too small to alert on one day alerts once it has lasted
+  ``SUSTAINED_DAYS`` days. Drops are episodes too.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ LEVEL_DAYS = 14
 RESIDUAL_DAYS = 28
 RUN_DAYS = 14  # how far back an episode is traced
 MAD_TO_SIGMA = 1.4826
+WEEK_MEAN_CORRECTION = 1.08  # a day's residual against a mean it is part of is ~sqrt(6/7) short
 RELATIVE_SCALE_FLOOR = 0.05  # a day within 5 % of expected is never surprising
 MIN_WEEKS_FOR_PROFILE = 3  # with 3 samples a weekday median shrugs off one spike
+MIN_LOG_RESIDUALS = 14
 YOUNG_DAYS = 14  # a series younger than this has no known weekly shape yet
 YOUNG_SCALE_FLOOR = 0.25  # so its normal weekday swings are not alerts
 WARM_HISTORY_DAYS = 35  # "new" needs a full billing month seen, or monthly fees look new
 SUSTAINED_DAYS = 3
 RECURRING_MARGIN = 3.0  # robust std devs a same-day-last-month charge must stand out by
+REALERT_FACTOR = 2.0  # an open episode alerts again when its impact doubles
 
 
 def history_days(config: DetectionConfig) -> int:
@@ -60,7 +66,7 @@ def _median(values: np.ndarray) -> np.ndarray:
     if width == 0:
         return np.full(n, np.nan)
     ordered = np.sort(values, axis=1)  # NaN sorts last
-    count = (~np.isnan(values)).sum(axis=1)
+    count = width - np.isnan(ordered).sum(axis=1)
     lo = np.clip((count - 1) // 2, 0, width - 1)
     hi = np.clip(count // 2, 0, width - 1)
     rows = np.arange(n)
@@ -76,10 +82,18 @@ def _trailing_run(flags: np.ndarray) -> np.ndarray:
     return np.where(backwards.all(axis=1), flags.shape[1], backwards.argmin(axis=1))
 
 
+def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """ln(actual / expected) where both are positive, else NaN."""
+    ok = (actual > 0) & (expected > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, np.log(np.where(ok, actual, 1.0) / np.where(ok, expected, 1.0)),
+                        np.nan)
+
+
 def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig) -> pd.DataFrame:
-    """Seasonal median baseline, robust scale and the elevated run before ``day``."""
+    """Seasonal median baseline, noise scale and the elevated run before ``day``."""
     values, present = matrix.values, matrix.present
-    n_days = values.shape[1]
+    n_series, n_days = values.shape
     weekdays = (matrix.day_numbers().astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     thr = config.score_threshold
 
@@ -89,82 +103,118 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     age = n_days - first_seen
     columns = np.arange(n_days)
 
-    # Weekday profile: each day's cost as a share of its week's mean, median per weekday.
-    # Shares, not costs, so a level shift or a trend inside the window does not bend the profile.
+    # Weekday profile: each day's cost as a share of its own week's mean, median per weekday.
     weeks = n_days // 7
     offset = n_days - weeks * 7
-    block_seen = (columns[offset:] >= first_seen[:, None]).reshape(len(values), weeks, 7)
-    block = values[:, offset:].reshape(len(values), weeks, 7)
+    block_seen = (columns[offset:] >= first_seen[:, None]).reshape(n_series, weeks, 7)
+    block = values[:, offset:].reshape(n_series, weeks, 7)
     with np.errstate(invalid="ignore", divide="ignore"):
         week_mean = block.sum(axis=2) / block_seen.sum(axis=2)
         share = np.where(block_seen & (week_mean[:, :, None] > 0),
                          block / week_mean[:, :, None], np.nan)
-    profile = np.ones((len(values), 7))
-    for j, w in enumerate(weekdays[offset:offset + 7] if weeks else []):
+    block_weekdays = weekdays[offset:offset + 7]
+    profile = np.ones((n_series, 7))
+    for j, w in enumerate(block_weekdays if weeks else []):
         profile[:, w] = _median(share[:, :, j])
     profile = np.nan_to_num(profile, nan=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = profile / profile.mean(axis=1, keepdims=True)
     factor = np.clip(np.nan_to_num(factor, nan=1.0), 0.2, 5.0)
-    weeks_seen = block_seen.all(axis=2).sum(axis=1) if weeks else np.zeros(len(values))
+    weeks_seen = block_seen.all(axis=2).sum(axis=1) if weeks else np.zeros(n_series)
     factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
 
-    # The recent days, where level, scale and the run before the day are measured.
+    # Noise in log space, each day against its own week and weekday (level-shift proof).
+    if weeks:
+        log_res = _log_ratio(share, factor[:, block_weekdays][:, None, :]).reshape(
+            n_series, weeks * 7)
+        centred = np.abs(log_res - _median(log_res)[:, None])
+        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(centred)
+        log_scale[(~np.isnan(log_res)).sum(axis=1) < MIN_LOG_RESIDUALS] = np.nan
+    else:
+        log_scale = np.full(n_series, np.nan)
+
+    # Level: median of the last days with the weekday effect taken out; and of the lookback.
     recent = max(n_days - RESIDUAL_DAYS, 0)
     seen_r = columns[recent:] >= first_seen[:, None]
     active_r = np.where(seen_r, values[:, recent:], np.nan)
     factor_r = factor[:, weekdays[recent:]]
-
-    # Level: median of the last days with the weekday effect taken out.
     level_cols = min(LEVEL_DAYS, n_days - recent)
-    level = np.nan_to_num(
-        _median(active_r[:, -level_cols:] / factor_r[:, -level_cols:]) if level_cols
-        else np.full(len(values), np.nan), nan=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level_recent = (_median(active_r[:, -level_cols:] / factor_r[:, -level_cols:])
+                        if level_cols else np.full(n_series, np.nan))
+        deseasoned = np.where(columns >= first_seen[:, None], values / factor[:, weekdays],
+                              np.nan)
+    level = np.nan_to_num(np.fmax(level_recent, _median(deseasoned)), nan=0.0)
+    level = np.where(np.nan_to_num(level_recent) < 0, np.nan_to_num(level_recent), level)
     expected = level * factor[:, day.weekday()]
     model_r = level[:, None] * factor_r
 
-    # Scale: MAD of the recent residuals against the same model.
+    # Linear scale, for series whose costs are not all positive (credits, refunds).
     residuals = active_r - model_r
     spread = np.abs(residuals - _median(residuals)[:, None])
-    scale = np.nan_to_num(MAD_TO_SIGMA * _median(spread), nan=0.0)
-
-    # Monthly recurring charges: last month's same day is what we expect when it stood out and
-    # is known to recur: the series bills only on such days, or did the month before too.
-    # (A one-off spike last month must not hide a spike, or fake a drop, this month.)
-    margin = RECURRING_MARGIN * np.maximum(scale, RELATIVE_SCALE_FLOOR * np.abs(expected))
-    last_month = _same_day_last_month(day)
-    col = (last_month - matrix.first).days
-    col2 = (_same_day_last_month(last_month) - matrix.first).days
-    if 0 <= col < n_days:
-        ref = values[:, col]
-        stood_out = present[:, col] & (ref > expected + margin)
-        confirmed = (present[:, col2] & (values[:, col2] > expected + margin)
-                     if col2 >= 0 else np.zeros(len(ref), dtype=bool))
-        recurring = stood_out & ((level == 0) | confirmed)
-        expected = np.where(recurring, ref, expected)
-        scale = np.where(recurring, np.maximum(scale, 0.1 * np.abs(ref)), scale)
+    linear_scale = np.nan_to_num(MAD_TO_SIGMA * _median(spread), nan=0.0)
 
     floor = np.where(age < YOUNG_DAYS, YOUNG_SCALE_FLOOR, RELATIVE_SCALE_FLOOR)
+    log_scale = np.fmax(log_scale, np.log1p(floor))
+    has_log = np.isfinite(log_scale) & (expected > 0)
+    scale = np.where(has_log, expected * np.expm1(np.nan_to_num(log_scale)), linear_scale)
     scale = np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
 
-    # The days just before: how many in a row were still elevated against today's model of
-    # each weekday (where an episode started), and their excess (for the sustained rule).
-    tail = slice(max(model_r.shape[1] - RUN_DAYS, 0), None)
-    excess = np.where(seen_r[:, tail], values[:, recent:][:, tail] - model_r[:, tail], 0.0)
-    expected_past = model_r[:, tail]
-    run = _trailing_run(_elevated(excess, expected_past, scale[:, None], config))
-    prior = slice(max(excess.shape[1] - (SUSTAINED_DAYS - 1), 0), excess.shape[1])
+    # Monthly recurring charges, on top of that day's normal cost.
+    expected, scale = _recurring(values, present, matrix.first, day, level, factor, weekdays,
+                                 expected, scale)
 
+    # The days just before: how many in a row were elevated against today's model of each
+    # weekday (where an episode started), and their sums (for the sustained rule).
+    tail = slice(max(model_r.shape[1] - RUN_DAYS, 0), None)
+    actual_past = np.where(seen_r[:, tail], values[:, recent:][:, tail], 0.0)
+    expected_past = model_r[:, tail]
+    z_past = _z(actual_past, expected_past, log_scale[:, None], scale[:, None])
+    run = _trailing_run(seen_r[:, tail] & _elevated(actual_past - expected_past, expected_past,
+                                                    z_past, config))
+    prior = slice(max(actual_past.shape[1] - (SUSTAINED_DAYS - 1), 0), actual_past.shape[1])
+
+    upper = np.where(has_log, expected * np.exp(thr * np.nan_to_num(log_scale)),
+                     expected + thr * scale)
+    lower = np.where(has_log, expected * np.exp(-thr * np.nan_to_num(log_scale)),
+                     expected - thr * scale)
     return baseline_frame(matrix.keys, day, {
         "expected_cost": expected,
-        "lower": expected - thr * scale,
-        "upper": expected + thr * scale,
+        "lower": lower,
+        "upper": upper,
         "scale": scale,
+        "log_scale": np.where(has_log, log_scale, np.nan),
         "history_days": age,
         "elevated_days": run,
-        "prior_excess": excess[:, prior].sum(axis=1),
+        "prior_actual": actual_past[:, prior].sum(axis=1),
         "prior_expected": expected_past[:, prior].sum(axis=1),
     }, "robust")
+
+
+def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
+               level: np.ndarray, factor: np.ndarray, weekdays: np.ndarray,
+               expected: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expect last month's same-day surcharge again when it is known to recur: the series bills
+    only on such days, or it stood out the month before too. Each past day is judged against
+    the model of its own weekday, so weekly cycles are not mistaken for monthly charges, and a
+    one-off spike last month neither hides a spike nor fakes a drop this month."""
+    last_month = _same_day_last_month(day)
+    col = (last_month - first).days
+    col2 = (_same_day_last_month(last_month) - first).days
+    if not 0 <= col < values.shape[1]:
+        return expected, scale
+
+    def surcharge(c: int) -> tuple[np.ndarray, np.ndarray]:
+        normal = level * factor[:, weekdays[c]]
+        extra = values[:, c] - normal
+        margin = RECURRING_MARGIN * np.maximum(scale, RELATIVE_SCALE_FLOOR * np.abs(normal))
+        return extra, present[:, c] & (extra > margin)
+
+    extra, stood_out = surcharge(col)
+    confirmed = surcharge(col2)[1] if col2 >= 0 else np.zeros(len(extra), dtype=bool)
+    recurring = stood_out & ((level == 0) | confirmed)
+    return (np.where(recurring, expected + extra, expected),
+            np.where(recurring, np.maximum(scale, 0.1 * np.abs(extra)), scale))
 
 
 def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
@@ -172,28 +222,26 @@ def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
         return np.where(expected > 0, excess / expected * 100.0, np.inf)
 
 
+def _z(actual: np.ndarray, expected: np.ndarray, log_scale: np.ndarray,
+       scale: np.ndarray) -> np.ndarray:
+    """Surprise in robust std devs: in log space where costs are positive, else in dollars."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        linear = (actual - expected) / scale
+        in_logs = _log_ratio(actual, expected) / log_scale
+    return np.where(np.isfinite(in_logs), in_logs, linear)
+
+
 def _material(excess: np.ndarray, expected: np.ndarray, config: DetectionConfig) -> np.ndarray:
     """Big enough to act on: both the $ and the % bar."""
     return (excess >= config.min_impact) & (_pct(excess, expected) >= config.min_pct_change)
 
 
-def _elevated(excess: np.ndarray, expected: np.ndarray, scale: np.ndarray,
+def _elevated(excess: np.ndarray, expected: np.ndarray, z: np.ndarray,
               config: DetectionConfig) -> np.ndarray:
     """Still above normal: half the bars and one robust std dev, so noise inside an episode
     does not end it (and re-alert it the next day)."""
-    return ((excess >= 0.5 * config.min_impact) & (excess >= scale)
+    return ((excess >= 0.5 * config.min_impact) & (z >= 1.0)
             & (_pct(excess, expected) >= 0.5 * config.min_pct_change))
-
-
-def _sustained(excess_sum: np.ndarray, expected_sum: np.ndarray, scale: np.ndarray,
-               config: DetectionConfig) -> np.ndarray:
-    """SUSTAINED_DAYS together clear the bars a single day would: $ and % per day, and a score
-    on their sum (noise of n days grows like sqrt(n))."""
-    days = SUSTAINED_DAYS
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = excess_sum / (scale * np.sqrt(days))
-    return (_material(excess_sum / days, expected_sum / days, config)
-            & (z >= config.score_threshold))
 
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
@@ -210,8 +258,9 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     is_new = history == 0
     expected = np.where(is_new, 0.0, merged["expected_cost"].fillna(0).to_numpy(dtype=float))
     scale = merged["scale"].fillna(_abs_floor(config)).to_numpy(dtype=float)
+    log_scale = merged["log_scale"].to_numpy(dtype=float, na_value=np.nan)
     run = merged["elevated_days"].fillna(0).to_numpy().astype(np.int64)
-    prior_excess = merged["prior_excess"].fillna(0).to_numpy(dtype=float)
+    prior_actual = merged["prior_actual"].fillna(0).to_numpy(dtype=float)
     prior_expected = merged["prior_expected"].fillna(0).to_numpy(dtype=float)
     # "New" only means something once the table holds a month of history for that day.
     warm = (merged.groupby("usage_date")["history_days"].transform("max").fillna(0)
@@ -220,22 +269,27 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     impact = actual - expected
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(expected > 0, impact / expected * 100.0, np.nan)
-        z = impact / scale
+    z = _z(actual, expected, log_scale, scale)
     hard = ~is_new & _material(impact, expected, config) & (z >= thr)
-    elevated = ~is_new & _elevated(impact, expected, scale, config)
-    sustained = (elevated & (run >= SUSTAINED_DAYS - 1)
-                 & _sustained(prior_excess + impact, prior_expected + expected, scale, config))
+    elevated = ~is_new & _elevated(impact, expected, z, config)
+    days3_actual, days3_expected = prior_actual + actual, prior_expected + expected
+    z3 = _z(days3_actual, days3_expected, log_scale / np.sqrt(SUSTAINED_DAYS),
+            scale * np.sqrt(SUSTAINED_DAYS))
+    sustained = (elevated & (run >= SUSTAINED_DAYS - 1) & (z3 >= thr)
+                 & _material((days3_actual - days3_expected) / SUSTAINED_DAYS,
+                             days3_expected / SUSTAINED_DAYS, config))
     new_spend = is_new & warm & (impact >= config.min_impact)
     drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -thr) & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
-    days = usage_days(merged)
-    continuing, opens, start, opened_as = _walk_episodes(
-        merged, previous, days, elevated, hard | sustained, new_spend, run, hard & (run == 0))
+    walk = _walk_episodes(merged, previous, usage_days(merged), elevated, hard | sustained,
+                          new_spend, drop, run, hard & (run == 0), impact)
+    continuing, opens, start, opened_as, drop_opens = walk
 
     kind = np.full(len(merged), "", dtype=object)
-    kind[opens] = np.where(opened_as[opens] == 1, "spike", "sustained")
-    kind[continuing] = np.where(opened_as[continuing] == 1, "level_shift", "sustained")
+    kind[opens] = np.where(opened_as[opens] == OPENED_SPIKE, "spike", "sustained")
+    kind[continuing] = np.where(opened_as[continuing] == OPENED_SPIKE, "level_shift",
+                                "sustained")
     kind[new_spend] = "new_spend"
     kind[drop & ~continuing & ~opens] = "drop"
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
@@ -251,12 +305,13 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["lower"] = out["lower"].fillna(0.0)
     out["upper"] = out["upper"].fillna(0.0)
     out["anomaly_start"] = pd.Series(start, index=out.index).dt.date
-    out["alert"] = opens | new_spend | ((kind == "drop") & config.alert_on_drops)
+    out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
     out = out[kind != ""]
     return out.sort_values(["usage_date", "impact"], ascending=[True, False], kind="stable")
 
 
 OPENED_SPIKE, OPENED_SUSTAINED = 1, 2
+_UP_KINDS = ["spike", "sustained", "level_shift", "new_spend"]
 
 
 def _walk_episodes(
@@ -266,51 +321,67 @@ def _walk_episodes(
     elevated: np.ndarray,
     worthy: np.ndarray,
     new_spend: np.ndarray,
+    drop: np.ndarray,
     run: np.ndarray,
     jump: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Day by day (vectorised over series): an elevated day of an open episode continues it; a
-    worthy day with no open episode opens one (its start traced back over the elevated run)."""
+    impact: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Day by day (vectorised over series): an elevated day of an open episode continues it
+    (unless its impact doubles the episode's peak); a worthy day with no open episode opens
+    one, its start traced back over the elevated run. Drops open and close the same way."""
     keys = merged[SERIES_KEY].astype("string")
     prev = previous if previous is not None and len(previous) else None
-    if prev is not None:
-        prev = prev[prev["kind"].isin(["spike", "sustained", "level_shift", "new_spend"])]
-        keys_all = pd.concat([keys, prev[SERIES_KEY].astype("string")], ignore_index=True)
-    else:
-        keys_all = keys
-    codes_all, _ = pd.MultiIndex.from_frame(keys_all).factorize()
+    keys_all = keys if prev is None else pd.concat(
+        [keys, prev[SERIES_KEY].astype("string")], ignore_index=True)
+    codes_all = (pd.MultiIndex.from_frame(keys_all).factorize()[0] if len(keys_all)
+                 else np.zeros(0, dtype=np.int64))
     codes = codes_all[: len(keys)]
     n_codes = int(codes_all.max()) + 1 if len(codes_all) else 0
     open_start = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
     open_kind = np.zeros(n_codes, dtype=np.int8)
+    peak = np.zeros(n_codes)
+    dropping = np.zeros(n_codes, dtype=bool)
     if prev is not None:
         prev_codes = codes_all[len(keys):]
-        open_start[prev_codes] = pd.to_datetime(prev["anomaly_start"]).to_numpy().astype(
-            "datetime64[D]")
-        open_kind[prev_codes] = np.where(prev["kind"].isin(["spike", "level_shift"]),
-                                         OPENED_SPIKE, OPENED_SUSTAINED)
+        up = prev["kind"].isin(_UP_KINDS).to_numpy()
+        open_start[prev_codes[up]] = pd.to_datetime(
+            prev.loc[up, "anomaly_start"]).to_numpy().astype("datetime64[D]")
+        open_kind[prev_codes[up]] = np.where(
+            prev.loc[up, "kind"].isin(["spike", "level_shift", "new_spend"]),
+            OPENED_SPIKE, OPENED_SUSTAINED)
+        peak[prev_codes[up]] = prev.loc[up, "impact"].to_numpy(dtype=float)
+        dropping[prev_codes[(prev["kind"] == "drop").to_numpy()]] = True
 
     n = len(merged)
     continuing = np.zeros(n, dtype=bool)
     opens = np.zeros(n, dtype=bool)
+    drop_opens = np.zeros(n, dtype=bool)
     start = days.copy()
     opened_as = np.zeros(n, dtype=np.int8)
     order = np.argsort(days, kind="stable")
     boundaries = np.flatnonzero(np.diff(days[order].astype(np.int64))) + 1
-    for rows in np.split(order, boundaries):
+    for rows in np.split(order, boundaries) if n else []:
         c = codes[rows]
         is_open = ~np.isnat(open_start[c])
-        cont = elevated[rows] & is_open
+        bigger = is_open & worthy[rows] & (impact[rows] >= REALERT_FACTOR * peak[c])
+        cont = elevated[rows] & is_open & ~bigger
         new = worthy[rows] & ~cont
         continuing[rows], opens[rows] = cont, new
+        drop_opens[rows] = drop[rows] & ~dropping[c]
+        traced = np.where(bigger, 0, run[rows])
         start[rows] = np.where(cont, open_start[c],
-                               np.where(new, days[rows] - run[rows], days[rows]))
+                               np.where(new, days[rows] - traced, days[rows]))
         opened_as[rows] = np.where(cont, open_kind[c],
-                                   np.where(jump[rows], OPENED_SPIKE, OPENED_SUSTAINED))
+                                   np.where(jump[rows] | bigger, OPENED_SPIKE, OPENED_SUSTAINED))
         # Tomorrow, only the episodes alive today are open.
+        new_peak = np.where(cont, np.maximum(peak[c], impact[rows]), impact[rows])
         open_start[:] = np.datetime64("NaT")
+        peak[:] = 0.0
+        dropping[:] = False
         alive = cont | new | new_spend[rows]
         open_start[c[alive]] = start[rows][alive]
         open_kind[c[alive]] = np.where(new_spend[rows][alive], OPENED_SPIKE,
                                        opened_as[rows][alive])
-    return continuing, opens, start, opened_as
+        peak[c[alive]] = new_peak[alive]
+        dropping[c[drop[rows]]] = True
+    return continuing, opens, start, opened_as, drop_opens
