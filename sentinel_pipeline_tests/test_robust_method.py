@@ -263,3 +263,12 @@ def test_scaling_every_cost_does_not_change_which_days_alert(
                           strict=True))
 
     assert flags(run(rows, 80, 99, config)) == flags(run(scaled, 80, 99, scaled_config))
+
+
+def test_fallback_explanation_names_the_episode_start() -> None:
+    from sentinel_pipeline.annotation.fallback import explain
+
+    found = alerts(run(series(sustained_case()), 70, 139))
+    text = explain(found.reset_index(drop=True)).iloc[0]
+    assert str(day(100)) in text["explanation"] and text["annotator"] == "fallback"
+    assert text["action"].startswith(("stop", "review"))

@@ -78,6 +78,15 @@ def explain_row(row: pd.Series) -> dict[str, str]:
                        f"{_money(-impact)} less than the expected {_money(expected)}.")
         likely = "resources were stopped or deleted, a credit applied, or data is missing"
         action = "review: confirm the drop is intended and billing data is complete"
+    elif kind in ("sustained", "level_shift"):
+        since = row.get("anomaly_start")
+        pct_text = "" if pct is None or pd.isna(pct) else f" ({pct:+.0f} %)"
+        explanation = (f"{place} has cost more than expected every day since {since}; on "
+                       f"{row['usage_date']} it cost {_money(actual)}, {_money(impact)} above the "
+                       f"expected {_money(expected)}{pct_text}.")
+        likely = f"a lasting increase: {cause}"
+        action = ("stop: find what was started around " + str(since)
+                  if impact >= 500 else "review: check what changed around " + str(since))
     else:
         pct_text = "" if pct is None or pd.isna(pct) else f" ({pct:+.0f} %)"
         explanation = (f"{place} cost {_money(actual)} on {row['usage_date']}, "
