@@ -147,7 +147,8 @@ def test_sustained_moderate_increase_alerts_once_with_its_start() -> None:
     assert len(flagged) == 1
     first = flagged.iloc[0]
     assert first["kind"] == "sustained" and first["anomaly_start"] == day(100)
-    assert day(102) <= first["usage_date"] <= day(104)  # needs 3 days, noise may add one
+    # Needs 3 days; on a series with 15 % daily noise, noise can delay it by a few more.
+    assert day(102) <= first["usage_date"] <= day(105)
     later = found[(found["usage_date"] > first["usage_date"]) & (found["kind"] != "drop")]
     assert len(later) >= 2 and set(later["anomaly_start"]) == {day(100)}
 

@@ -32,6 +32,8 @@ class CostMatrix:
             raise ValueError(f"window {first}..{last} is outside the matrix")
         present = self.present[:, lo:hi]
         rows = present.any(axis=1)
+        if rows.all():  # views, no copy: the common case when every series is active
+            return CostMatrix(self.keys, first, self.values[:, lo:hi], present)
         return CostMatrix(self.keys[rows].reset_index(drop=True), first,
                           self.values[rows, lo:hi], present[rows])
 

@@ -61,17 +61,30 @@ def _same_day_last_month(day: date) -> date:
 
 
 def _median(values: np.ndarray) -> np.ndarray:
-    """Row medians ignoring NaN (NaN when a row has none), by sorting: fast for short rows."""
+    """Row medians ignoring NaN (NaN when a row has none).
+
+    Rows without NaN (most series) take np.partition, linear in the row length; the rest are
+    sorted, NaN last, and read at their own middle.
+    """
     n, width = values.shape
-    if width == 0:
-        return np.full(n, np.nan)
-    ordered = np.sort(values, axis=1)  # NaN sorts last
-    count = width - np.isnan(ordered).sum(axis=1)
-    lo = np.clip((count - 1) // 2, 0, width - 1)
-    hi = np.clip(count // 2, 0, width - 1)
-    rows = np.arange(n)
-    median = (ordered[rows, lo] + ordered[rows, hi]) / 2
-    return np.where(count > 0, median, np.nan)
+    out = np.full(n, np.nan)
+    if width == 0 or n == 0:
+        return out
+    gaps = np.isnan(values).any(axis=1)
+    full = ~gaps
+    if full.any():
+        lo, hi = (width - 1) // 2, width // 2
+        part = np.partition(values[full] if gaps.any() else values, [lo, hi], axis=1)
+        out[full] = (part[:, lo] + part[:, hi]) / 2
+    if gaps.any():
+        ordered = np.sort(values[gaps], axis=1)  # NaN sorts last
+        count = width - np.isnan(ordered).sum(axis=1)
+        lo_i = np.clip((count - 1) // 2, 0, width - 1)
+        hi_i = np.clip(count // 2, 0, width - 1)
+        rows = np.arange(len(ordered))
+        median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
+        out[gaps] = np.where(count > 0, median, np.nan)
+    return out
 
 
 def _trailing_run(flags: np.ndarray) -> np.ndarray:
@@ -142,9 +155,10 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     with np.errstate(invalid="ignore", divide="ignore"):
         level_recent = (_median(active_r[:, -level_cols:] / factor_r[:, -level_cols:])
                         if level_cols else np.full(n_series, np.nan))
-        deseasoned = np.where(columns >= first_seen[:, None], values / factor[:, weekdays],
-                              np.nan)
-    level = np.nan_to_num(np.fmax(level_recent, _median(deseasoned)), nan=0.0)
+    # The lookback's level: the median of its full weeks' means (weeks a series fully lived).
+    level_long = (_median(np.where(block_seen.all(axis=2), week_mean, np.nan)) if weeks
+                  else np.full(n_series, np.nan))
+    level = np.nan_to_num(np.fmax(level_recent, level_long), nan=0.0)
     level = np.where(np.nan_to_num(level_recent) < 0, np.nan_to_num(level_recent), level)
     expected = level * factor[:, day.weekday()]
     model_r = level[:, None] * factor_r
