@@ -89,3 +89,17 @@ def demo_backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill
         with dg.instance_for_test(temp_dir=str(root / "instance")) as test_instance:
             result = run_days(test_instance, BACKFILL_START, BACKFILL_END)
             yield Backfill(test_instance, root / "data", result)
+
+
+@pytest.fixture
+def backfill_copy(demo_backfill: Backfill, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the backfilled tables (its own ledger, outbox and reruns), set as the
+    data dir of the runs the test makes."""
+    import shutil
+
+    target = tmp_path / "data"
+    shutil.copytree(demo_backfill.data_dir, target)
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(target))
+    monkeypatch.setenv("SENTINEL_SOURCE", "demo")
+    return target

@@ -4,7 +4,6 @@ restarts, to the outbox in dry run and to Slack (a local fake) through the real 
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -24,11 +23,9 @@ ALL_AGES = 100_000  # the backfill is in 2025: let the sensor post days of any a
 
 
 @pytest.fixture
-def data_dir(demo_backfill: Backfill, tmp_path: Path) -> Path:
-    """A private copy of the backfilled tables, so each test has its own ledger and outbox."""
-    target = tmp_path / "data"
-    shutil.copytree(demo_backfill.data_dir, target)
-    return target
+def data_dir(backfill_copy: Path) -> Path:
+    """Each test has its own copy of the tables, ledger and outbox."""
+    return backfill_copy
 
 
 def _tick(instance: dg.DagsterInstance, data_dir: Path, cursor: str | None,
@@ -73,7 +70,6 @@ def test_outbox_gets_each_alert_once_across_ticks_rerun_and_restart(
     alerts = TableStore(str(data_dir)).read_range("annotated_alerts", demo_backfill.start,
                                                   demo_backfill.end)
     day = pd.to_datetime(alerts["usage_date"]).dt.date.iloc[-1]
-    monkeypatch.setenv("SENTINEL_DATA_DIR", str(data_dir))
     assert run_days(demo_backfill.instance, day, day).success
     third = _tick(demo_backfill.instance, data_dir, second.cursor or first.cursor, sink)
     assert int(third.cursor) > int(first.cursor)

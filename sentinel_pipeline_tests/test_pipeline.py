@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import filecmp
 import os
-import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -126,12 +125,9 @@ def test_alerts_carry_explanations_and_metadata(demo_backfill: Backfill) -> None
 
 
 def test_rerun_of_one_day_rewrites_only_that_day_with_the_same_rows(
-    demo_backfill: Backfill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_backfill: Backfill, backfill_copy: Path
 ) -> None:
-    data_dir = tmp_path / "data"
-    shutil.copytree(demo_backfill.data_dir, data_dir)
-    monkeypatch.setenv("SENTINEL_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("SENTINEL_SOURCE", "demo")
+    data_dir = backfill_copy
     day = date(2025, 3, 15)
     before = {p: p.stat().st_mtime_ns for p in data_dir.rglob("*.parquet")}
     result = run_days(demo_backfill.instance, day, day)
@@ -156,12 +152,10 @@ def test_schedule_requests_yesterdays_partition(instance: dg.DagsterInstance) ->
 
 
 def test_baselines_never_read_the_day_itself(
-    demo_backfill: Backfill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_backfill: Backfill, backfill_copy: Path
 ) -> None:
     """Changing day D's raw costs changes D's anomalies, never D's baseline."""
-    data_dir = tmp_path / "data"
-    shutil.copytree(demo_backfill.data_dir, data_dir)
-    monkeypatch.setenv("SENTINEL_DATA_DIR", str(data_dir))
+    data_dir = backfill_copy
     day = date(2025, 3, 20)
     store = TableStore(str(data_dir))
     raw = store.read_partition("raw_daily_costs", day)

@@ -4,17 +4,14 @@ import dagster as dg
 import pandas as pd
 
 from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
-from sentinel_pipeline.partitions import daily_partitions, days_in_context
+from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.resources import AnnotatorResource, StorageResource
 from sentinel_pipeline.schema import ALERT_COLUMNS
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **DAILY_TABLE,
     deps=["cost_anomalies"],
-    group_name="sentinel",
-    kinds={"parquet"},
     description=(
         "Alerts to send: the anomalies that open an episode (alert=True; drops only with "
         "alert_on_drops), each with an explanation, likely cause, where to look and action. "

@@ -7,7 +7,7 @@ import pandas as pd
 
 from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
 from sentinel_pipeline.detection import anomalies_for_days
-from sentinel_pipeline.partitions import daily_partitions, days_in_context
+from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_days
 from sentinel_pipeline.resources import DetectionResource, StorageResource
 from sentinel_pipeline.schema import ANOMALY_COLUMNS
 
@@ -16,21 +16,13 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **DAILY_TABLE,
     deps=[
         "raw_daily_costs",
         "cost_baselines",
         # The day before, to continue episodes it already alerted (rather than alert again).
-        dg.AssetDep(
-            "cost_anomalies",
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
-            ),
-        ),
+        earlier_days("cost_anomalies", -1, -1),
     ],
-    group_name="sentinel",
-    kinds={"parquet"},
     description=(
         "Series whose cost on day D is unusual against cost_baselines: actual vs expected, "
         "$ impact, % change, score, kind (spike, sustained, level_shift, new_spend, drop), "

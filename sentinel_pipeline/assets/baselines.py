@@ -6,26 +6,14 @@ import dagster as dg
 
 from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
-from sentinel_pipeline.partitions import daily_partitions, days_in_context
+from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_days
 from sentinel_pipeline.resources import DetectionResource, StorageResource
 from sentinel_pipeline.schema import BASELINE_COLUMNS
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[
-        dg.AssetDep(
-            "raw_daily_costs",
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-HISTORY_WINDOW_DAYS,
-                end_offset=-1,
-                allow_nonexistent_upstream_partitions=True,
-            ),
-        )
-    ],
-    group_name="sentinel",
-    kinds={"parquet"},
+    **DAILY_TABLE,
+    deps=[earlier_days("raw_daily_costs", -HISTORY_WINDOW_DAYS, -1)],
     description=(
         "Expected cost per series for day D with its lower/upper band, computed only from "
         "raw_daily_costs of the days before D (never D itself), by the configured method."

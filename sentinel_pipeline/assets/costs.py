@@ -9,18 +9,15 @@ from sentinel_pipeline.assets.common import (
     user_errors,
     write_days,
 )
-from sentinel_pipeline.partitions import daily_partitions, days_in_context
+from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.resources import CostSourceResource, StorageResource
 from sentinel_pipeline.schema import RAW_COLUMNS, SERIES_KEY
 from sentinel_pipeline.validation import validate_raw_costs
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **DAILY_TABLE,
     retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL),
-    group_name="sentinel",
-    kinds={"parquet"},
     description=(
         "Daily cost per series (service, account, region) from the configured source. "
         "One Parquet file per day: raw_daily_costs/date=YYYY-MM-DD/data.parquet."
