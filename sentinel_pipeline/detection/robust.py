@@ -123,8 +123,9 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     block = values[:, offset:].reshape(n_series, weeks, 7)
     with np.errstate(invalid="ignore", divide="ignore"):
         week_mean = block.sum(axis=2) / block_seen.sum(axis=2)
-        share = np.where(block_seen & (week_mean[:, :, None] > 0),
-                         block / week_mean[:, :, None], np.nan)
+        share = np.full(block.shape, np.nan)
+        np.divide(block, week_mean[:, :, None], out=share,
+                  where=block_seen & (week_mean[:, :, None] > 0))
     block_weekdays = weekdays[offset:offset + 7]
     profile = np.ones((n_series, 7))
     for j, w in enumerate(block_weekdays if weeks else []):
@@ -138,8 +139,11 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
 
     # Noise in log space, each day against its own week and weekday (level-shift proof).
     if weeks:
-        log_res = _log_ratio(share, factor[:, block_weekdays][:, None, :]).reshape(
-            n_series, weeks * 7)
+        log_res = np.full(share.shape, np.nan)
+        with np.errstate(invalid="ignore"):
+            np.log(share, out=log_res, where=share > 0)
+        log_res -= np.log(factor[:, block_weekdays])[:, None, :]
+        log_res = log_res.reshape(n_series, weeks * 7)
         centred = np.abs(log_res - _median(log_res)[:, None])
         log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(centred)
         log_scale[(~np.isnan(log_res)).sum(axis=1) < MIN_LOG_RESIDUALS] = np.nan
