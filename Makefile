@@ -35,8 +35,12 @@ validate: $(STAMP)
 test: $(STAMP) lint validate
 	$(BIN)/pytest -q
 
+# Benchmarks print their figures; they are not tests (see the README for what each measures).
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.quality.run
+	$(BIN)/python benchmarks/detection_speed.py
 	$(BIN)/python benchmarks/backfill.py --days 240 --series 70
+	$(BIN)/python benchmarks/backfill.py --days 365 --series 1000
 
 clean:
 	rm -rf .sentinel
