@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+import tracemalloc
 from datetime import date, timedelta
 
 import numpy as np
@@ -104,6 +105,13 @@ def main() -> None:
     for method in ("seed", "robust"):
         seconds, alerts = one_day(matrix, today, DetectionConfig(method=method))
         print(f"  {method:6s}: {seconds:.1f} s, {alerts:,} alerts")
+    # Memory the detection itself allocates on top of the matrix (numpy reports to tracemalloc).
+    tracemalloc.start()
+    one_day(matrix, today, DetectionConfig())
+    detection_peak = tracemalloc.get_traced_memory()[1] / 1e9
+    tracemalloc.stop()
+    print(f"  robust detection's own peak allocation: {detection_peak:.2f} GB "
+          f"(+ the {matrix.values.nbytes / 1e9:.2f} GB matrix)")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(f"  peak RSS of the process: {peak_gb:.2f} GB")
 
