@@ -60,30 +60,35 @@ def _same_day_last_month(day: date) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-def _median(values: np.ndarray) -> np.ndarray:
+def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
     """Row medians ignoring NaN (NaN when a row has none).
 
     Rows without NaN (most series) take np.partition, linear in the row length; the rest are
-    sorted, NaN last, and read at their own middle.
+    sorted, NaN last, and read at their own middle. ``scratch``: the caller no longer needs
+    ``values``, so it is partitioned in place instead of copied (it is the hot path at scale).
     """
     n, width = values.shape
     out = np.full(n, np.nan)
     if width == 0 or n == 0:
         return out
     gaps = np.isnan(values).any(axis=1)
+    lo, hi = (width - 1) // 2, width // 2
+    if not gaps.any():
+        part = values if scratch else values.copy()
+        part.partition([lo, hi], axis=1)
+        return (part[:, lo] + part[:, hi]) / 2
     full = ~gaps
     if full.any():
-        lo, hi = (width - 1) // 2, width // 2
-        part = np.partition(values[full] if gaps.any() else values, [lo, hi], axis=1)
+        part = values[full]
+        part.partition([lo, hi], axis=1)
         out[full] = (part[:, lo] + part[:, hi]) / 2
-    if gaps.any():
-        ordered = np.sort(values[gaps], axis=1)  # NaN sorts last
-        count = width - np.isnan(ordered).sum(axis=1)
-        lo_i = np.clip((count - 1) // 2, 0, width - 1)
-        hi_i = np.clip(count // 2, 0, width - 1)
-        rows = np.arange(len(ordered))
-        median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
-        out[gaps] = np.where(count > 0, median, np.nan)
+    ordered = np.sort(values[gaps], axis=1)  # NaN sorts last
+    count = width - np.isnan(ordered).sum(axis=1)
+    lo_i = np.clip((count - 1) // 2, 0, width - 1)
+    hi_i = np.clip(count // 2, 0, width - 1)
+    rows = np.arange(len(ordered))
+    median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
+    out[gaps] = np.where(count > 0, median, np.nan)
     return out
 
 
@@ -144,8 +149,9 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
             np.log(share, out=log_res, where=share > 0)
         log_res -= np.log(factor[:, block_weekdays])[:, None, :]
         log_res = log_res.reshape(n_series, weeks * 7)
-        centred = np.abs(log_res - _median(log_res)[:, None])
-        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(centred)
+        centred = log_res - _median(log_res)[:, None]
+        np.abs(centred, out=centred)
+        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(centred, scratch=True)
         log_scale[(~np.isnan(log_res)).sum(axis=1) < MIN_LOG_RESIDUALS] = np.nan
     else:
         log_scale = np.full(n_series, np.nan)
@@ -167,14 +173,19 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     expected = level * factor[:, day.weekday()]
     model_r = level[:, None] * factor_r
 
-    # Linear scale, for series whose costs are not all positive (credits, refunds).
-    residuals = active_r - model_r
-    spread = np.abs(residuals - _median(residuals)[:, None])
-    linear_scale = np.nan_to_num(MAD_TO_SIGMA * _median(spread), nan=0.0)
-
     floor = np.where(age < YOUNG_DAYS, YOUNG_SCALE_FLOOR, RELATIVE_SCALE_FLOOR)
     log_scale = np.fmax(log_scale, np.log1p(floor))
     has_log = np.isfinite(log_scale) & (expected > 0)
+
+    # Linear scale, for the series whose costs are not all positive (credits, refunds).
+    linear_scale = np.zeros(n_series)
+    if (~has_log).any():
+        rows = ~has_log
+        residuals = active_r[rows] - model_r[rows]
+        residuals -= _median(residuals)[:, None]
+        np.abs(residuals, out=residuals)
+        linear_scale[rows] = np.nan_to_num(MAD_TO_SIGMA * _median(residuals, scratch=True),
+                                           nan=0.0)
     scale = np.where(has_log, expected * np.expm1(np.nan_to_num(log_scale)), linear_scale)
     scale = np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
 
