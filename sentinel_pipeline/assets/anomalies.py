@@ -8,6 +8,7 @@ import pandas as pd
 from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
 from sentinel_pipeline.detection import anomalies_for_days
 from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_days
+from sentinel_pipeline.quality_checks import anomalies_consistent
 from sentinel_pipeline.resources import DetectionResource, StorageResource
 from sentinel_pipeline.schema import ANOMALY_COLUMNS
 
@@ -23,6 +24,10 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
         # The day before, to continue episodes it already alerted (rather than alert again).
         earlier_days("cost_anomalies", -1, -1),
     ],
+    check_specs=[dg.AssetCheckSpec(
+        "consistent", asset="cost_anomalies", blocking=True,
+        description="impact = actual - expected, known kinds, finite scores, episodes start "
+        "on or before their day. Blocking: alerts are not built from inconsistent rows.")],
     description=(
         "Series whose cost on day D is unusual against cost_baselines: actual vs expected, "
         "$ impact, % change, score, kind (spike, sustained, level_shift, new_spend, drop), "
@@ -46,7 +51,10 @@ def cost_anomalies(
     everything = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
         columns=ANOMALY_COLUMNS)
     top = everything.sort_values("impact", ascending=False)
+    passed, details = anomalies_consistent(frames)
     return dg.MaterializeResult(
+        check_results=[dg.AssetCheckResult(check_name="consistent", passed=passed,
+                                           metadata=details)],
         metadata={
             "dagster/row_count": len(everything),
             "method": config.method,

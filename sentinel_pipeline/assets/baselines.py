@@ -7,6 +7,7 @@ import dagster as dg
 from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
 from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_days
+from sentinel_pipeline.quality_checks import baseline_coverage
 from sentinel_pipeline.resources import DetectionResource, StorageResource
 from sentinel_pipeline.schema import BASELINE_COLUMNS
 
@@ -14,6 +15,9 @@ from sentinel_pipeline.schema import BASELINE_COLUMNS
 @dg.asset(
     **DAILY_TABLE,
     deps=[earlier_days("raw_daily_costs", -HISTORY_WINDOW_DAYS, -1)],
+    check_specs=[dg.AssetCheckSpec(
+        "coverage", asset="cost_baselines",
+        description="At least half the series have a week of history (else baselines guess).")],
     description=(
         "Expected cost per series for day D with its lower/upper band, computed only from "
         "raw_daily_costs of the days before D (never D itself), by the configured method."
@@ -34,7 +38,11 @@ def cost_baselines(
     last = frames[days[-1]]
     covered = int((last["history_days"] >= 7).sum()) if len(last) else 0
     top = last.sort_values("expected_cost", ascending=False)
+    passed, details = baseline_coverage(frames)
     return dg.MaterializeResult(
+        check_results=[dg.AssetCheckResult(
+            check_name="coverage", passed=passed, metadata=details,
+            severity=dg.AssetCheckSeverity.WARN)],
         metadata={
             "dagster/row_count": int(sum(len(f) for f in frames.values())),
             "method": config.method,

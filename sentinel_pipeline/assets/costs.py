@@ -1,5 +1,7 @@
 """raw_daily_costs: what each series cost each day, as the source reports it."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from sentinel_pipeline.assets.common import (
@@ -10,6 +12,7 @@ from sentinel_pipeline.assets.common import (
     write_days,
 )
 from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context
+from sentinel_pipeline.quality_checks import raw_days_complete
 from sentinel_pipeline.resources import CostSourceResource, StorageResource
 from sentinel_pipeline.schema import RAW_COLUMNS, SERIES_KEY
 from sentinel_pipeline.validation import validate_raw_costs
@@ -18,6 +21,10 @@ from sentinel_pipeline.validation import validate_raw_costs
 @dg.asset(
     **DAILY_TABLE,
     retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+    check_specs=[dg.AssetCheckSpec(
+        "days_complete", asset="raw_daily_costs",
+        description="Every day has costs and none is under half the day before "
+        "(missing accounts or services, or an export not yet delivered).")],
     description=(
         "Daily cost per series (service, account, region) from the configured source. "
         "One Parquet file per day: raw_daily_costs/date=YYYY-MM-DD/data.parquet."
@@ -30,11 +37,18 @@ def raw_daily_costs(
     with user_errors():
         context.log.info(f"Fetching {source.source} costs for {range_label(days)}")
         rows = validate_raw_costs(source.fetch(days[0], days[-1]), days)
-        paths = write_days(context, storage.store(), "raw_daily_costs", split_by_day(rows, days),
-                           RAW_COLUMNS)
+        store = storage.store()
+        frames = split_by_day(rows, days)
+        paths = write_days(context, store, "raw_daily_costs", frames, RAW_COLUMNS)
+        before = store.read_partition("raw_daily_costs", days[0] - timedelta(days=1))
+        passed, details = raw_days_complete(
+            frames, float(before["cost"].sum()) if before is not None and len(before) else None)
     by_service = (rows.groupby("service", as_index=False)["cost"].sum()
                   .sort_values("cost", ascending=False))
     return dg.MaterializeResult(
+        check_results=[dg.AssetCheckResult(
+            check_name="days_complete", passed=passed, metadata=details,
+            severity=dg.AssetCheckSeverity.WARN)],
         metadata={
             "dagster/row_count": len(rows),
             "days": len(days),
