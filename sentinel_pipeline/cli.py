@@ -19,6 +19,7 @@ from sentinel_pipeline.errors import ConfigError, SentinelError
 from sentinel_pipeline.settings import setting
 
 DEFAULT_DAGSTER_HOME = "./.sentinel/dagster"
+DEMO_WARMUP_DAYS = 35
 TABLE_LIMIT_CHARS = 60
 
 
@@ -172,6 +173,8 @@ def _emit(df: pd.DataFrame, columns: list[str], fmt: str) -> None:
 
 # --------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
+    from sentinel_pipeline.partitions import partition_start_date
+
     source = setting("SENTINEL_SOURCE")
     if source != "demo":
         raise ConfigError(
@@ -184,8 +187,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ["SENTINEL_SOURCE"] = "demo"
     end = _yesterday()
     start = end - timedelta(days=args.days - 1)
-    print(f"Sentinel demo: {args.days} days of synthetic costs, {start}..{end}, into {_data_dir()}")
-    run_pipeline(start, end)
+    # As a real first backfill would, give the baselines history to learn from before the
+    # days shown (a month: weekday shapes, monthly charges), within the partition range.
+    first = date.fromisoformat(partition_start_date())
+    warm_start = max(start - timedelta(days=DEMO_WARMUP_DAYS), first)
+    print(f"Sentinel demo: {args.days} days of synthetic costs, {start}..{end} "
+          f"(and {(start - warm_start).days} days of history before), into {_data_dir()}")
+    run_pipeline(warm_start, end)
     alerts = _store().read_range("annotated_alerts", start, end)
     if len(alerts) == 0:
         print("No alerts found.")
@@ -274,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "on Dagster: every command runs on the Dagster instance.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="materialise the last N days of demo data, print alerts")
+    demo = sub.add_parser("demo", help="materialise the last N days of demo data (plus 35 days "
+                          "of history before them), print their alerts")
     demo.add_argument("--days", type=int, default=60)
     demo.set_defaults(func=cmd_demo)
 

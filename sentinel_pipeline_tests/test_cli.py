@@ -175,7 +175,18 @@ def test_demo_refuses_to_overwrite_a_real_source(sentinel_env: Path, capsys: Cap
 
 
 def test_demo_prints_alerts_with_explanations(sentinel_env: Path, capsys: Capture) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sentinel_pipeline.sources.demo import demo_known_anomalies
+
     code, out, err = _run(["demo", "--days", "60"], capsys)
     assert code == 0, err
     assert "alert(s):" in out and "Explanations:" in out
     assert "where to look:" in out
+    end = datetime.now(UTC).date() - timedelta(days=1)
+    known = demo_known_anomalies(end - timedelta(days=59), end - timedelta(days=3))
+    lines = out.splitlines()
+    found = [k for k in known.itertuples()
+             if any(line.startswith(str(k.start_date + timedelta(days=d))) and k.service in line
+                    for line in lines for d in range(3))]
+    assert len(found) >= 3 and len(found) >= len(known) - 1, (len(found), len(known))
