@@ -627,18 +627,6 @@ def test_permission_denied_listing_the_folder(tmp_path: Path, deny: set[str]) ->
 # --------------------------------------------------------------------------- S3
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on a random local port."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 def test_s3_prefix_with_endpoint_from_environment(
     s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
