@@ -169,3 +169,24 @@ def test_message_escapes_billing_text_and_stays_within_slack_limits() -> None:
     assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS for b in sections)
     assert "svc 119" in sections[0]["text"]["text"]  # largest impact first
     assert "110 more alert(s)" in message["blocks"][-1]["elements"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "needle"),
+    [(200, "invalid_auth", "SLACK_BOT_TOKEN is not valid"),
+     (500, "internal_error", "retried on the next tick")],
+)
+def test_slack_refusals_are_logged_clearly_without_the_token(
+    demo_backfill: Backfill, data_dir: Path, capsys: pytest.CaptureFixture[str],
+    status: int, error: str, needle: str,
+) -> None:
+    with fake_slack() as slack:
+        slack.script.extend([(status, {"ok": False, "error": error}, {})] * 50)
+        sink = AlertSinkResource(slack_bot_token=TOKEN, slack_api_url=slack.url,
+                                 max_age_days=ALL_AGES)
+        _tick(demo_backfill.instance, data_dir, None, sink)
+        assert slack.posts == []
+    assert not (data_dir / LEDGER_PATH).exists()
+    log = capsys.readouterr().err  # the sensor's log, as the daemon shows it
+    assert needle in log
+    assert TOKEN not in log
