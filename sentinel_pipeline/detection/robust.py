@@ -133,8 +133,10 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                   where=block_seen & (week_mean[:, :, None] > 0))
     block_weekdays = weekdays[offset:offset + 7]
     profile = np.ones((n_series, 7))
+    by_weekday = np.ascontiguousarray(share.transpose(2, 0, 1))  # one copy, then in place
     for j, w in enumerate(block_weekdays if weeks else []):
-        profile[:, w] = _median(share[:, :, j])
+        profile[:, w] = _median(by_weekday[j], scratch=True)
+    del by_weekday
     profile = np.nan_to_num(profile, nan=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = profile / profile.mean(axis=1, keepdims=True)
@@ -144,15 +146,18 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
 
     # Noise in log space, each day against its own week and weekday (level-shift proof).
     if weeks:
-        log_res = np.full(share.shape, np.nan)
+        log_res = share  # the shares are not needed any more: take their logs in place
         with np.errstate(invalid="ignore"):
-            np.log(share, out=log_res, where=share > 0)
+            log_res[~(log_res > 0)] = np.nan
+            np.log(log_res, out=log_res)
         log_res -= np.log(factor[:, block_weekdays])[:, None, :]
         log_res = log_res.reshape(n_series, weeks * 7)
-        centred = log_res - _median(log_res)[:, None]
-        np.abs(centred, out=centred)
-        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(centred, scratch=True)
-        log_scale[(~np.isnan(log_res)).sum(axis=1) < MIN_LOG_RESIDUALS] = np.nan
+        counted = (~np.isnan(log_res)).sum(axis=1)
+        # Residuals against the week's own mean and weekday share are centred on 0 by
+        # construction, so the median absolute residual is the MAD without a second pass.
+        np.abs(log_res, out=log_res)
+        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(log_res, scratch=True)
+        log_scale[counted < MIN_LOG_RESIDUALS] = np.nan
     else:
         log_scale = np.full(n_series, np.nan)
 
