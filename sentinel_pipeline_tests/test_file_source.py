@@ -627,20 +627,11 @@ def test_permission_denied_listing_the_folder(tmp_path: Path, deny: set[str]) ->
 # --------------------------------------------------------------------------- S3
 
 
-def test_s3_prefix_with_endpoint_from_environment(
-    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_s3_prefix_with_endpoint_from_environment(s3_env: str) -> None:
     """s3:// prefixes are listed, pruned and read through AWS_ENDPOINT_URL_S3."""
     import boto3
 
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
-
+    s3_endpoint = s3_env
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.create_bucket(Bucket="billing")
     buffer = io.BytesIO()
