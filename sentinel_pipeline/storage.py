@@ -46,11 +46,6 @@ class TableStore:
     def _key(self, *parts: str) -> str:
         return "/".join([*parts])
 
-    def partition_path(self, table: str, day: date) -> str:
-        """Where a day's file lives, for messages and for readers outside Sentinel."""
-        rel = self._key(table, f"date={day.isoformat()}", PARTITION_FILE)
-        return f"{self.root}/{rel}" if self.is_s3 else str(Path(self.root) / rel)
-
     def _client(self) -> Any:
         if self._s3 is None:
             import boto3

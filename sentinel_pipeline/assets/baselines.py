@@ -1,6 +1,7 @@
 """cost_baselines: what each series should cost on day D, learned from the days before D."""
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -10,6 +11,17 @@ from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_d
 from sentinel_pipeline.quality_checks import baseline_coverage
 from sentinel_pipeline.resources import DetectionResource, StorageResource
 from sentinel_pipeline.schema import BASELINE_COLUMNS
+
+
+def _progress(context: dg.AssetExecutionContext, days: list[date]) -> Callable[[date], None]:
+    """Log every 30th day of a long backfill, so the UI shows it moving."""
+
+    def log(day: date) -> None:
+        done = (day - days[0]).days + 1
+        if done % 30 == 0 or day == days[-1]:
+            context.log.info(f"cost_baselines: computed {done}/{len(days)} days")
+
+    return log
 
 
 @dg.asset(
@@ -33,7 +45,7 @@ def cost_baselines(
         history = store.read_range(
             "raw_daily_costs", days[0] - timedelta(days=HISTORY_WINDOW_DAYS), days[-1]
         )
-        frames = baselines_for_days(history, days, config)
+        frames = baselines_for_days(history, days, config, progress=_progress(context, days))
         write_days(context, store, "cost_baselines", frames, BASELINE_COLUMNS)
     last = frames[days[-1]]
     covered = int((last["history_days"] >= 7).sum()) if len(last) else 0

@@ -49,15 +49,6 @@ def write_days(
     return paths
 
 
-def split_by_day(rows: pd.DataFrame, days: list[date]) -> dict[date, pd.DataFrame]:
-    """Rows grouped by usage_date, with every requested day present (possibly empty)."""
-    if len(rows) == 0:
-        return {d: rows.iloc[0:0] for d in days}
-    keys = pd.to_datetime(rows["usage_date"]).dt.date
-    groups = {k: g for k, g in rows.groupby(keys, sort=False)}
-    return {d: groups.get(d, rows.iloc[0:0]) for d in days}
-
-
 def markdown_table(df: pd.DataFrame, columns: list[str], limit: int = 10) -> str:
     """A small Markdown preview for the Dagster UI (money and scores rounded for reading)."""
     if len(df) == 0:

@@ -7,10 +7,10 @@ import dagster as dg
 from sentinel_pipeline.assets.common import (
     markdown_table,
     range_label,
-    split_by_day,
     user_errors,
     write_days,
 )
+from sentinel_pipeline.detection.frames import split_days
 from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.quality_checks import raw_days_complete
 from sentinel_pipeline.resources import CostSourceResource, StorageResource
@@ -38,7 +38,7 @@ def raw_daily_costs(
         context.log.info(f"Fetching {source.source} costs for {range_label(days)}")
         rows = validate_raw_costs(source.fetch(days[0], days[-1]), days)
         store = storage.store()
-        frames = split_by_day(rows, days)
+        frames = split_days(rows, days)
         paths = write_days(context, store, "raw_daily_costs", frames, RAW_COLUMNS)
         before = store.read_partition("raw_daily_costs", days[0] - timedelta(days=1))
         passed, details = raw_days_complete(

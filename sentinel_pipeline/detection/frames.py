@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -140,6 +140,3 @@ def split_days(frame: pd.DataFrame, days: list[date]) -> dict[date, pd.DataFrame
         out[day] = frame[keys == np.datetime64(day, "D")].reset_index(drop=True)
     return out
 
-
-def day_range(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
