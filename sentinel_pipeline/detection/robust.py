@@ -367,8 +367,16 @@ def _walk_episodes(
     """Day by day (vectorised over series): an elevated day of an open episode continues it
     (unless its impact doubles the episode's peak); a worthy day with no open episode opens
     one, its start traced back over the elevated run. Drops open and close the same way."""
-    keys = merged[SERIES_KEY].astype("string")
     prev = previous if previous is not None and len(previous) else None
+    n = len(merged)
+    if prev is None and (n == 0 or (days == days[0]).all()):
+        # One day and nothing open before it (the daily run without history of episodes):
+        # no state to carry, so no need to identify series across days.
+        opens = worthy.copy()
+        start = np.where(opens, days - run, days)
+        opened_as = np.where(jump, OPENED_SPIKE, OPENED_SUSTAINED).astype(np.int8)
+        return np.zeros(n, dtype=bool), opens, start, opened_as, drop.copy()
+    keys = merged[SERIES_KEY].astype("string")
     keys_all = keys if prev is None else pd.concat(
         [keys, prev[SERIES_KEY].astype("string")], ignore_index=True)
     codes_all = (pd.MultiIndex.from_frame(keys_all).factorize()[0] if len(keys_all)
@@ -390,7 +398,6 @@ def _walk_episodes(
         peak[prev_codes[up]] = prev.loc[up, "impact"].to_numpy(dtype=float)
         dropping[prev_codes[(prev["kind"] == "drop").to_numpy()]] = True
 
-    n = len(merged)
     continuing = np.zeros(n, dtype=bool)
     opens = np.zeros(n, dtype=bool)
     drop_opens = np.zeros(n, dtype=bool)
