@@ -121,16 +121,19 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
             raise_on_error=False,
         )
     if not result.success:
-        messages = [
-            event.step_failure_data.error.message.strip()
-            for event in result.all_events
-            if event.is_step_failure and event.step_failure_data.error
-        ]
-        raise SentinelError(
-            f"Run {result.run_id} failed:\n" + "\n".join(messages or ["see the Dagster UI"])
-        )
+        raise SentinelError(f"Run {result.run_id} failed:\n"
+                            + "\n".join(failure_messages(result) or ["see the Dagster UI"]))
     print(f"Run {result.run_id} materialised {start}..{end} "
           f"({(end - start).days + 1} day(s)); open `make dev` to see it in the UI.")
+
+
+def failure_messages(result: Any) -> list[str]:
+    """The error message of each failed step of an in-process run."""
+    return [
+        event.step_failure_data.error.message.strip()
+        for event in result.all_events
+        if event.is_step_failure and event.step_failure_data.error
+    ]
 
 
 def _detection_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -91,22 +91,19 @@ def daily_totals(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The merge keys in one form, whatever the frame held (also when it is empty)."""
+    return frame.assign(usage_date=usage_days(frame)).astype({k: "string" for k in SERIES_KEY})
+
+
 def join_actual_and_baselines(actual: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     """One row per (day, series) seen in either: actual 0 where there was no spend, no baseline
     columns (NaN) where the series had no history."""
-    totals = daily_totals(actual)
     if baselines is None or len(baselines) == 0:
-        base = pd.DataFrame({c: [] for c in BASELINE_COLUMNS})
-    else:
-        base = baselines
-    base = base.assign(usage_date=usage_days(base) if len(base) else base["usage_date"])
-    base = base.astype({k: "string" for k in SERIES_KEY}).drop(columns=["method"])
-    if len(totals) == 0:
-        totals = totals.astype({k: "string" for k in SERIES_KEY})
-        totals["usage_date"] = totals["usage_date"].astype("datetime64[s]")
-    if len(base) == 0:
-        base["usage_date"] = base["usage_date"].astype("datetime64[s]")
-    merged = totals.merge(base, on=["usage_date", *SERIES_KEY], how="outer")
+        baselines = pd.DataFrame({c: [] for c in BASELINE_COLUMNS})
+    base = _keyed(baselines).drop(columns=["method"])
+    merged = _keyed(daily_totals(actual)).merge(base, on=["usage_date", *SERIES_KEY],
+                                                how="outer")
     merged["actual_cost"] = merged["actual_cost"].fillna(0.0)
     merged["currency"] = merged["currency"].astype("string").fillna("USD")
     return merged
