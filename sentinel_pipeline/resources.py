@@ -64,6 +64,14 @@ class CostSourceResource(dg.ConfigurableResource):
             f"Unknown SENTINEL_SOURCE={self.source!r}: choose one of {', '.join(SOURCES)}."
         )
 
+    def root_causes(self, anomalies: pd.DataFrame) -> list[str]:
+        """For each anomaly row, the JSON list of its top contributors ('' if not available).
+
+        Only sources that see below the series (Cost Explorer, CUR) can answer; the others
+        return '' for every row.
+        """
+        return ["" for _ in range(len(anomalies))]
+
 
 class DetectionResource(dg.ConfigurableResource):
     """Detector knobs, shared by the baseline, anomaly and alert assets of a run."""

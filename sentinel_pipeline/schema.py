@@ -53,6 +53,9 @@ ANOMALY_COLUMNS: list[str] = [
     "currency",
     "anomaly_start",
     "alert",
+    # JSON list of the detail rows that grew most (sources/root_causes.py); "" when the
+    # source cannot drill below the series or the row is not an alert.
+    "root_causes",
 ]
 
 ALERT_EXTRA_COLUMNS: list[str] = [
@@ -78,6 +81,7 @@ _STRING_COLUMNS = {
     "where_to_look",
     "action",
     "annotator",
+    "root_causes",
 }
 _FLOAT_COLUMNS = {
     "cost",

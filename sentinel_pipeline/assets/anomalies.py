@@ -9,7 +9,7 @@ from sentinel_pipeline.assets.common import markdown_table, user_errors, write_d
 from sentinel_pipeline.detection import anomalies_for_days
 from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_days
 from sentinel_pipeline.quality_checks import anomalies_consistent
-from sentinel_pipeline.resources import DetectionResource, StorageResource
+from sentinel_pipeline.resources import CostSourceResource, DetectionResource, StorageResource
 from sentinel_pipeline.schema import ANOMALY_COLUMNS
 
 ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost",
@@ -36,7 +36,10 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
     ),
 )
 def cost_anomalies(
-    context: dg.AssetExecutionContext, storage: StorageResource, detection: DetectionResource
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    detection: DetectionResource,
+    source: CostSourceResource,
 ) -> dg.MaterializeResult:
     days = days_in_context(context)
     store = storage.store()
@@ -46,11 +49,13 @@ def cost_anomalies(
         baselines = store.read_range("cost_baselines", days[0], days[-1])
         previous = store.read_partition("cost_anomalies", days[0] - timedelta(days=1))
         frames = anomalies_for_days(raw, baselines, days, config, previous)
+        frames = {day: with_root_causes(context, source, frame) for day, frame in frames.items()}
         write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
     found = [f for f in frames.values() if len(f)]
     everything = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
         columns=ANOMALY_COLUMNS)
     top = everything.sort_values("impact", ascending=False)
+    drilled = int((everything["root_causes"].fillna("") != "").sum()) if len(everything) else 0
     passed, details = anomalies_consistent(frames)
     return dg.MaterializeResult(
         check_results=[dg.AssetCheckResult(check_name="consistent", passed=passed,
@@ -59,7 +64,22 @@ def cost_anomalies(
             "dagster/row_count": len(everything),
             "method": config.method,
             "anomalies": len(everything),
+            "alerts": int(everything["alert"].sum()) if len(everything) else 0,
+            "root_causes_found": drilled,
             "total_impact": dg.MetadataValue.float(float(everything["impact"].clip(lower=0).sum())),
             "top_anomalies": dg.MetadataValue.md(markdown_table(top, ANOMALY_PREVIEW)),
         }
     )
+
+
+def with_root_causes(
+    context: dg.AssetExecutionContext, source: CostSourceResource, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """Ask the source where the money went, for the rows that will be alerted only."""
+    out = frame.copy()
+    out["root_causes"] = ""
+    flagged = out.index[out["alert"].astype(bool)] if len(out) else out.index
+    if len(flagged):
+        context.log.info(f"Drilling down into {len(flagged)} alerted series ({source.source})")
+        out.loc[flagged, "root_causes"] = source.root_causes(out.loc[flagged])
+    return out
