@@ -8,12 +8,12 @@ DAGSTER_HOME ?= $(CURDIR)/.sentinel/dagster
 SENTINEL_DATA_DIR ?= $(CURDIR)/.sentinel/data
 RUN_ENV := DAGSTER_HOME=$(DAGSTER_HOME) SENTINEL_DATA_DIR=$(SENTINEL_DATA_DIR)
 
-.PHONY: install demo test dev lint validate bench clean
+.PHONY: install demo test dev lint validate bench clean browser postgres
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,8 +32,28 @@ lint: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-test: $(STAMP) lint validate
-	$(BIN)/pytest -q
+# The UI test drives Debian's chromium with Playwright; Playwright's browser download is never
+# used (no `playwright install`). Installed here when missing, with sudo unless already root.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  echo "Installing Debian's chromium for the UI test"; \
+	  $(APT_INSTALL) chromium || { $(SUDO) apt-get update && $(APT_INSTALL) chromium; }; \
+	fi
+
+# test_production.py needs PostgreSQL at 127.0.0.1:5432; start a stopped local cluster if there
+# is one (if not, those tests fail and say how to get one).
+postgres:
+	@if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 \
+	  && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then \
+	  $(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; \
+	fi
+
+test: $(STAMP) lint validate browser postgres
+	SENTINEL_CHROMIUM=$(CHROMIUM) PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
 
 # Benchmarks print their figures; they are not tests (see the README for what each measures).
 bench: $(STAMP)
@@ -41,6 +61,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/detection_speed.py
 	$(BIN)/python benchmarks/backfill.py --days 240 --series 70
 	$(BIN)/python benchmarks/backfill.py --days 365 --series 1000
+	$(BIN)/python benchmarks/scale.py --days 365 --series 1000 3000 10000
+	$(BIN)/python benchmarks/cur_aggregate.py
 
 clean:
 	rm -rf .sentinel

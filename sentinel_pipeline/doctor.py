@@ -40,8 +40,18 @@ def run_checks() -> list[Check]:
             checks.append((False, f"SENTINEL_SOURCE_PATH={path} is not a folder: fix the path."))
         else:
             checks.append((True, f"source: focus files under {path}"))
-    elif source in ("cost_explorer", "cur"):
-        checks.append((False, f"SENTINEL_SOURCE={source} is not available in this version yet."))
+    elif source == "cost_explorer":
+        from datetime import UTC, datetime
+
+        from sentinel_pipeline.sources.cost_explorer import check_access
+
+        checks.append(check_access(setting("SENTINEL_CE_METRIC"),
+                                   setting("SENTINEL_CE_RECORD_TYPES"), datetime.now(UTC).date()))
+    elif source == "cur":
+        from sentinel_pipeline.sources.cur import check_export
+
+        checks.append(check_export(setting("SENTINEL_SOURCE_PATH"), setting("SENTINEL_CUR_COST"),
+                                   setting("SENTINEL_CUR_LINE_ITEM_TYPES")))
     else:
         checks.append((True, "source: demo (synthetic costs, no cloud account needed)"))
 
@@ -69,6 +79,17 @@ def run_checks() -> list[Check]:
     channel = setting("SLACK_CHANNEL")
     checks.append((True, f"Slack: SLACK_BOT_TOKEN {_is_set('SLACK_BOT_TOKEN')}, channel {channel}"
                          + ("" if token else " (dry run: alerts go to the outbox folder)")))
-    checks.append((True, f"Claude: ANTHROPIC_API_KEY {_is_set('ANTHROPIC_API_KEY')} "
-                         "(explanations are the deterministic fallback in this version)"))
+    routes = setting("SENTINEL_SLACK_ROUTES")
+    if routes:
+        from sentinel_pipeline.delivery.routing import load_router
+
+        try:
+            router = load_router(routes, channel)
+            checks.append((True, f"Slack routes: {len(router.routes)} route(s) in {routes}"))
+        except SentinelError as exc:
+            checks.append((False, str(exc)))
+    checks.append((True, f"Claude: ANTHROPIC_API_KEY {_is_set('ANTHROPIC_API_KEY')}, model "
+                         f"{setting('SENTINEL_CLAUDE_MODEL')}"
+                         + ("" if os.environ.get("ANTHROPIC_API_KEY")
+                            else " (explanations are the deterministic fallback)")))
     return checks

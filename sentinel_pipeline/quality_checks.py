@@ -6,14 +6,30 @@ next to the data in the UI. The anomalies check is blocking: bad rows must not r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 KINDS = {"spike", "sustained", "level_shift", "new_spend", "drop"}
+# Columns a cost row cannot be used without: a missing one hides money or a series from Slack.
+RAW_REQUIRED = ["usage_date", "service", "account_id", "region", "cost", "currency"]
+# The raw_daily_costs file schema of DESIGN.md, as Parquet (Arrow) types: what DuckDB, Athena
+# and pyarrow see when they read the table as one dataset.
+RAW_ARROW_TYPES: dict[str, tuple[pa.DataType, ...]] = {
+    "usage_date": (pa.date32(),),
+    "service": (pa.string(), pa.large_string()),
+    "account_id": (pa.string(), pa.large_string()),
+    "region": (pa.string(), pa.large_string()),
+    "cost": (pa.float64(),),
+    "currency": (pa.string(), pa.large_string()),
+    "estimated": (pa.bool_(),),
+    "source": (pa.string(), pa.large_string()),
+}
+SERIES = ["service", "account_id", "region"]
 SHRINK_RATIO = 0.5  # a day under half the day before usually means missing accounts or services
 MIN_COVERAGE = 0.5
 
@@ -34,6 +50,58 @@ def raw_days_complete(frames: Mapping[date, pd.DataFrame],
     return not empty and not shrunk, {
         "days_without_costs": ", ".join(empty) or "none",
         "days_under_half_the_day_before": ", ".join(shrunk) or "none",
+    }
+
+
+def raw_no_missing_values(frames: Mapping[date, pd.DataFrame]) -> tuple[bool, dict[str, Any]]:
+    """No NaN or empty value in the columns every cost row needs (a NaN cost sums to nothing)."""
+    counts = dict.fromkeys(RAW_REQUIRED, 0)
+    for rows in frames.values():
+        for col in RAW_REQUIRED:
+            missing = rows[col].isna() if col in rows else pd.Series(True, index=rows.index)
+            if col in rows and col != "cost" and col != "usage_date":
+                missing |= rows[col].astype("string").str.strip().fillna("") == ""
+            counts[col] += int(missing.sum())
+    bad = {col: n for col, n in counts.items() if n}
+    return not bad, {"missing_values": ", ".join(f"{c}: {n}" for c, n in bad.items()) or "none",
+                     "rows_checked": int(sum(len(f) for f in frames.values()))}
+
+
+def raw_one_currency_per_series(
+    frames: Mapping[date, pd.DataFrame],
+) -> tuple[bool, dict[str, Any]]:
+    """Each series is billed in one currency across the run (sums of mixed currencies lie)."""
+    found = [f[SERIES + ["currency"]] for f in frames.values() if len(f)]
+    if not found:
+        return True, {"series_with_several_currencies": 0, "currencies": "none"}
+    rows = pd.concat(found, ignore_index=True)
+    per_series = rows.groupby(SERIES, dropna=False)["currency"].nunique()
+    mixed = per_series[per_series > 1]
+    examples = [" / ".join(map(str, key)) for key in mixed.index[:5]]
+    return len(mixed) == 0, {
+        "series_with_several_currencies": len(mixed),
+        "examples": "; ".join(examples) or "none",
+        "currencies": ", ".join(sorted(rows["currency"].dropna().astype(str).unique())) or "none",
+    }
+
+
+def parquet_schema_matches(
+    schema: pa.Schema, expected: Mapping[str, tuple[pa.DataType, ...]], empty: bool = False
+) -> tuple[bool, dict[str, Any]]:
+    """A written file has the contract's columns, in order, with their Parquet types; a drift
+    (say, cost as text) breaks everyone reading the table as one dataset. A zero-row file may
+    carry `null` for a column pandas could not type (readers unify it with the other files)."""
+    problems = []
+    names = list(schema.names)
+    if names[: len(expected)] != list(expected):
+        problems.append(f"columns start {names[: len(expected)]}, expected {list(expected)}")
+    for col, allowed in expected.items():
+        found = schema.field(col).type if col in names else None
+        if found is not None and found not in allowed and not (empty and found == pa.null()):
+            problems.append(f"{col} is {found}, expected {allowed[0]}")
+    return not problems, {
+        "problems": "; ".join(problems) or "none",
+        "schema": ", ".join(f"{f.name}: {f.type}" for f in schema),
     }
 
 
@@ -63,3 +131,23 @@ def anomalies_consistent(frames: Mapping[date, pd.DataFrame]) -> tuple[bool, dic
         if (starts > pd.to_datetime(rows["usage_date"]).dt.date).any():
             problems.append(f"{day}: anomaly_start after usage_date")
     return not problems, {"problems": "; ".join(problems[:10]) or "none"}
+
+
+def alerts_explained(
+    frames: Mapping[date, pd.DataFrame], actions: Sequence[str]
+) -> tuple[bool, dict[str, Any]]:
+    """Every alert says what happened and what to do: a non-empty explanation and one of the
+    known actions (an empty or unknown one would post a useless Slack message)."""
+    unexplained, bad_action, total = 0, 0, 0
+    for rows in frames.values():
+        if len(rows) == 0:
+            continue
+        total += len(rows)
+        unexplained += int((rows["explanation"].fillna("").astype(str).str.strip() == "").sum())
+        bad_action += int((~rows["action"].fillna("").astype(str).isin(actions)).sum())
+    return unexplained == 0 and bad_action == 0, {
+        "alerts": total,
+        "without_explanation": unexplained,
+        "with_unknown_action": bad_action,
+        "allowed_actions": ", ".join(actions),
+    }

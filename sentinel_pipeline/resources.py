@@ -6,13 +6,18 @@ a tmp folder or a local server.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from datetime import date
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from sentinel_pipeline.annotation import fallback
+from sentinel_pipeline.annotation.annotate import AnnotationStats, alert_history, annotate_day
+from sentinel_pipeline.annotation.cache import AnnotationCache
+from sentinel_pipeline.annotation.claude import ClaudeSettings, Usage
+from sentinel_pipeline.delivery.routing import Router, load_router
 from sentinel_pipeline.delivery.sinks import AlertSink, OutboxSink, SlackSink
 from sentinel_pipeline.detection import METHODS, DetectionConfig
 from sentinel_pipeline.errors import ConfigError
@@ -20,6 +25,7 @@ from sentinel_pipeline.settings import DEFAULTS
 from sentinel_pipeline.storage import TableStore
 
 DEFAULT_DATA_DIR = DEFAULTS["SENTINEL_DATA_DIR"]
+_LOG = logging.getLogger("sentinel.annotation")
 SOURCES: tuple[str, ...] = ("demo", "focus", "cost_explorer", "cur")
 
 
@@ -39,6 +45,18 @@ class CostSourceResource(dg.ConfigurableResource):
     source_path: str = Field(default="", description="SENTINEL_SOURCE_PATH: folder or s3:// URL")
     cost_column: str = Field(default="BilledCost", description="FOCUS cost column to sum")
     demo_series: int = Field(default=30, description="number of series the demo source makes")
+    ce_metric: str = Field(default="UnblendedCost", description="SENTINEL_CE_METRIC: "
+                           "UnblendedCost, AmortizedCost, NetUnblendedCost or NetAmortizedCost")
+    ce_record_types: str = Field(default="Usage", description="SENTINEL_CE_RECORD_TYPES: "
+                                 "comma-separated RECORD_TYPE values detection looks at")
+    restate_days: int = Field(default=14, description="SENTINEL_RESTATE_DAYS: how far back "
+                              "the restatement sensor re-fetches days still estimated")
+    cur_cost: str = Field(default="unblended", description="SENTINEL_CUR_COST: unblended, "
+                          "net_unblended, amortized or net_amortized")
+    cur_line_item_types: str = Field(
+        default="Usage,DiscountedUsage,SavingsPlanCoveredUsage",
+        description="SENTINEL_CUR_LINE_ITEM_TYPES: comma-separated CUR line item types counted "
+        "(the others are reported in the metadata, not detected on)")
 
     def fetch(self, start: date, end: date) -> pd.DataFrame:
         """Daily cost rows for the days from start to end inclusive."""
@@ -55,6 +73,15 @@ class CostSourceResource(dg.ConfigurableResource):
                     "s3:// prefix that holds your FOCUS exports."
                 )
             return read_cost_files(self.source_path, start, end, cost_column=self.cost_column)
+        if self.source == "cost_explorer":
+            from sentinel_pipeline.sources.cost_explorer import fetch_costs
+
+            return fetch_costs(start, end, self.ce_metric, self.ce_record_types.split(","))
+        if self.source == "cur":
+            from sentinel_pipeline.sources.cur import read_cur
+
+            return read_cur(self.source_path, start, end, cost=self.cur_cost,
+                            line_item_types=self.cur_line_item_types)
         if self.source in SOURCES:
             raise ConfigError(
                 f"SENTINEL_SOURCE={self.source} is not available in this version yet: use demo "
@@ -67,10 +94,31 @@ class CostSourceResource(dg.ConfigurableResource):
     def root_causes(self, anomalies: pd.DataFrame) -> list[str]:
         """For each anomaly row, the JSON list of its top contributors ('' if not available).
 
-        Only sources that see below the series (Cost Explorer, CUR) can answer; the others
-        return '' for every row.
+        Only sources that see below the series (Cost Explorer, CUR, FOCUS) can answer; the
+        others (demo) return '' for every row.
         """
+        if self.source == "cost_explorer":
+            from sentinel_pipeline.sources.cost_explorer import root_causes
+
+            return root_causes(anomalies, self.ce_metric, self.ce_record_types.split(","))
+        if self.source in ("cur", "focus"):
+            return self._file_root_causes(anomalies)
         return ["" for _ in range(len(anomalies))]
+
+    def _file_root_causes(self, anomalies: pd.DataFrame) -> list[str]:
+        """CUR / FOCUS drill-down; a failure is logged and leaves the column empty, never
+        fails a run."""
+        from sentinel_pipeline.sources.cur import cur_root_causes
+        from sentinel_pipeline.sources.files import focus_root_causes
+
+        try:
+            if self.source == "cur":
+                return cur_root_causes(self.source_path, anomalies, cost=self.cur_cost,
+                                       line_item_types=self.cur_line_item_types)
+            return focus_root_causes(self.source_path, anomalies, cost_column=self.cost_column)
+        except Exception as exc:  # a drill-down is a bonus: it never fails the run
+            dg.get_dagster_logger().warning(f"{self.source} root causes unavailable: {exc}")
+            return ["" for _ in range(len(anomalies))]
 
 
 class DetectionResource(dg.ConfigurableResource):
@@ -102,12 +150,81 @@ class DetectionResource(dg.ConfigurableResource):
 
 
 class AnnotatorResource(dg.ConfigurableResource):
-    """Writes the explanation of each alert. Claude comes behind this same method."""
+    """Writes the explanation of each alert: Claude when a key is set, else the deterministic one.
+
+    Any failure of the model falls back per alert (annotator=fallback) with a warning; it never
+    fails the run. The key is only handed to the anthropic client, never logged or stored.
+    """
 
     model: str = Field(default="claude-haiku-4-5", description="SENTINEL_CLAUDE_MODEL")
+    api_key: str | None = Field(default=None, repr=False,
+                                description="ANTHROPIC_API_KEY (secret); unset: deterministic "
+                                "explanations, no network")
+    max_tokens: int = Field(default=8000, description="output tokens per request (256-32000)")
+    timeout_seconds: float = Field(default=60.0, description="per HTTP attempt (0-600 s)")
+    max_retries: int = Field(default=2, description="retries on 429/5xx/timeouts (0-5)")
+    max_anomalies_per_request: int = Field(
+        default=40, description="alerts explained by Claude per day (1-100), largest $ impact "
+        "first; the rest get the deterministic explanation")
 
-    def explain(self, anomalies: pd.DataFrame) -> pd.DataFrame:
-        return fallback.explain(anomalies)
+    def claude_settings(self) -> ClaudeSettings | None:
+        """The request settings, or None when no key is set; bad bounds are a ConfigError."""
+        checks = [
+            (256 <= self.max_tokens <= 32000, "max_tokens must be between 256 and 32000"),
+            (0 < self.timeout_seconds <= 600, "timeout_seconds must be in (0, 600]"),
+            (0 <= self.max_retries <= 5, "max_retries must be between 0 and 5"),
+            (1 <= self.max_anomalies_per_request <= 100,
+             "max_anomalies_per_request must be between 1 and 100"),
+            (bool(self.model.strip()), "SENTINEL_CLAUDE_MODEL is empty: set a model id, e.g. "
+             "claude-haiku-4-5"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"annotator resource: {message}.")
+        if not (self.api_key or "").strip():
+            return None
+        return ClaudeSettings(api_key=self.api_key.strip(), model=self.model.strip(),
+                              max_tokens=self.max_tokens, timeout_seconds=self.timeout_seconds,
+                              max_retries=self.max_retries)
+
+    def explain(
+        self,
+        anomalies: pd.DataFrame,
+        day: date | None = None,
+        history: pd.DataFrame | None = None,
+        cache: AnnotationCache | None = None,
+        log: logging.Logger | None = None,
+    ) -> tuple[pd.DataFrame, AnnotationStats]:
+        """One day's alerts explained, and what it cost (tokens, requests, cache hits)."""
+        settings = self.claude_settings()
+        stats = AnnotationStats(usage=Usage(model=self.model))
+        if day is None:
+            day = pd.Timestamp(anomalies["usage_date"].iloc[0]).date() if len(anomalies) \
+                else date.today()
+        frame = annotate_day(anomalies, day, settings, stats, log or _LOG, history=history,
+                             cache=cache, max_per_request=self.max_anomalies_per_request)
+        return frame, stats
+
+    def explain_days(
+        self, store: TableStore, alerts_by_day: Mapping[date, pd.DataFrame], log: logging.Logger
+    ) -> tuple[dict[date, pd.DataFrame], AnnotationStats]:
+        """Every day of a run: each series' last 30 days read once, one request per day."""
+        settings = self.claude_settings()
+        stats = AnnotationStats(usage=Usage(model=self.model))
+        if settings is None:
+            if any(len(f) for f in alerts_by_day.values()):
+                log.info("ANTHROPIC_API_KEY is not set: alerts get the deterministic "
+                         "explanation (annotator=fallback)")
+            history: dict[date, pd.DataFrame] = {}
+        else:
+            history = alert_history(store, alerts_by_day)
+        cache = AnnotationCache(store)
+        frames = {
+            day: annotate_day(alerts, day, settings, stats, log, history=history.get(day),
+                              cache=cache, max_per_request=self.max_anomalies_per_request)
+            for day, alerts in alerts_by_day.items()
+        }
+        return frames, stats
 
 
 class AlertSinkResource(dg.ConfigurableResource):
@@ -123,8 +240,16 @@ class AlertSinkResource(dg.ConfigurableResource):
         description="alerts about days older than this are not posted, so backfilling a year "
         "of history does not flood the channel (they stay in annotated_alerts)",
     )
+    routes_file: str = Field(default="", description="SENTINEL_SLACK_ROUTES: YAML file routing "
+                             "accounts/services to channels ('' = all to SLACK_CHANNEL)")
+    charts: bool = Field(default=True, description="attach a 30-day chart of the top alert")
+    timeout_seconds: float = Field(default=30.0, description="per Slack HTTP request")
 
     def sink(self, store: TableStore) -> AlertSink:
         if self.slack_bot_token:
-            return SlackSink(self.slack_bot_token, self.channel, self.slack_api_url)
-        return OutboxSink(store, self.channel)
+            return SlackSink(self.slack_bot_token, self.slack_api_url, self.timeout_seconds)
+        return OutboxSink(store)
+
+    def router(self) -> Router:
+        """Raises ConfigError naming the routes file and the fix when it is invalid."""
+        return load_router(self.routes_file, self.channel)

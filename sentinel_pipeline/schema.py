@@ -62,7 +62,8 @@ ALERT_EXTRA_COLUMNS: list[str] = [
     "explanation",
     "likely_cause",
     "where_to_look",
-    "action",
+    "action",  # stop | review | accept
+    "confidence",  # 0..1 from the model; NaN for the deterministic fallback
     "annotator",
 ]
 
@@ -96,6 +97,7 @@ _FLOAT_COLUMNS = {
     "log_scale",
     "prior_actual",
     "prior_expected",
+    "confidence",
 }
 
 

@@ -7,13 +7,20 @@ import os
 DEFAULTS: dict[str, str] = {
     "SENTINEL_SOURCE": "demo",
     "SENTINEL_SOURCE_PATH": "",
+    "SENTINEL_CUR_COST": "unblended",
+    "SENTINEL_CUR_LINE_ITEM_TYPES": "Usage,DiscountedUsage,SavingsPlanCoveredUsage",
     "SENTINEL_DATA_DIR": "./.sentinel/data",
     "SENTINEL_START_DATE": "2025-01-01",
     "SENTINEL_CLAUDE_MODEL": "claude-haiku-4-5",
+    "ANTHROPIC_API_KEY": "",
     "SLACK_BOT_TOKEN": "",
     "SLACK_CHANNEL": "#cost-alerts",
     "SENTINEL_SLACK_API_URL": "https://slack.com/api/",
     "SENTINEL_DAGSTER_URL": "",
+    "SENTINEL_SLACK_ROUTES": "",
+    "SENTINEL_CE_METRIC": "UnblendedCost",
+    "SENTINEL_CE_RECORD_TYPES": "Usage",
+    "SENTINEL_RESTATE_DAYS": "14",
 }
 
 

@@ -1,10 +1,11 @@
 """The alert sensor on a real instance: each alert delivered once, across ticks, reruns and
-restarts, to the outbox in dry run and to Slack (a local fake) through the real slack_sdk."""
+restarts, to the outbox in dry run and to Slack (a local fake) through the real slack_sdk:
+success, 429 then success, 500 forever, timeouts, malformed JSON, refusals, routing, a rerun
+that finds a new anomaly (thread reply)."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -47,10 +48,30 @@ def _outbox(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "outbox").glob("*.json"))
 
 
+
+
+def _sink(slack_url: str = "", **kwargs: object) -> AlertSinkResource:
+    """Slack through the fake when a URL is given, else dry run; charts off (tested apart)."""
+    base: dict[str, object] = {"max_age_days": ALL_AGES, "charts": False}
+    if slack_url:
+        base.update(slack_bot_token=TOKEN, slack_api_url=slack_url)
+    base.update(kwargs)
+    return AlertSinkResource(**base)  # type: ignore[arg-type]
+
+
+def _ledger(data_dir: Path) -> dict[str, dict[str, object]]:
+    return json.loads((data_dir / LEDGER_PATH).read_text())
+
+
+def _delivered(data_dir: Path) -> int:
+    path = data_dir / LEDGER_PATH
+    return len(json.loads(path.read_text())["alerts"]) if path.exists() else 0
+
+
 def test_outbox_gets_each_alert_once_across_ticks_rerun_and_restart(
-    demo_backfill: Backfill, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    demo_backfill: Backfill, data_dir: Path
 ) -> None:
-    sink = AlertSinkResource(slack_bot_token="", max_age_days=ALL_AGES)
+    sink = _sink()
     n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     assert n_alerts > 0
 
@@ -58,8 +79,8 @@ def test_outbox_gets_each_alert_once_across_ticks_rerun_and_restart(
     assert first.cursor is not None
     files = _outbox(data_dir)
     assert len(files) == n_days
-    ledger = json.loads((data_dir / LEDGER_PATH).read_text())
-    assert len(ledger) == n_alerts
+    assert _delivered(data_dir) == n_alerts
+    assert len(_ledger(data_dir)["messages"]) == n_days
     message = json.loads(files[0].read_text())
     assert message["channel"] == "#cost-alerts" and message["blocks"][0]["type"] == "header"
 
@@ -71,7 +92,7 @@ def test_outbox_gets_each_alert_once_across_ticks_rerun_and_restart(
                                                   demo_backfill.end)
     day = pd.to_datetime(alerts["usage_date"]).dt.date.iloc[-1]
     assert run_days(demo_backfill.instance, day, day).success
-    third = _tick(demo_backfill.instance, data_dir, second.cursor or first.cursor, sink)
+    third = _tick(demo_backfill.instance, data_dir, first.cursor, sink)
     assert int(third.cursor) > int(first.cursor)
     assert _outbox(data_dir) == files
 
@@ -79,14 +100,13 @@ def test_outbox_gets_each_alert_once_across_ticks_rerun_and_restart(
     restarted = _tick(demo_backfill.instance, data_dir, None, sink)
     assert restarted.cursor is not None
     assert _outbox(data_dir) == files
-    assert len(json.loads((data_dir / LEDGER_PATH).read_text())) == n_alerts
+    assert _delivered(data_dir) == n_alerts
 
 
 def test_alerts_older_than_the_age_limit_are_not_posted(
     demo_backfill: Backfill, data_dir: Path
 ) -> None:
-    result = _tick(demo_backfill.instance, data_dir, None,
-                   AlertSinkResource(slack_bot_token="", max_age_days=7))
+    result = _tick(demo_backfill.instance, data_dir, None, _sink(max_age_days=7))
     assert result.cursor is not None
     assert _outbox(data_dir) == []
 
@@ -96,17 +116,18 @@ def test_slack_receives_one_message_per_day_through_slack_sdk(
 ) -> None:
     n_days, _ = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
-        sink = AlertSinkResource(slack_bot_token=TOKEN, slack_api_url=slack.url,
-                                 channel="#finops", max_age_days=ALL_AGES,
-                                 dagster_url="http://dagster.local:3000")
+        sink = _sink(slack.url, channel="#finops", dagster_url="http://dagster.local:3000")
         first = _tick(demo_backfill.instance, data_dir, None, sink)
         assert len(slack.posts) == n_days
         assert {p["channel"] for p in slack.posts} == {"#finops"}
         assert all(h == f"Bearer {TOKEN}" for h in slack.auth_headers)
         context = slack.posts[0]["blocks"][-1]["elements"][0]["text"]
-        assert "http://dagster.local:3000/assets/annotated_alerts?partition=" in context
-        again = _tick(demo_backfill.instance, data_dir, None, sink)
-        assert len(slack.posts) == n_days and again.cursor == first.cursor
+        assert ("http://dagster.local:3000/assets/annotated_alerts?view=partitions&partition="
+                in context)
+        second = _tick(demo_backfill.instance, data_dir, first.cursor, sink)  # two ticks
+        assert second.skip_message and len(slack.posts) == n_days
+        restarted = _tick(demo_backfill.instance, data_dir, None, sink)  # cursor lost
+        assert len(slack.posts) == n_days and restarted.cursor == first.cursor
     assert _outbox(data_dir) == []
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err
@@ -115,65 +136,74 @@ def test_slack_receives_one_message_per_day_through_slack_sdk(
 def test_slack_rate_limit_is_retried_after_the_delay(
     demo_backfill: Backfill, data_dir: Path
 ) -> None:
-    n_days, _ = _days_with_alerts(data_dir, demo_backfill)
+    n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
         slack.script.append((429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}))
-        sink = AlertSinkResource(slack_bot_token=TOKEN, slack_api_url=slack.url,
-                                 max_age_days=ALL_AGES)
+        _tick(demo_backfill.instance, data_dir, None, _sink(slack.url))
+        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
+        assert slack.calls == n_days + 1
+        assert slack.call_times[1] - slack.call_times[0] >= 1.0  # Retry-After honoured
+
+
+def test_slack_down_for_a_while_then_each_alert_delivered_once(
+    demo_backfill: Backfill, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
+    with fake_slack() as slack:
+        sink = _sink(slack.url)
+        slack.script.extend([(500, {"ok": False, "error": "internal_error"}, {})] * 1000)
+        failed = _tick(demo_backfill.instance, data_dir, None, sink)
+        again = _tick(demo_backfill.instance, data_dir, failed.cursor, sink)
+        assert failed.skip_message and again.skip_message
+        assert slack.posts == [] and _delivered(data_dir) == 0
+        assert slack.calls == 2  # one attempt per tick: no hammering while Slack is down
+        slack.script.clear()
+        healed = _tick(demo_backfill.instance, data_dir, again.cursor, sink)
+        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
+        _tick(demo_backfill.instance, data_dir, healed.cursor, sink)
         _tick(demo_backfill.instance, data_dir, None, sink)
         assert len(slack.posts) == n_days
-        assert slack.calls == n_days + 1
+    log = capsys.readouterr().err
+    assert "internal_error" in log and "retried on the next tick" in log and TOKEN not in log
 
 
-def test_slack_errors_leave_alerts_undelivered_until_the_next_tick(
+def test_slack_timeout_leaves_alerts_for_the_next_tick(
     demo_backfill: Backfill, data_dir: Path
 ) -> None:
     n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
-        slack.script.append((200, {"ok": False, "error": "channel_not_found"}, {}))
-        sink = AlertSinkResource(slack_bot_token=TOKEN, slack_api_url=slack.url,
-                                 max_age_days=ALL_AGES)
+        sink = _sink(slack.url, timeout_seconds=0.3)
+        slack.delay_seconds = 1.0
         failed = _tick(demo_backfill.instance, data_dir, None, sink)
-        assert not (data_dir / LEDGER_PATH).exists()
-        assert slack.posts == []
+        assert failed.skip_message and _delivered(data_dir) == 0
+        slack.delay_seconds = 0.0
+        _tick(demo_backfill.instance, data_dir, failed.cursor, sink)
+        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
 
-        # The cursor stopped before the day that failed, so the next tick posts everything.
-        healed = _tick(demo_backfill.instance, data_dir, failed.cursor, sink)
-        assert len(slack.posts) == n_days
-        assert len(json.loads((data_dir / LEDGER_PATH).read_text())) == n_alerts
-        assert healed.cursor is not None
+
+def test_malformed_slack_answer_is_an_error_and_retried(
+    demo_backfill: Backfill, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
+    with fake_slack() as slack:
+        slack.script.append((200, b"<html>upstream proxy error", {}))
+        sink = _sink(slack.url)
+        failed = _tick(demo_backfill.instance, data_dir, None, sink)
+        assert failed.skip_message and _delivered(data_dir) == 0
+        _tick(demo_backfill.instance, data_dir, failed.cursor, sink)
+        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
+    assert "non-JSON" in capsys.readouterr().err
 
 
 def test_no_materialisations_means_a_skip(instance: dg.DagsterInstance, tmp_path: Path) -> None:
-    result = _tick(instance, tmp_path, None, AlertSinkResource(slack_bot_token=""))
+    result = _tick(instance, tmp_path, None, _sink())
     assert result.skip_message and "No new" in result.skip_message
-
-
-def test_message_escapes_billing_text_and_stays_within_slack_limits() -> None:
-    from sentinel_pipeline.delivery.message import MAX_SECTION_CHARS, build_message
-
-    rows = []
-    for i in range(120):
-        rows.append({
-            "usage_date": date(2025, 3, 1), "service": f"<!channel> svc {i} & <http://x|y>",
-            "account_id": "1", "region": "r", "actual_cost": 100.0 + i, "expected_cost": 10.0,
-            "impact": 90.0 + i, "pct_change": 900.0, "score": 9.0, "kind": "spike",
-            "explanation": "x" * 5000, "where_to_look": "<@U123>", "action": "review",
-        })
-    message = build_message("2025-03-01", pd.DataFrame(rows))
-    assert len(message["blocks"]) <= 50
-    text = json.dumps(message)
-    assert "<!channel>" not in text and "<@U123>" not in text and "<http://x" not in text
-    assert "&lt;!channel&gt;" in text
-    sections = [b for b in message["blocks"] if b["type"] == "section"]
-    assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS for b in sections)
-    assert "svc 119" in sections[0]["text"]["text"]  # largest impact first
-    assert "110 more alert(s)" in message["blocks"][-1]["elements"][0]["text"]
 
 
 @pytest.mark.parametrize(
     ("status", "error", "needle"),
     [(200, "invalid_auth", "SLACK_BOT_TOKEN is not valid"),
+     (200, "channel_not_found", "channel #cost-alerts does not exist"),
      (500, "internal_error", "retried on the next tick")],
 )
 def test_slack_refusals_are_logged_clearly_without_the_token(
@@ -181,12 +211,72 @@ def test_slack_refusals_are_logged_clearly_without_the_token(
     status: int, error: str, needle: str,
 ) -> None:
     with fake_slack() as slack:
-        slack.script.extend([(status, {"ok": False, "error": error}, {})] * 50)
-        sink = AlertSinkResource(slack_bot_token=TOKEN, slack_api_url=slack.url,
-                                 max_age_days=ALL_AGES)
-        _tick(demo_backfill.instance, data_dir, None, sink)
-        assert slack.posts == []
+        slack.script.extend([(status, {"ok": False, "error": error}, {})] * 200)
+        result = _tick(demo_backfill.instance, data_dir, None, _sink(slack.url))
+        assert slack.posts == [] and result.skip_message
     assert not (data_dir / LEDGER_PATH).exists()
     log = capsys.readouterr().err  # the sensor's log, as the daemon shows it
     assert needle in log
     assert TOKEN not in log
+
+
+def test_routing_sends_each_account_to_its_channel(
+    demo_backfill: Backfill, data_dir: Path, tmp_path: Path
+) -> None:
+    alerts = TableStore(str(data_dir)).read_range("annotated_alerts", demo_backfill.start,
+                                                  demo_backfill.end)
+    account = str(alerts["account_id"].value_counts().index[0])
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"routes:\n  - match: {{account_id: '{account}'}}\n    channel: '#team-a'\n")
+    with fake_slack() as slack:
+        _tick(demo_backfill.instance, data_dir, None,
+              _sink(slack.url, channel="#finops", routes_file=str(routes)))
+        channels = {p["channel"] for p in slack.posts}
+        assert channels == {"#finops", "#team-a"} or (
+            channels == {"#team-a"} and (alerts["account_id"].astype(str) == account).all())
+    ledger = _ledger(data_dir)["alerts"]
+    assert len(ledger) == len(alerts)
+    for key, entry in ledger.items():
+        assert entry["channel"] == ("#team-a" if key.split("|")[2] == account else "#finops")
+
+
+def test_bad_routes_file_fails_the_tick_with_the_fix(
+    demo_backfill: Backfill, data_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(Exception, match="SENTINEL_SLACK_ROUTES file .*missing.yaml: file not"):
+        _tick(demo_backfill.instance, data_dir, None,
+              _sink(routes_file=str(tmp_path / "missing.yaml")))
+    assert _outbox(data_dir) == []
+
+
+def test_rerun_with_a_new_anomaly_posts_only_it_as_a_thread_reply(
+    demo_backfill: Backfill, data_dir: Path
+) -> None:
+    store = TableStore(str(data_dir))
+    alerts = store.read_range("annotated_alerts", demo_backfill.start, demo_backfill.end)
+    day = pd.to_datetime(alerts["usage_date"]).dt.date.iloc[-1]
+    with fake_slack() as slack:
+        first = _tick(demo_backfill.instance, data_dir, None, _sink(slack.url))
+        sink = _sink(slack.url, charts=True)
+        n_posts = len(slack.posts)
+        root = next(p for p in slack.posts if day.isoformat() in p["text"])
+        root_ts = _ledger(data_dir)["messages"][f"{day.isoformat()}|#cost-alerts"]["ts"]
+
+        # The rerun of `day` (new materialisation) finds one more anomaly: a new series.
+        rows = store.read_partition("annotated_alerts", day)
+        extra = rows.iloc[[0]].copy()
+        extra["service"], extra["impact"] = "Amazon Bedrock", 321.0
+        store.write_partition("annotated_alerts", day, pd.concat([rows, extra]))
+        demo_backfill.instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="annotated_alerts", partition=day.isoformat()))
+
+        rerun = _tick(demo_backfill.instance, data_dir, first.cursor, sink)
+        assert int(rerun.cursor) > int(first.cursor)
+        assert len(slack.posts) == n_posts + 1
+        reply = slack.posts[-1]
+        assert reply["thread_ts"] == root_ts and reply["channel"] == root["channel"]
+        assert "Update for" in reply["text"] and "1 alert" in reply["text"]
+        assert "Amazon Bedrock" in json.dumps(reply)
+        assert slack.files[-1]["thread_ts"] == root_ts  # its chart in the same thread
+        _tick(demo_backfill.instance, data_dir, None, sink)  # restarted: nothing new
+        assert len(slack.posts) == n_posts + 1

@@ -585,7 +585,7 @@ def deny(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
     denied: set[str] = set()
     fs = pafs.PyFileSystem(_DenyingHandler(denied))
     monkeypatch.setattr(
-        files, "_open_filesystem", lambda path: (fs, str(Path(path).absolute()), "")
+        files, "open_filesystem", lambda path: (fs, str(Path(path).absolute()), "")
     )
     yield denied
 

@@ -61,8 +61,8 @@ def _hint(service: str) -> tuple[str, str]:
     return _DEFAULT_HINT
 
 
-def explain_row(row: pd.Series) -> dict[str, str]:
-    """Explanation fields of one anomaly."""
+def explain_row(row: pd.Series) -> dict[str, object]:
+    """Explanation fields of one anomaly; action is one of stop | review | accept, as Claude's."""
     where, cause = _hint(str(row["service"]))
     actual, expected, impact = row["actual_cost"], row["expected_cost"], row["impact"]
     pct = row.get("pct_change")
@@ -72,12 +72,12 @@ def explain_row(row: pd.Series) -> dict[str, str]:
         explanation = (f"{place} had no spend in the lookback window and cost {_money(actual)} "
                        f"on {row['usage_date']}: a new service or resource started billing.")
         likely = f"something new was launched: {cause}"
-        action = "review: confirm the new spend is intended and has an owner"
+        action, advice = "review", "Confirm the new spend is intended and has an owner."
     elif kind == "drop":
         explanation = (f"{place} cost {_money(actual)} on {row['usage_date']}, "
                        f"{_money(-impact)} less than the expected {_money(expected)}.")
         likely = "resources were stopped or deleted, a credit applied, or data is missing"
-        action = "review: confirm the drop is intended and billing data is complete"
+        action, advice = "review", "Confirm the drop is intended and billing data is complete."
     elif kind in ("sustained", "level_shift"):
         since = row.get("anomaly_start")
         pct_text = "" if pct is None or pd.isna(pct) else f" ({pct:+.0f} %)"
@@ -85,21 +85,23 @@ def explain_row(row: pd.Series) -> dict[str, str]:
                        f"{row['usage_date']} it cost {_money(actual)}, {_money(impact)} above the "
                        f"expected {_money(expected)}{pct_text}.")
         likely = f"a lasting increase: {cause}"
-        action = ("stop: find what was started around " + str(since)
-                  if impact >= 500 else "review: check what changed around " + str(since))
+        action, advice = (("stop", f"Find and stop what was started around {since}.")
+                          if impact >= 500 else ("review", f"Check what changed around {since}."))
     else:
         pct_text = "" if pct is None or pd.isna(pct) else f" ({pct:+.0f} %)"
         explanation = (f"{place} cost {_money(actual)} on {row['usage_date']}, "
                        f"{_money(impact)} more than the expected {_money(expected)}{pct_text}; "
                        f"score {row['score']:.1f}.")
         likely = cause
-        action = ("stop: find and stop what is running unexpectedly"
-                  if impact >= 500 else "review: check whether the increase is expected")
+        action, advice = (("stop", "Find and stop what is running unexpectedly.")
+                          if impact >= 500
+                          else ("review", "Check whether the increase is expected."))
     return {
-        "explanation": explanation,
+        "explanation": f"{explanation} {advice}",
         "likely_cause": likely,
         "where_to_look": where,
         "action": action,
+        "confidence": math.nan,  # nothing was inferred: the numbers are stated, not judged
         "annotator": ANNOTATOR_NAME,
     }
 

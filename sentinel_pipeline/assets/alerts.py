@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from sentinel_pipeline.assets.alert_checks import ALERTS_EXPLAINED_CHECK, alerts_explained_result
 from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
 from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.resources import AnnotatorResource, StorageResource
@@ -12,9 +13,11 @@ from sentinel_pipeline.schema import ALERT_COLUMNS
 @dg.asset(
     **DAILY_TABLE,
     deps=["cost_anomalies"],
+    check_specs=[ALERTS_EXPLAINED_CHECK],
     description=(
         "Alerts to send: the anomalies that open an episode (alert=True; drops only with "
-        "alert_on_drops), each with an explanation, likely cause, where to look and action. "
+        "alert_on_drops), each with an explanation, likely cause, where to look, action "
+        "(stop/review/accept) and confidence, written by Claude when ANTHROPIC_API_KEY is set. "
         "The alert sensor posts new rows to Slack."
     ),
 )
@@ -26,7 +29,7 @@ def annotated_alerts(
     days = days_in_context(context)
     store = storage.store()
     with user_errors():
-        frames = {}
+        to_explain = {}
         for day in days:
             anomalies = store.read_partition("cost_anomalies", day)
             if anomalies is None:
@@ -34,16 +37,19 @@ def annotated_alerts(
                     f"cost_anomalies has no partition {day}: materialise it first "
                     f"(sentinel backfill --start {day} --end {day})."
                 )
-            frames[day] = annotator.explain(anomalies[anomalies["alert"]].reset_index(drop=True))
+            to_explain[day] = anomalies[anomalies["alert"]].reset_index(drop=True)
+        frames, stats = annotator.explain_days(store, to_explain, context.log)
         write_days(context, store, "annotated_alerts", frames, ALERT_COLUMNS)
     found = [f for f in frames.values() if len(f)]
     alerts = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=ALERT_COLUMNS)
     top = alerts.sort_values("impact", ascending=False)
     return dg.MaterializeResult(
+        check_results=[alerts_explained_result(frames)],
         metadata={
             "dagster/row_count": len(alerts),
             "alerts": len(alerts),
             "annotators": ", ".join(sorted(alerts["annotator"].unique())) if len(alerts) else "",
+            **stats.metadata(),
             "total_impact": dg.MetadataValue.float(float(alerts["impact"].clip(lower=0).sum())),
             "alerts_preview": dg.MetadataValue.md(markdown_table(
                 top, ["usage_date", "service", "account_id", "impact", "kind", "explanation"])),

@@ -66,6 +66,7 @@ def cost_anomalies(
             "anomalies": len(everything),
             "alerts": int(everything["alert"].sum()) if len(everything) else 0,
             "root_causes_found": drilled,
+            "root_cause_requests": sum(f.attrs.get("source_requests", 0) for f in frames.values()),
             "total_impact": dg.MetadataValue.float(float(everything["impact"].clip(lower=0).sum())),
             "top_anomalies": dg.MetadataValue.md(markdown_table(top, ANOMALY_PREVIEW)),
         }
@@ -81,5 +82,7 @@ def with_root_causes(
     flagged = out.index[out["alert"].astype(bool)] if len(out) else out.index
     if len(flagged):
         context.log.info(f"Drilling down into {len(flagged)} alerted series ({source.source})")
-        out.loc[flagged, "root_causes"] = source.root_causes(out.loc[flagged])
+        causes = source.root_causes(out.loc[flagged])
+        out.loc[flagged, "root_causes"] = list(causes)
+        out.attrs["source_requests"] = getattr(causes, "requests", 0)  # billed API calls
     return out

@@ -1,50 +1,136 @@
-"""The Slack message of one day's alerts, within Slack's limits whatever the alert count."""
+"""The Slack message of one day's alerts, within Slack's limits whatever the alert count.
+
+Pure functions: a frame of alerts in, a ``{"text", "blocks"}`` payload out. Everything that
+comes from billing data is escaped, so a service or account name cannot mention @channel,
+@here, users or groups, nor add links.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
 
+from sentinel_pipeline.sources.root_causes import describe, from_json
+
 MAX_ALERTS_SHOWN = 10
+MAX_BLOCKS = 50  # Slack's limit per message
 MAX_SECTION_CHARS = 2900  # Slack allows 3000 characters per section text
+MAX_HEADER_CHARS = 150  # Slack's limit for a header block's plain text
+MAX_FIELD_CHARS = 300  # one name or label
+MAX_PROSE_CHARS = 1200  # one explanation
+
+_BROADCAST = re.compile(r"@(?=(channel|here|everyone)\b)", re.IGNORECASE)
+_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+")
 
 
-def escape(text: object) -> str:
-    """Slack mrkdwn escaping, so billing data cannot mention @channel, users or add links."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _money(value: float) -> str:
-    return "n/a" if pd.isna(value) else f"${value:,.2f}"
+def escape(text: object, limit: int | None = None) -> str:
+    """Slack mrkdwn escaping (``&``, ``<``, ``>``), so billing data cannot mention or link.
+
+    ``@here``-style words also get a zero-width space after the ``@``: they are not mentions
+    in API messages, but a later ``link_names`` setting would make them so.
+    """
+    raw = "" if text is None or (isinstance(text, float) and pd.isna(text)) else str(text)
+    if limit is not None:
+        raw = clip(raw, limit)
+    raw = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub("@\u200b", raw)
 
 
-def build_message(day: str, alerts: pd.DataFrame, ui_link: str | None = None) -> dict[str, Any]:
-    """Blocks and fallback text for a day's alerts, largest $ impact first."""
-    ordered = alerts.sort_values("impact", ascending=False, kind="stable")
-    total = float(ordered["impact"].clip(lower=0).sum())
-    title = f"Cost anomalies for {day}: {len(ordered)} alert(s), {_money(total)} above expected"
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}}
+def redact(text: str) -> str:
+    """Hide anything shaped like a Slack token (error texts are shown in channels)."""
+    return _TOKEN.sub("[redacted]", text)
+
+
+def money(value: object, currency: object = "USD") -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    amount = float(value)  # type: ignore[arg-type]
+    if isinstance(currency, str) and currency and currency != "USD":
+        return f"{amount:,.2f} {escape(currency, 10)}"
+    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
+
+
+def _optional(row: pd.Series, column: str) -> Any:
+    value = row.get(column)
+    if value is None or (not isinstance(value, str | list | dict) and pd.isna(value)):
+        return None
+    return value
+
+
+def alert_text(row: pd.Series) -> str:
+    """One alert's section: what, how much, why, where the money went, what to do."""
+    currency = _optional(row, "currency") or "USD"
+    pct = _optional(row, "pct_change")
+    pct_text = f" ({float(pct):+,.0f} %)" if pct is not None else " (new spend)"
+    labels = [f"_{escape(row['kind'], 40)}_"]
+    action = _optional(row, "action")
+    if action is not None:
+        labels.append(f"action: *{escape(action, 40)}*")
+    confidence = _optional(row, "confidence")
+    if confidence is not None:
+        try:
+            labels.append(f"confidence {float(confidence):.0%}")
+        except (TypeError, ValueError):
+            labels.append(f"confidence {escape(confidence, 20)}")
+    lines = [
+        f"*{escape(row['service'], MAX_FIELD_CHARS)}* · account "
+        f"{escape(row['account_id'], 64)} · {escape(row['region'], 64)} · " + " · ".join(labels),
+        f"Actual {money(row['actual_cost'], currency)} vs expected "
+        f"{money(row['expected_cost'], currency)}{pct_text}, impact "
+        f"{money(row['impact'], currency)}",
     ]
-    for _, row in ordered.head(MAX_ALERTS_SHOWN).iterrows():
-        pct = "" if pd.isna(row["pct_change"]) else f" ({row['pct_change']:+.0f} %)"
-        text = (
-            f"*{escape(row['service'])}* · account {escape(row['account_id'])} · "
-            f"{escape(row['region'])} · _{escape(row['kind'])}_\n"
-            f"Actual {_money(row['actual_cost'])} vs expected {_money(row['expected_cost'])}"
-            f"{pct}, impact {_money(row['impact'])}\n"
-            f"{escape(row['explanation'])}\n"
-            f"*Where to look:* {escape(row['where_to_look'])}\n*Action:* {escape(row['action'])}"
-        )
-        blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                   "text": text[:MAX_SECTION_CHARS]}})
+    explanation = _optional(row, "explanation")
+    if explanation:
+        lines.append(escape(explanation, MAX_PROSE_CHARS))
+    causes = describe(from_json(_optional(row, "root_causes")))
+    if causes:
+        lines.append(f"*Where the money went:* {escape(causes, MAX_PROSE_CHARS)}")
+    where = _optional(row, "where_to_look")
+    if where:
+        lines.append(f"*Where to look:* {escape(where, MAX_FIELD_CHARS)}")
+    return clip("\n".join(lines), MAX_SECTION_CHARS)
+
+
+def build_message(
+    day: str,
+    alerts: pd.DataFrame,
+    ui_link: str | None = None,
+    *,
+    reply: bool = False,
+    max_shown: int = MAX_ALERTS_SHOWN,
+) -> dict[str, Any]:
+    """Blocks and fallback text for a day's alerts, largest $ impact first.
+
+    ``reply`` is for alerts found by a rerun of a day already reported: the message goes in the
+    thread of that day's message and says so.
+    """
+    max_shown = max(1, min(max_shown, (MAX_BLOCKS - 2) // 2))
+    ordered = alerts.sort_values("impact", ascending=False, kind="stable")
+    total = float(pd.to_numeric(ordered["impact"]).clip(lower=0).sum())
+    count = f"{len(ordered)} alert{'s' if len(ordered) != 1 else ''}"
+    if reply:
+        title = f"Update for {day}: {count} more, {money(total)} above expected"
+    else:
+        title = f"Cost anomalies for {day}: {count}, {money(total)} above expected"
+    title = clip(title, MAX_HEADER_CHARS)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title}}
+    ]
+    for _, row in ordered.head(max_shown).iterrows():
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": alert_text(row)}})
         blocks.append({"type": "divider"})
     footer = []
-    if len(ordered) > MAX_ALERTS_SHOWN:
-        footer.append(f"{len(ordered) - MAX_ALERTS_SHOWN} more alert(s) not shown.")
+    if len(ordered) > max_shown:
+        footer.append(f"{len(ordered) - max_shown} more alert(s) not shown.")
     if ui_link:
         footer.append(f"<{ui_link}|Open the partition in Dagster>")
     footer.append("Sent by Sentinel.")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " ".join(footer)}]})
+    blocks.append({"type": "context",
+                   "elements": [{"type": "mrkdwn", "text": clip(" ".join(footer), 2000)}]})
     return {"text": escape(title), "blocks": blocks}

@@ -27,6 +27,9 @@ Decisions, so that a run either returns trustworthy totals or stops with a fix:
 * Only the needed columns are read (Parquet column projection, CSV `include_columns`), in
   batches, and each batch is aggregated at once, so memory follows the number of series-days,
   not of line items. CSV columns are read as text to keep account ids like 012345678901 intact.
+
+`focus_root_causes` drills into alerted series for their largest contributors: ChargeDescription
+(SkuId when empty) as the usage type and ResourceId, ranked by root_causes.top_contributors.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import pyarrow.parquet as pq
 
 from sentinel_pipeline import schema
 from sentinel_pipeline.errors import SourceError
+from sentinel_pipeline.sources import root_causes as rc
 
 SOURCE_NAME = "focus"
 COST_COLUMNS: tuple[str, ...] = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
@@ -115,7 +119,7 @@ def read_cost_files(
     if start > end:
         raise SourceError(f"start {start} is after end {end}; ask for a range with start <= end")
     keep = {c.strip().lower() for c in charge_categories}
-    fs, root, display_root = _open_filesystem(path)
+    fs, root, display_root = open_filesystem(path)
     files = _list_files(fs, root, display_root, path)
     files = [(f, d) for f, d in files if _period_overlaps(_relative(f, root), start, end)]
     day_start = np.datetime64(start, "D")
@@ -133,7 +137,7 @@ def read_cost_files(
     kept_mask = (rows["category"] == "") | rows["category"].isin(keep)
     excluded = rows[~kept_mask].groupby("category", sort=True)["cost"].sum()
     kept = rows[kept_mask]
-    _check_one_currency(kept, path, start, end)
+    check_one_currency(kept, path, start, end)
     out = _finish(kept)
     out.attrs["excluded_cost"] = {str(k): float(v) for k, v in excluded.items()}
     out.attrs["files_read"] = len(files)
@@ -151,7 +155,7 @@ def _canonical_cost_column(cost_column: str) -> str:
     )
 
 
-def _open_filesystem(path: str) -> tuple[pafs.FileSystem, str, str]:
+def open_filesystem(path: str) -> tuple[pafs.FileSystem, str, str]:
     """Filesystem, path inside it, and the prefix that turns such a path back into a user URL.
 
     S3 gets the endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL explicitly: recent
@@ -182,7 +186,7 @@ def _open_filesystem(path: str) -> tuple[pafs.FileSystem, str, str]:
 
 def _list_files(fs: pafs.FileSystem, root: str, prefix: str, path: str) -> list[tuple[str, str]]:
     """Readable export files under root, sorted, as (filesystem path, path shown to users)."""
-    with _os_errors(path, reading=False):
+    with os_errors(path, reading=False):
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.NotFound:
             raise SourceError(f"cost source path {path!r} does not exist; {_FIX_PATH}")
@@ -245,7 +249,7 @@ def _period_overlaps(relative: str, start: dt.date, end: dt.date) -> bool:
 
 
 @contextmanager
-def _os_errors(display: str, reading: bool = True) -> Iterator[None]:
+def os_errors(display: str, reading: bool = True) -> Iterator[None]:
     """Turn filesystem and parser errors into SourceErrors that name the file and the fix."""
     try:
         yield
@@ -291,7 +295,7 @@ def _read_file(
     end: np.datetime64,
 ) -> pa.Table | None:
     """One file's in-range rows, aggregated per series, day, currency and charge category."""
-    with _os_errors(display):
+    with os_errors(display):
         if file_path.lower().endswith(".parquet"):
             with fs.open_input_file(file_path) as handle:
                 parquet = pq.ParquetFile(handle)
@@ -529,7 +533,7 @@ def _costs(
     return pa.array(np.where(missing, 0.0, numbers), pa.float64())
 
 
-def _check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.date) -> None:
+def check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.date) -> None:
     """A series summed across currencies would be meaningless: stop and name it."""
     if rows.empty:
         return
@@ -566,3 +570,135 @@ def _finish(rows: pd.DataFrame) -> pd.DataFrame:
     daily["source"] = SOURCE_NAME
     daily = daily.sort_values(["usage_date", *schema.SERIES_KEY], kind="stable")
     return schema.conform(daily, schema.RAW_COLUMNS)
+
+
+# Drill-down for alerts: where in a FOCUS series the money went.
+_DETAIL_SOURCES: dict[str, tuple[str, ...]] = {
+    "usage_type": ("ChargeDescription", "SkuId"),  # readable first; SkuId when it is empty
+    "resource_id": ("ResourceId",),
+}
+
+
+def focus_root_causes(
+    path: str,
+    anomalies: pd.DataFrame,
+    cost_column: str = "BilledCost",
+    charge_categories: tuple[str, ...] = ("usage", "purchase", "tax"),
+) -> list[str]:
+    """JSON top contributors (charge description or SKU, resource) of each anomaly row.
+
+    One read of the files overlapping [min D - 14, max D], kept to the flagged series and the
+    counted charge categories, then ranked per anomaly by root_causes.top_contributors (the
+    region is already part of the series). Files without those columns give "" for their rows.
+    """
+    if len(anomalies) == 0:
+        return []
+    cost_column = _canonical_cost_column(cost_column)
+    days = pd.to_datetime(anomalies["usage_date"]).dt.date
+    start = min(days) - dt.timedelta(days=rc.BASELINE_DAYS)
+    end = max(days)
+    wanted = set(zip(anomalies["service"].astype(str), anomalies["account_id"].astype(str),
+                     anomalies["region"].astype(str), strict=True))
+    keep = {c.strip().lower() for c in charge_categories}
+    fs, root, display_root = open_filesystem(path)
+    files = [(f, d) for f, d in _list_files(fs, root, display_root, path)
+             if _period_overlaps(_relative(f, root), start, end)]
+    parts = [part for f, d in files
+             if (part := _detail_file(fs, f, d, cost_column, start, end, wanted)) is not None]
+    if not parts:
+        return ["" for _ in range(len(anomalies))]
+    detail = pd.concat(parts, ignore_index=True)
+    detail = detail[(detail["category"] == "") | detail["category"].isin(keep)]
+    grouped = dict(tuple(detail.groupby(schema.SERIES_KEY, sort=False)))
+    out = []
+    for (_, row), day in zip(anomalies.iterrows(), days, strict=True):
+        series = grouped.get((str(row["service"]), str(row["account_id"]), str(row["region"])))
+        out.append("" if series is None else rc.to_json(rc.top_contributors(series, day)))
+    return out
+
+
+def _detail_file(
+    fs: pafs.FileSystem, file_path: str, display: str, cost_column: str,
+    start: dt.date, end: dt.date, wanted: set[tuple[str, str, str]],
+) -> pd.DataFrame | None:
+    """One file's rows of the wanted series in [start, end], summed per day and detail, read
+    in batches like the series themselves."""
+    with os_errors(display):
+        if file_path.lower().endswith(".parquet"):
+            with fs.open_input_file(file_path) as handle:
+                parquet = pq.ParquetFile(handle)
+                names = parquet.schema_arrow.names
+                layout = _resolve_layout(names, display, cost_column)
+                columns = _detail_columns(layout, names)
+                batches = parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns)
+                return _detail_batches(batches, layout, columns, display, False, start, end,
+                                       wanted)
+        compression = None if file_path.lower().endswith(".csv") else "gzip"
+        with fs.open_input_stream(file_path, compression=compression) as handle:
+            names = pacsv.open_csv(handle).schema.names
+        layout = _resolve_layout(names, display, cost_column)
+        columns = _detail_columns(layout, names)
+        convert = pacsv.ConvertOptions(
+            include_columns=columns, column_types={c: pa.string() for c in columns},
+            null_values=["", "NULL"], strings_can_be_null=True)
+        with fs.open_input_stream(file_path, compression=compression) as handle:
+            reader = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(
+                block_size=_CSV_BLOCK_BYTES), convert_options=convert)
+            return _detail_batches(reader, layout, columns, display, True, start, end, wanted)
+
+
+def _detail_batches(
+    batches: Iterable[pa.RecordBatch], layout: _Layout, columns: list[str], display: str,
+    is_csv: bool, start: dt.date, end: dt.date, wanted: set[tuple[str, str, str]],
+) -> pd.DataFrame | None:
+    """Keep the wanted series' rows of each batch; sum them per day, category and detail."""
+    if layout.kind != "FOCUS":
+        return None
+    first, last = np.datetime64(start, "D"), np.datetime64(end, "D")
+    offset = 0
+    frames: list[pd.DataFrame] = []
+    for batch in batches:
+        day_values = _utc_days(batch.column(layout.date), layout.date, display, is_csv, offset)
+        rows = np.flatnonzero((day_values >= first) & (day_values <= last))
+        offset += batch.num_rows
+        if rows.size == 0:
+            continue
+        taken = batch.take(pa.array(rows))
+
+        def text(column: str | None, default: str, case: str | None = None,
+                 taken: pa.RecordBatch = taken) -> pd.Series:
+            if column is None:
+                return pd.Series(default, index=range(taken.num_rows), dtype=object)
+            return _text(taken.column(column), default, case).to_pandas()
+
+        frame = pd.DataFrame({
+            "usage_date": day_values[rows],
+            "service": text(layout.service, UNKNOWN),
+            "account_id": text(layout.account, UNKNOWN),
+            "region": text(layout.region, GLOBAL_REGION),
+        })
+        keys = pd.Series(list(zip(frame["service"], frame["account_id"], frame["region"],
+                                  strict=True)))
+        match = keys.isin(wanted).to_numpy()
+        if not match.any():
+            continue
+        frame["category"] = text(layout.category, "", "lower")
+        frame["cost"] = _costs(taken.column(layout.cost), rows, layout.cost, display, is_csv,
+                               offset - batch.num_rows).to_numpy(zero_copy_only=False)
+        for target, candidates in _DETAIL_SOURCES.items():
+            value = pd.Series("", index=frame.index, dtype=object)
+            for name in reversed([c for c in candidates if c in columns]):
+                found = text(name, "")
+                value = value.where(found == "", found)
+            frame[target] = value
+        frames.append(frame[match])
+    if not frames:
+        return None
+    keys = ["usage_date", *schema.SERIES_KEY, "category", *_DETAIL_SOURCES]
+    return pd.concat(frames).groupby(keys, as_index=False, sort=False)["cost"].sum()
+
+
+def _detail_columns(layout: _Layout, names: list[str]) -> list[str]:
+    """The series columns plus whichever detail columns the file has."""
+    details = [c for cands in _DETAIL_SOURCES.values() for c in cands if c in names]
+    return list(dict.fromkeys([*layout.columns, *details]))

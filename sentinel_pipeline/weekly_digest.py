@@ -1,0 +1,95 @@
+"""The weekly digest job and its Monday 09:30 UTC schedule.
+
+A small op job rather than a sensor: each digest is a run in the UI (visible, rerunnable, and
+watched by the run-failure sensor), retried by a RetryPolicy when Slack is down, and kept out of
+the asset graph so it never touches sentinel_daily_job or its partitions. The ledger key
+``digest|YYYY-Www`` makes it post once per week however often the run is retried or relaunched.
+"""
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from sentinel_pipeline.delivery.digest import (
+    build_digest,
+    load_digest_inputs,
+    previous_week,
+    week_label,
+)
+from sentinel_pipeline.delivery.ledger import DeliveryLedger
+from sentinel_pipeline.errors import ConfigError
+from sentinel_pipeline.resources import AlertSinkResource, StorageResource
+
+OP_NAME = "post_weekly_digest"
+
+
+class DigestConfig(dg.Config):
+    week_start: str = Field(
+        default="",
+        description="Monday (YYYY-MM-DD) of the week to summarise; empty: the last full week.",
+    )
+
+
+def _week_start(text: str) -> date:
+    if not text:
+        return previous_week(datetime.now(UTC).date())
+    try:
+        day = date.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"week_start {text!r} is not a date: use YYYY-MM-DD (a Monday).") from exc
+    if day.weekday() != 0:
+        raise ConfigError(f"week_start {text} is a {day:%A}: give the Monday the week starts on.")
+    return day
+
+
+@dg.op(
+    name=OP_NAME,
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL),
+    description="Posts last week's digest (spend vs the week before, open anomalies, top "
+    "movers) to SLACK_CHANNEL once, or to the outbox in dry run.",
+)
+def post_weekly_digest(
+    context: dg.OpExecutionContext,
+    config: DigestConfig,
+    storage: StorageResource,
+    alert_sink: AlertSinkResource,
+) -> dg.Output[str]:
+    start = _week_start(config.week_start)
+    week = week_label(start)
+    store = storage.store()
+    ledger = DeliveryLedger(store)
+    if ledger.digest_sent(week):
+        context.log.info(f"Digest {week} was already sent; nothing to do.")
+        return dg.Output("", metadata={"week": week, "sent": False})
+    message = build_digest(load_digest_inputs(store, start), alert_sink.dagster_url)
+    sink = alert_sink.sink(store)
+    posted = sink.post(alert_sink.channel, f"digest-{week}", message)
+    ledger.record_digest(week, alert_sink.channel, sink.destination, posted.reference)
+    context.log.info(f"Digest {week} sent to {sink.destination} -> {posted.reference}")
+    return dg.Output(posted.reference, metadata={"week": week, "sent": True})
+
+
+@dg.job(name="sentinel_weekly_digest_job", tags={"sentinel/pipeline": "digest"},
+        description="Posts the weekly cost digest (one op; separate from the daily assets).")
+def sentinel_weekly_digest_job() -> None:
+    post_weekly_digest()
+
+
+@dg.schedule(
+    name="weekly_digest_schedule",
+    cron_schedule="30 9 * * 1",
+    execution_timezone="UTC",
+    job=sentinel_weekly_digest_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Mondays 09:30 UTC (after the daily run): the digest of the week that ended "
+    "yesterday.",
+)
+def weekly_digest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    start = previous_week(context.scheduled_execution_time.date())
+    week = week_label(start)
+    return dg.RunRequest(
+        run_key=f"digest-{week}",
+        run_config={"ops": {OP_NAME: {"config": {"week_start": start.isoformat()}}}},
+        tags={"sentinel/digest_week": week},
+    )
