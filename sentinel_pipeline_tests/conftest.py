@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from datetime import date
@@ -12,6 +13,14 @@ import dagster as dg
 import pytest
 
 from sentinel_pipeline.settings import apply_defaults
+
+# Safety net: no test may reach a real cloud or API. Any client a test did not point at its own
+# local server (moto, the fakes) is sent to a closed local port instead of AWS, Anthropic or Slack.
+_NOWHERE = "http://127.0.0.1:9"
+for _name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_COST_EXPLORER",
+              "AWS_ENDPOINT_URL_STS", "ANTHROPIC_BASE_URL", "SENTINEL_SLACK_API_URL"):
+    os.environ.setdefault(_name, _NOWHERE + ("/api/" if _name.startswith("SENTINEL") else ""))
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 # As in production, every documented variable exists before the definitions load (EnvVar
 # fields need them); monkeypatch then restores these values rather than deleting them.
