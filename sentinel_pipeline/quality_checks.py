@@ -86,18 +86,18 @@ def raw_one_currency_per_series(
 
 
 def parquet_schema_matches(
-    schema: pa.Schema, expected: Mapping[str, tuple[pa.DataType, ...]], empty: bool = False
+    schema: pa.Schema, expected: Mapping[str, tuple[pa.DataType, ...]]
 ) -> tuple[bool, dict[str, Any]]:
     """A written file has the contract's columns, in order, with their Parquet types; a drift
-    (say, cost as text) breaks everyone reading the table as one dataset. A zero-row file may
-    carry `null` for a column pandas could not type (readers unify it with the other files)."""
+    (say, cost as text) breaks everyone reading the table as one dataset. Zero-row files are
+    typed too (storage writes the contract's types where pandas cannot tell)."""
     problems = []
     names = list(schema.names)
     if names[: len(expected)] != list(expected):
         problems.append(f"columns start {names[: len(expected)]}, expected {list(expected)}")
     for col, allowed in expected.items():
         found = schema.field(col).type if col in names else None
-        if found is not None and found not in allowed and not (empty and found == pa.null()):
+        if found is not None and found not in allowed :
             problems.append(f"{col} is {found}, expected {allowed[0]}")
     return not problems, {
         "problems": "; ".join(problems) or "none",

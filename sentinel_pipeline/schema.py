@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pandas as pd
+import pyarrow as pa
 
 SERIES_KEY: list[str] = ["service", "account_id", "region"]
 
@@ -158,3 +159,19 @@ def conform(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
                 out[col] = pd.to_numeric(out[col]).fillna(0).astype("int64")
     extra = [c for c in out.columns if c not in columns]
     return out[columns + extra].reset_index(drop=True)
+
+
+def arrow_type(column: str) -> pa.DataType | None:
+    """The Parquet type of a contract column, for when pandas cannot tell (an empty day's dates
+    would otherwise be written as type null, and the table would not share one schema)."""
+    if column in _DATE_COLUMNS:
+        return pa.date32()
+    if column in _FLOAT_COLUMNS:
+        return pa.float64()
+    if column in _STRING_COLUMNS:
+        return pa.string()
+    if column in _BOOL_COLUMNS:
+        return pa.bool_()
+    if column in _INT_COLUMNS:
+        return pa.int64()
+    return None

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentinel_pipeline.errors import StorageError
+from sentinel_pipeline.schema import arrow_type
 
 PARTITION_FILE = "data.parquet"
 
@@ -130,6 +131,9 @@ class TableStore:
     def write_partition(self, table: str, day: date, df: pd.DataFrame) -> str:
         """Replace one day's file of a table with exactly these rows."""
         arrow = pa.Table.from_pandas(df, preserve_index=False)
+        for i, field in enumerate(arrow.schema):
+            if pa.types.is_null(field.type) and (wanted := arrow_type(field.name)) is not None:
+                arrow = arrow.set_column(i, field.name, arrow.column(i).cast(wanted))
         buf = io.BytesIO()
         pq.write_table(arrow, buf, compression="zstd")
         rel = self._key(table, f"date={day.isoformat()}", PARTITION_FILE)

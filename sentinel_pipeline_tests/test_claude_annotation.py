@@ -277,7 +277,7 @@ def test_rerun_uses_the_cache_and_a_changed_number_asks_again(
     assert len(fake.requests) == 2 and stats.cache_hits == 2
     assert [a["service"] for a in anomalies_of(fake.requests[1]["body"])] == ["Service 1"]
 
-    _, stats = annotator(model="claude-sonnet-4-5").explain(frame, DAY, cache=cache)
+    _, stats = annotator(model="claude-opus-4-6").explain(frame, DAY, cache=cache)
     assert len(fake.requests) == 3 and stats.cache_hits == 0  # another model: ask again
 
 

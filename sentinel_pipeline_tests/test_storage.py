@@ -49,6 +49,23 @@ def test_partition_round_trip(where: str, tmp_path: Path, s3_env: str) -> None:
     store.check_writable()
 
 
+def test_an_empty_day_has_the_same_parquet_schema_as_a_full_one(tmp_path: Path) -> None:
+    """A quiet day's file must not type its dates as null, or the table is not one dataset."""
+    import pyarrow.parquet as pq
+
+    from sentinel_pipeline.schema import ANOMALY_COLUMNS, empty_frame
+
+    store = TableStore(str(tmp_path))
+    store.write_partition("raw_daily_costs", DAY, _rows())
+    store.write_partition("raw_daily_costs", date(2025, 3, 2), empty_frame(RAW_COLUMNS))
+    schemas = [pq.read_schema(p) for p in sorted(tmp_path.glob("raw_daily_costs/*/*.parquet"))]
+    assert [f.type for f in schemas[1]] == [f.type for f in schemas[0]]
+    path = store.write_partition("cost_anomalies", DAY, empty_frame(ANOMALY_COLUMNS))
+    anomaly_schema = pq.read_schema(path)
+    assert str(anomaly_schema.field("usage_date").type) == "date32[day]"
+    assert str(anomaly_schema.field("anomaly_start").type) == "date32[day]"
+
+
 def test_missing_bucket_is_a_clear_error(s3_env: str) -> None:
     store = TableStore("s3://no-such-bucket-sentinel/prefix")
     with pytest.raises(StorageError, match="no-such-bucket-sentinel.*bucket exists"):
