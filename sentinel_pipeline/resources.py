@@ -94,8 +94,8 @@ class CostSourceResource(dg.ConfigurableResource):
     def root_causes(self, anomalies: pd.DataFrame) -> list[str]:
         """For each anomaly row, the JSON list of its top contributors ('' if not available).
 
-        Only sources that see below the series (Cost Explorer, CUR, FOCUS) can answer; the
-        others (demo) return '' for every row.
+        Cost Explorer, CUR and FOCUS look below the series (region, usage type, resource);
+        the demo source splits its series into typical usage types.
         """
         if self.source == "cost_explorer":
             from sentinel_pipeline.sources.cost_explorer import root_causes
@@ -103,6 +103,10 @@ class CostSourceResource(dg.ConfigurableResource):
             return root_causes(anomalies, self.ce_metric, self.ce_record_types.split(","))
         if self.source in ("cur", "focus"):
             return self._file_root_causes(anomalies)
+        if self.source == "demo":
+            from sentinel_pipeline.sources.demo_detail import demo_root_causes
+
+            return demo_root_causes(anomalies, self.demo_series)
         return ["" for _ in range(len(anomalies))]
 
     def _file_root_causes(self, anomalies: pd.DataFrame) -> list[str]:

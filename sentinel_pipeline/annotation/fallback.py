@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from sentinel_pipeline.schema import ALERT_COLUMNS, conform
+from sentinel_pipeline.sources.root_causes import describe, from_json
 
 ANNOTATOR_NAME = "fallback"
 
@@ -96,6 +97,11 @@ def explain_row(row: pd.Series) -> dict[str, object]:
         action, advice = (("stop", "Find and stop what is running unexpectedly.")
                           if impact >= 500
                           else ("review", "Check whether the increase is expected."))
+    causes = from_json(row.get("root_causes"))
+    if causes and kind != "drop":
+        # The source saw below the series: name the lines that grew instead of a generic guess.
+        likely = f"{likely}; most of the increase is {describe(causes, limit=2)}"
+        explanation = f"{explanation} Where the money went: {describe(causes)}."
     return {
         "explanation": f"{explanation} {advice}",
         "likely_cause": likely,

@@ -761,3 +761,10 @@ def demo_known_anomalies(
     return frame.sort_values(
         ["start_date", "service", "account_id", "region"], kind="stable"
     ).reset_index(drop=True)
+
+
+def demo_normal_costs(
+    start: datetime.date, end: datetime.date, series_count: int = DEFAULT_SERIES_COUNT
+) -> pd.DataFrame:
+    """generate_demo_costs without the known anomalies: what each series would have cost."""
+    return _generate(start, end, series_count, inject=False)

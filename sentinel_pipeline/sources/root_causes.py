@@ -29,7 +29,8 @@ def top_contributors(
     ``detail`` has ``usage_date``, ``cost`` and any of DETAIL_DIMENSIONS. The baseline of a row
     is its mean daily cost over the ``baseline_days`` before ``day`` (a day with no row counts
     as zero, so a usage type that is new on ``day`` has baseline 0). ``share`` is the row's part
-    of the series' total increase.
+    of all the growth (the sum of the rows that grew), so it stays within 0..1 even when other
+    rows of the series shrank.
     """
     dims = [d for d in DETAIL_DIMENSIONS if d in detail.columns]
     if len(detail) == 0 or not dims:
@@ -44,7 +45,7 @@ def top_contributors(
     baseline = before.groupby(dims)["cost"].sum() / baseline_days
     table = pd.concat({"actual": on_day, "baseline": baseline}, axis=1).fillna(0.0)
     table["increase"] = table["actual"] - table["baseline"]
-    total_increase = float(table["increase"].sum())
+    total_increase = float(table["increase"].clip(lower=0).sum())
     grew = table[table["increase"] > 0].sort_values("increase", ascending=False).head(top)
     out: list[dict[str, object]] = []
     for key, row in grew.iterrows():
