@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backfill.py --days 365 --series 1000
 	$(BIN)/python benchmarks/scale.py --days 365 --series 1000 3000 10000
 	$(BIN)/python benchmarks/cur_aggregate.py
+	$(BIN)/python benchmarks/cost_explorer_requests.py
 
 clean:
 	rm -rf .sentinel
