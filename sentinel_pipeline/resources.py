@@ -45,6 +45,10 @@ class CostSourceResource(dg.ConfigurableResource):
     source_path: str = Field(default="", description="SENTINEL_SOURCE_PATH: folder or s3:// URL")
     cost_column: str = Field(default="BilledCost", description="FOCUS cost column to sum")
     demo_series: int = Field(default=30, description="number of series the demo source makes")
+    max_drill_downs: int = Field(
+        default=100, ge=0,
+        description="most alerted series a run drills into for root causes, largest $ impact "
+        "first (each is one billed request on Cost Explorer)")
     ce_metric: str = Field(default="UnblendedCost", description="SENTINEL_CE_METRIC: "
                            "UnblendedCost, AmortizedCost, NetUnblendedCost or NetAmortizedCost")
     ce_record_types: str = Field(default="Usage", description="SENTINEL_CE_RECORD_TYPES: "

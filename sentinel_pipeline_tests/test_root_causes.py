@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 
 from sentinel_pipeline.sources.demo import demo_known_anomalies
 from sentinel_pipeline.sources.root_causes import describe, from_json, to_json, top_contributors
-from sentinel_pipeline_tests.conftest import Backfill
+from sentinel_pipeline_tests.conftest import Backfill, run_days
 
 DAY = date(2025, 3, 10)
 
@@ -74,3 +76,20 @@ def test_demo_alerts_say_where_the_money_went(demo_backfill: Backfill) -> None:
         assert top["increase"] > 0.5 * event["extra_cost_per_day"]
         assert top["share"] > 0.5
         assert top["usage_type"] not in {"Usage"}  # the unusual line, not the usual split
+
+
+def test_a_run_drills_into_its_largest_alerts_only(backfill_copy: Path,
+                                                   instance: dg.DagsterInstance) -> None:
+    """max_drill_downs bounds the drill-downs of a run (billed calls on Cost Explorer)."""
+    start, end = date(2025, 2, 1), date(2025, 3, 31)
+    config = {"resources": {"source": {"config": {"max_drill_downs": 2}}}}
+    result = run_days(instance, start, end, run_config=config)
+    alerts = pd.concat(pd.read_parquet(backfill_copy / "cost_anomalies" / f"date={day}" /
+                                       "data.parquet") for day in pd.date_range(start, end).date)
+    alerts = alerts[alerts["alert"]]
+    assert len(alerts) > 2
+    drilled = alerts[alerts["root_causes"] != ""]
+    assert len(drilled) == 2
+    assert set(drilled["impact"]) == set(alerts["impact"].nlargest(2))
+    mats = result.asset_materializations_for_node("cost_anomalies")
+    assert mats[0].metadata["root_causes_found"].value == 2

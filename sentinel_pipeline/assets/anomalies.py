@@ -1,6 +1,6 @@
 """cost_anomalies: the days whose actual cost is far from its baseline, scored and classified."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -49,7 +49,7 @@ def cost_anomalies(
         baselines = store.read_range("cost_baselines", days[0], days[-1])
         previous = store.read_partition("cost_anomalies", days[0] - timedelta(days=1))
         frames = anomalies_for_days(raw, baselines, days, config, previous)
-        frames = {day: with_root_causes(context, source, frame) for day, frame in frames.items()}
+        frames, source_requests = with_root_causes(context, source, frames)
         write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
     found = [f for f in frames.values() if len(f)]
     everything = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
@@ -66,7 +66,7 @@ def cost_anomalies(
             "anomalies": len(everything),
             "alerts": int(everything["alert"].sum()) if len(everything) else 0,
             "root_causes_found": drilled,
-            "root_cause_requests": sum(f.attrs.get("source_requests", 0) for f in frames.values()),
+            "root_cause_requests": source_requests,
             "total_impact": dg.MetadataValue.float(float(everything["impact"].clip(lower=0).sum())),
             "top_anomalies": dg.MetadataValue.md(markdown_table(top, ANOMALY_PREVIEW)),
         }
@@ -74,15 +74,32 @@ def cost_anomalies(
 
 
 def with_root_causes(
-    context: dg.AssetExecutionContext, source: CostSourceResource, frame: pd.DataFrame
-) -> pd.DataFrame:
-    """Ask the source where the money went, for the rows that will be alerted only."""
-    out = frame.copy()
-    out["root_causes"] = ""
-    flagged = out.index[out["alert"].astype(bool)] if len(out) else out.index
-    if len(flagged):
-        context.log.info(f"Drilling down into {len(flagged)} alerted series ({source.source})")
-        causes = source.root_causes(out.loc[flagged])
-        out.loc[flagged, "root_causes"] = list(causes)
-        out.attrs["source_requests"] = getattr(causes, "requests", 0)  # billed API calls
-    return out
+    context: dg.AssetExecutionContext,
+    source: CostSourceResource,
+    frames: dict[date, pd.DataFrame],
+) -> tuple[dict[date, pd.DataFrame], int]:
+    """Ask the source where the money went, for the largest alerted rows only (at most
+    ``source.max_drill_downs`` a run: a year's backfill must not make thousands of billed Cost
+    Explorer calls), in one call for the whole run; returns the frames and the billed requests."""
+    out = {day: frame.assign(root_causes="") for day, frame in frames.items()}
+    flagged = [f.loc[f["alert"].astype(bool), ["impact"]].assign(day=day)
+               for day, f in out.items() if len(f)]
+    picked = pd.concat(flagged) if flagged else pd.DataFrame(columns=["impact", "day"])
+    if len(picked) == 0:
+        return out, 0
+    if len(picked) > source.max_drill_downs:
+        context.log.info(f"{len(picked)} alerts: drilling into the {source.max_drill_downs} "
+                         "largest by $ impact (max_drill_downs)")
+        picked = picked.sort_values("impact", ascending=False).head(source.max_drill_downs)
+        if len(picked) == 0:
+            return out, 0
+    picked = picked.sort_values("day", kind="stable")
+    rows = pd.concat([out[day].loc[group.index] for day, group in picked.groupby("day")],
+                     ignore_index=True)
+    context.log.info(f"Drilling down into {len(rows)} alerted series ({source.source})")
+    causes = source.root_causes(rows)
+    position = 0
+    for day, group in picked.groupby("day"):
+        out[day].loc[group.index, "root_causes"] = list(causes[position:position + len(group)])
+        position += len(group)
+    return out, int(getattr(causes, "requests", 0))  # billed API calls

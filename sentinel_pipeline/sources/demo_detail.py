@@ -58,6 +58,9 @@ def demo_root_causes(anomalies: pd.DataFrame, series_count: int) -> list[str]:
     first, last = min(days) - timedelta(days=BASELINE_DAYS), max(days)
     actual = generate_demo_costs(first, last, series_count)
     normal = demo_normal_costs(first, last, series_count)
+    wanted = anomalies[SERIES_KEY].astype(str).drop_duplicates()
+    actual = actual.merge(wanted, on=SERIES_KEY)
+    normal = normal.merge(wanted, on=SERIES_KEY)
     both = actual.merge(normal, on=["usage_date", *SERIES_KEY], how="outer",
                         suffixes=("", "_normal")).fillna({"cost": 0.0, "cost_normal": 0.0})
     by_series = dict(tuple(both.groupby(SERIES_KEY, sort=False)))
