@@ -3,7 +3,9 @@
 Cost Explorer marks recent days ``Estimated`` (and CUR rewrites an open billing period), so a
 day loaded the morning after can change later. Once a UTC day, this sensor reads the last
 ``SENTINEL_RESTATE_DAYS`` partitions of raw_daily_costs and, if any row is ``estimated``,
-requests one run of the daily job from the earliest such day to yesterday. A rerun replaces each
+requests one run of the daily job from the earliest such day to the last day already loaded
+(never a day the 09:00 schedule has not loaded yet: the data of a day that just ended is far
+from complete). A rerun replaces each
 day's files whole, so anomalies are updated, not duplicated, and the delivery ledger keeps an
 alert already posted from being posted again. It only reads the table, so it works the same for
 every source.
@@ -21,20 +23,22 @@ from sentinel_pipeline.storage import TableStore
 RAW_TABLE = "raw_daily_costs"
 
 
-def estimated_days(store: TableStore, first: date, last: date) -> list[date]:
-    """Days from first to last whose raw_daily_costs file has any row with estimated=True."""
-    out = []
+def loaded_days(store: TableStore, first: date, last: date) -> dict[date, bool]:
+    """The days from first to last that raw_daily_costs holds, each with whether any of its
+    rows is still estimated."""
+    out = {}
     for i in range((last - first).days + 1):
         day = first + timedelta(days=i)
         rows = store.read_partition(RAW_TABLE, day)
-        if rows is not None and "estimated" in rows.columns and bool(rows["estimated"].any()):
-            out.append(day)
+        if rows is not None:
+            out[day] = "estimated" in rows.columns and bool(rows["estimated"].any())
     return out
 
 
-def restatement_request(days: list[date], today: date) -> dg.RunRequest:
-    """One run of the daily job over [earliest estimated day, yesterday]."""
-    start, end = min(days), today - timedelta(days=1)
+def restatement_request(days: list[date], today: date, end: date | None = None) -> dg.RunRequest:
+    """One run of the daily job over [earliest estimated day, end] (end: yesterday unless
+    given; later days depend on the restated ones through their baselines)."""
+    start, end = min(days), end or today - timedelta(days=1)
     tags = {"sentinel/trigger": "restatement",
             "sentinel/estimated_days": ",".join(d.isoformat() for d in days)}
     run_key = f"restatement-{today.isoformat()}"
@@ -52,8 +56,9 @@ def restatement_request(days: list[date], today: date) -> dg.RunRequest:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Once a UTC day: if raw_daily_costs of the last SENTINEL_RESTATE_DAYS days holds rows "
-        "still marked estimated, reruns the daily job from the earliest such day to yesterday "
-        "(one run), so final costs replace the estimates and anomalies are recomputed."
+        "still marked estimated, reruns the daily job from the earliest such day to the last "
+        "loaded day (one run), so final costs replace the estimates and anomalies are "
+        "recomputed."
     ),
 )
 def restatement_sensor(
@@ -67,12 +72,14 @@ def restatement_sensor(
                 date.fromisoformat(partition_start_date()))
     if first > yesterday:
         return dg.SkipReason("No complete day to check yet.")
-    days = estimated_days(storage.store(), first, yesterday)
+    loaded = loaded_days(storage.store(), first, yesterday)
+    days = [day for day, estimated in loaded.items() if estimated]
     if not days:
         return dg.SensorResult(
             skip_reason=f"No estimated costs in raw_daily_costs {first}..{yesterday}.",
             cursor=today.isoformat())
+    last_loaded = max(loaded)
     context.log.info(f"{len(days)} day(s) still estimated ({days[0]}..{days[-1]}): "
-                     f"rerunning {days[0]}..{yesterday}")
-    return dg.SensorResult(run_requests=[restatement_request(days, today)],
+                     f"rerunning {days[0]}..{last_loaded}")
+    return dg.SensorResult(run_requests=[restatement_request(days, today, last_loaded)],
                            cursor=today.isoformat())

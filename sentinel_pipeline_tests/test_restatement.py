@@ -75,6 +75,20 @@ def test_only_yesterday_estimated_is_a_single_partition_run(
     assert "dagster/asset_partition_range_start" not in request.tags
 
 
+def test_the_rerun_stops_at_the_last_day_already_loaded(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Before the 09:00 schedule loads yesterday, the sensor must not load it early."""
+    store = TableStore(str(tmp_path))
+    for back in range(2, 8):
+        _write_day(store, TODAY - timedelta(days=back), [back == 6])
+    request = _tick(instance, tmp_path).run_requests[0]
+    assert request.tags["dagster/asset_partition_range_start"] == (
+        TODAY - timedelta(days=6)).isoformat()
+    assert request.tags["dagster/asset_partition_range_end"] == (
+        TODAY - timedelta(days=2)).isoformat()
+
+
 @pytest.mark.parametrize("write", [True, False])
 def test_final_or_missing_days_request_nothing(
     instance: dg.DagsterInstance, tmp_path: Path, write: bool
