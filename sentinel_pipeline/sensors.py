@@ -46,13 +46,13 @@ def alert_delivery_sensor(
     oldest = (datetime.now(UTC).date() - timedelta(days=alert_sink.max_age_days)).isoformat()
     # The cursor advances only over records delivered without error, so a day that failed is
     # walked again next tick; days after it are still tried (the ledger skips what went out).
-    cursor, blocked, done = after, False, set()
+    cursor, blocked, done, too_old = after, False, set(), []
     for record in records:
         day = record.partition_key
         if day and day not in done:
             done.add(day)
             if day < oldest:
-                context.log.info(f"{day}: older than {alert_sink.max_age_days} days, not posted")
+                too_old.append(day)
             else:
                 try:
                     result = deliver_day(store, sink, ledger, router, day,
@@ -68,6 +68,10 @@ def alert_delivery_sensor(
                     context.log.info(f"{day}: sent to {sink.destination} {post}")
         if not blocked:
             cursor = record.storage_id
+    if too_old:  # one line, not one per day of a year's backfill
+        context.log.info(f"{len(too_old)} day(s) {min(too_old)}..{max(too_old)} are older than "
+                         f"{alert_sink.max_age_days} days: their alerts stay in the tables, "
+                         "not posted")
     if cursor == after:
         return dg.SkipReason("Delivery failed; the alerts are retried on the next tick.")
     return dg.SensorResult(cursor=str(cursor))
