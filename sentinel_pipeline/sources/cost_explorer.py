@@ -92,16 +92,30 @@ class CostExplorer:
         if self.client is None:
             import boto3
             from botocore.config import Config
+            from botocore.exceptions import BotoCoreError
 
             config = Config(
                 retries={"total_max_attempts": 1, "mode": "standard"},  # retries are ours
                 connect_timeout=10,
                 read_timeout=60,
             )
-            # A fresh session reads the credentials and endpoint settings now, not those a
-            # process-wide default session cached at its first use.
-            session = boto3.session.Session()
-            self.client = session.client("ce", region_name=CE_REGION, config=config)
+            try:
+                # A fresh session reads the credentials and endpoint settings now, not those a
+                # process-wide default session cached at its first use.
+                session = boto3.session.Session()
+                self.client = session.client("ce", region_name=CE_REGION, config=config)
+            except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+                raise SourceError(
+                    f"Cannot set up the Cost Explorer client ({type(exc).__name__}: {exc}): fix "
+                    "AWS_PROFILE / AWS_CONFIG_FILE or the AWS_ENDPOINT_URL* settings."
+                ) from exc
+            except ValueError as exc:
+                # botocore's "Invalid endpoint: <url>": the URL may hold credentials, so it
+                # is not repeated.
+                raise SourceError(
+                    "AWS_ENDPOINT_URL_COST_EXPLORER / AWS_ENDPOINT_URL is not a valid URL: fix "
+                    "it (e.g. https://ce.us-east-1.amazonaws.com) or unset it."
+                ) from exc
         self._endpoint = str(self.client.meta.endpoint_url).split("@")[-1]
 
     @property

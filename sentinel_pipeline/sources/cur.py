@@ -75,15 +75,19 @@ import pyarrow.fs as pafs
 from sentinel_pipeline import schema
 from sentinel_pipeline.errors import SourceError
 from sentinel_pipeline.sources import root_causes as rc
-from sentinel_pipeline.sources.files import check_one_currency, open_filesystem, os_errors
+from sentinel_pipeline.sources.files import (
+    DEFAULT_CURRENCY,
+    GLOBAL_REGION,
+    UNKNOWN,
+    check_one_currency,
+    open_filesystem,
+    os_errors,
+)
 
 SOURCE_NAME = "cur"
 COST_MEASURES: tuple[str, ...] = ("unblended", "net_unblended", "amortized", "net_amortized")
 DEFAULT_LINE_ITEM_TYPES = "Usage,DiscountedUsage,SavingsPlanCoveredUsage"
 RESTATEMENT_GRACE_DAYS = 15
-DEFAULT_CURRENCY = "USD"
-GLOBAL_REGION = "global"
-UNKNOWN = "unknown"
 
 DATE = "line_item_usage_start_date"
 ACCOUNT = "line_item_usage_account_id"
@@ -252,9 +256,7 @@ def cur_root_causes(
         return []
     cost = check_cost(cost)
     keep = parse_line_item_types(line_item_types)
-    days = pd.to_datetime(anomalies["usage_date"]).dt.date
-    start = min(days) - dt.timedelta(days=rc.BASELINE_DAYS)
-    end = max(days)
+    days, start, end = rc.window(anomalies)
     export = _Export.open(path)
     files, _ = export.files_for(start, end, missing_ok=True)
     services = sorted(set(anomalies["service"].astype(str)))
@@ -287,15 +289,8 @@ def cur_root_causes(
     detail["region"] = _labels(detail["region"], GLOBAL_REGION)
     detail["resource_id"] = detail["resource_id"].fillna("")
     detail["usage_type"] = detail["usage_type"].fillna("")
-    grouped = dict(tuple(detail.groupby(["service", "account_id", "region"], sort=False)))
-    out = []
-    for (_, row), day in zip(anomalies.iterrows(), days, strict=True):
-        series = grouped.get((str(row["service"]), str(row["account_id"]), str(row["region"])))
-        if series is None:
-            out.append("")
-            continue
-        out.append(rc.to_json(rc.top_contributors(series, day)))
-    return out
+    by_series = dict(tuple(detail.groupby(schema.SERIES_KEY, sort=False)))
+    return rc.rank_each(anomalies, days, by_series)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,12 @@ its own, as a forgotten GPU instance or a runaway NAT gateway would appear in li
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
 
 import pandas as pd
 
 from sentinel_pipeline.schema import SERIES_KEY
 from sentinel_pipeline.sources.demo import demo_normal_costs, generate_demo_costs
-from sentinel_pipeline.sources.root_causes import BASELINE_DAYS, to_json, top_contributors
+from sentinel_pipeline.sources.root_causes import rank_each, window
 
 # service -> (usual usage types and their share of normal spend, the usage type an anomaly
 # adds, the resource id prefix of that usage or "" when the service has no per-resource lines)
@@ -54,8 +53,7 @@ def demo_root_causes(anomalies: pd.DataFrame, series_count: int) -> list[str]:
     """For each anomaly row, the JSON list of the usage types that grew most (see module)."""
     if len(anomalies) == 0:
         return []
-    days = pd.to_datetime(anomalies["usage_date"]).dt.date
-    first, last = min(days) - timedelta(days=BASELINE_DAYS), max(days)
+    days, first, last = window(anomalies)
     actual = generate_demo_costs(first, last, series_count)
     normal = demo_normal_costs(first, last, series_count)
     wanted = anomalies[SERIES_KEY].astype(str).drop_duplicates()
@@ -63,13 +61,9 @@ def demo_root_causes(anomalies: pd.DataFrame, series_count: int) -> list[str]:
     normal = normal.merge(wanted, on=SERIES_KEY)
     both = actual.merge(normal, on=["usage_date", *SERIES_KEY], how="outer",
                         suffixes=("", "_normal")).fillna({"cost": 0.0, "cost_normal": 0.0})
-    by_series = dict(tuple(both.groupby(SERIES_KEY, sort=False)))
-    out = []
-    for (_, row), day in zip(anomalies.iterrows(), days, strict=True):
-        series = by_series.get(tuple(str(row[c]) for c in SERIES_KEY))
-        out.append("" if series is None else to_json(top_contributors(
-            _detail(series, str(row["service"]), str(row["account_id"])), day)))
-    return out
+    by_series = {key: _detail(series, key[0], key[1])
+                 for key, series in both.groupby(SERIES_KEY, sort=False)}
+    return rank_each(anomalies, days, by_series)
 
 
 def _detail(series: pd.DataFrame, service: str, account_id: str) -> pd.DataFrame:

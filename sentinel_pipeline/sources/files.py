@@ -295,27 +295,51 @@ def _read_file(
     end: np.datetime64,
 ) -> pa.Table | None:
     """One file's in-range rows, aggregated per series, day, currency and charge category."""
+    with _file_batches(fs, file_path, display, cost_column) as (layout, _, batches, is_csv):
+        return _aggregate(batches, layout, display, is_csv, start, end)
+
+
+@contextmanager
+def _file_batches(
+    fs: pafs.FileSystem,
+    file_path: str,
+    display: str,
+    cost_column: str,
+    optional: tuple[str, ...] = (),
+) -> Iterator[tuple[_Layout, list[str], Iterable[pa.RecordBatch], bool]]:
+    """Open one file: its layout, the columns read (the layout's and whichever of `optional`
+    it has), its batches, and whether it is CSV. Errors, also those raised while the batches
+    are consumed, become SourceErrors naming the file."""
     with os_errors(display):
         if file_path.lower().endswith(".parquet"):
             with fs.open_input_file(file_path) as handle:
                 parquet = pq.ParquetFile(handle)
-                layout = _resolve_layout(parquet.schema_arrow.names, display, cost_column)
-                batches = parquet.iter_batches(batch_size=_BATCH_ROWS, columns=layout.columns)
-                return _aggregate(batches, layout, display, False, start, end)
+                names = parquet.schema_arrow.names
+                layout = _resolve_layout(names, display, cost_column)
+                columns = _projection(layout, names, optional)
+                yield layout, columns, parquet.iter_batches(batch_size=_BATCH_ROWS,
+                                                            columns=columns), False
+            return
         compression = None if file_path.lower().endswith(".csv") else "gzip"
         with fs.open_input_stream(file_path, compression=compression) as handle:
             names = pacsv.open_csv(handle).schema.names
         layout = _resolve_layout(names, display, cost_column)
+        columns = _projection(layout, names, optional)
         convert = pacsv.ConvertOptions(
-            include_columns=layout.columns,
-            column_types={c: pa.string() for c in layout.columns},
+            include_columns=columns,
+            column_types={c: pa.string() for c in columns},
             null_values=["", "NULL"],
             strings_can_be_null=True,
         )
         with fs.open_input_stream(file_path, compression=compression) as handle:
             read = pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES)
-            reader = pacsv.open_csv(handle, read_options=read, convert_options=convert)
-            return _aggregate(reader, layout, display, True, start, end)
+            yield layout, columns, pacsv.open_csv(handle, read_options=read,
+                                                  convert_options=convert), True
+
+
+def _projection(layout: _Layout, names: list[str], optional: tuple[str, ...]) -> list[str]:
+    """The layout's columns plus whichever optional columns the file has."""
+    return list(dict.fromkeys([*layout.columns, *(c for c in optional if c in names)]))
 
 
 def _resolve_layout(names: list[str], display: str, cost_column: str) -> _Layout:
@@ -594,9 +618,7 @@ def focus_root_causes(
     if len(anomalies) == 0:
         return []
     cost_column = _canonical_cost_column(cost_column)
-    days = pd.to_datetime(anomalies["usage_date"]).dt.date
-    start = min(days) - dt.timedelta(days=rc.BASELINE_DAYS)
-    end = max(days)
+    days, start, end = rc.window(anomalies)
     wanted = set(zip(anomalies["service"].astype(str), anomalies["account_id"].astype(str),
                      anomalies["region"].astype(str), strict=True))
     keep = {c.strip().lower() for c in charge_categories}
@@ -609,12 +631,8 @@ def focus_root_causes(
         return ["" for _ in range(len(anomalies))]
     detail = pd.concat(parts, ignore_index=True)
     detail = detail[(detail["category"] == "") | detail["category"].isin(keep)]
-    grouped = dict(tuple(detail.groupby(schema.SERIES_KEY, sort=False)))
-    out = []
-    for (_, row), day in zip(anomalies.iterrows(), days, strict=True):
-        series = grouped.get((str(row["service"]), str(row["account_id"]), str(row["region"])))
-        out.append("" if series is None else rc.to_json(rc.top_contributors(series, day)))
-    return out
+    by_series = dict(tuple(detail.groupby(schema.SERIES_KEY, sort=False)))
+    return rc.rank_each(anomalies, days, by_series)
 
 
 def _detail_file(
@@ -623,28 +641,10 @@ def _detail_file(
 ) -> pd.DataFrame | None:
     """One file's rows of the wanted series in [start, end], summed per day and detail, read
     in batches like the series themselves."""
-    with os_errors(display):
-        if file_path.lower().endswith(".parquet"):
-            with fs.open_input_file(file_path) as handle:
-                parquet = pq.ParquetFile(handle)
-                names = parquet.schema_arrow.names
-                layout = _resolve_layout(names, display, cost_column)
-                columns = _detail_columns(layout, names)
-                batches = parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns)
-                return _detail_batches(batches, layout, columns, display, False, start, end,
-                                       wanted)
-        compression = None if file_path.lower().endswith(".csv") else "gzip"
-        with fs.open_input_stream(file_path, compression=compression) as handle:
-            names = pacsv.open_csv(handle).schema.names
-        layout = _resolve_layout(names, display, cost_column)
-        columns = _detail_columns(layout, names)
-        convert = pacsv.ConvertOptions(
-            include_columns=columns, column_types={c: pa.string() for c in columns},
-            null_values=["", "NULL"], strings_can_be_null=True)
-        with fs.open_input_stream(file_path, compression=compression) as handle:
-            reader = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(
-                block_size=_CSV_BLOCK_BYTES), convert_options=convert)
-            return _detail_batches(reader, layout, columns, display, True, start, end, wanted)
+    optional = tuple(c for cands in _DETAIL_SOURCES.values() for c in cands)
+    with _file_batches(fs, file_path, display, cost_column, optional) as (
+            layout, columns, batches, is_csv):
+        return _detail_batches(batches, layout, columns, display, is_csv, start, end, wanted)
 
 
 def _detail_batches(
@@ -697,8 +697,3 @@ def _detail_batches(
     keys = ["usage_date", *schema.SERIES_KEY, "category", *_DETAIL_SOURCES]
     return pd.concat(frames).groupby(keys, as_index=False, sort=False)["cost"].sum()
 
-
-def _detail_columns(layout: _Layout, names: list[str]) -> list[str]:
-    """The series columns plus whichever detail columns the file has."""
-    details = [c for cands in _DETAIL_SOURCES.values() for c in cands if c in names]
-    return list(dict.fromkeys([*layout.columns, *details]))

@@ -8,10 +8,12 @@ here as a pure function. The result is stored with the anomaly as JSON (column `
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 
 import pandas as pd
+
+from sentinel_pipeline.schema import SERIES_KEY
 
 DETAIL_DIMENSIONS: tuple[str, ...] = ("region", "usage_type", "resource_id")
 BASELINE_DAYS = 14
@@ -58,6 +60,24 @@ def top_contributors(
                          if total_increase > 0 else None)
         out.append(item)
     return out
+
+
+def window(anomalies: pd.DataFrame) -> tuple[list[date], date, date]:
+    """Each anomaly row's day, and the days [first D - BASELINE_DAYS, last D] a drill-down
+    reads to rank all of them."""
+    days = list(pd.to_datetime(anomalies["usage_date"]).dt.date)
+    return days, min(days) - timedelta(days=BASELINE_DAYS), max(days)
+
+
+def rank_each(
+    anomalies: pd.DataFrame, days: Sequence[date], by_series: Mapping[tuple, pd.DataFrame]
+) -> list[str]:
+    """The JSON top contributors of each anomaly row, in order, from its series' detail frame
+    (keyed by the SERIES_KEY values as text; '' for a series without detail)."""
+    keys = anomalies[SERIES_KEY].astype(str).itertuples(index=False, name=None)
+    return ["" if (detail := by_series.get(key)) is None
+            else to_json(top_contributors(detail, day))
+            for key, day in zip(keys, days, strict=True)]
 
 
 def to_json(causes: Sequence[dict[str, object]]) -> str:
