@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from datetime import date
-from typing import Any
 
 import pandas as pd
 
-from sentinel_pipeline.annotation.claude import Explanation
-from sentinel_pipeline.annotation.prompt import ACTIONS, PROMPT_VERSION
+from sentinel_pipeline.annotation.claude import Explanation, read_explanation
+from sentinel_pipeline.annotation.prompt import PROMPT_VERSION, finite_number
 from sentinel_pipeline.errors import StorageError
 from sentinel_pipeline.schema import SERIES_KEY
 from sentinel_pipeline.sources.root_causes import from_json
@@ -29,20 +27,12 @@ CACHE_FOLDER = "_annotation_cache"
 _NUMBERS = ("actual_cost", "expected_cost", "impact", "pct_change", "score")
 
 
-def _rounded(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else round(number, 2)
-
-
 def fingerprint(row: pd.Series, model: str) -> str:
     """sha256 of everything the explanation of this anomaly depends on."""
     parts = {
         "series": [str(row[c]) for c in SERIES_KEY],
         "day": pd.Timestamp(row["usage_date"]).date().isoformat(),
-        "numbers": [_rounded(row.get(c)) for c in _NUMBERS],
+        "numbers": [finite_number(row.get(c)) for c in _NUMBERS],
         "kind": str(row["kind"]),
         "root_causes": from_json(row.get("root_causes")),
         "model": model,
@@ -72,19 +62,10 @@ class AnnotationCache:
         if not isinstance(payload, dict):
             return out
         for key, entry in payload.get("entries", {}).items():
-            try:
-                explanation = Explanation(
-                    explanation=str(entry["explanation"]),
-                    likely_cause=str(entry["likely_cause"]),
-                    where_to_look=str(entry["where_to_look"]),
-                    action=str(entry["action"]),
-                    confidence=float(entry["confidence"]),
-                )
-                annotator = str(entry["annotator"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if explanation.action in ACTIONS:
-                out[key] = (annotator, explanation)
+            # The same checks as a fresh answer, so a hand-edited file cannot slip past them.
+            explanation = read_explanation(entry) if isinstance(entry, dict) else None
+            if explanation is not None and isinstance(entry.get("annotator"), str):
+                out[key] = (entry["annotator"], explanation)
         return out
 
     def save(self, day: date, entries: dict[str, tuple[str, Explanation]]) -> None:

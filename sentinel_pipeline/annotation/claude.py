@@ -116,8 +116,9 @@ def clean_text(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _one(item: Mapping[str, Any]) -> Explanation | None:
-    """An item of the tool input, checked field by field; None when any field is unusable."""
+def read_explanation(item: Mapping[str, Any]) -> Explanation | None:
+    """An item of the tool input (or a cached one), checked field by field; None when any
+    field is unusable."""
     texts = {name: clean_text(item.get(name), limit) for name, limit in FIELD_LIMITS.items()}
     action = item.get("action")
     action = action.strip().lower() if isinstance(action, str) else ""
@@ -148,7 +149,7 @@ def validate(tool_input: Any, ids: list[str]) -> dict[str, Explanation]:
         if key not in wanted:
             continue
         seen[key] = seen.get(key, 0) + 1
-        explanation = _one(item)
+        explanation = read_explanation(item)
         if explanation is not None:
             found[key] = explanation
     return {key: value for key, value in found.items() if seen[key] == 1}

@@ -100,7 +100,8 @@ TOOL: dict[str, Any] = {
 }
 
 
-def _number(value: Any, digits: int = 2) -> float | None:
+def finite_number(value: Any, digits: int = 2) -> float | None:
+    """The value rounded, or None when it is missing, not a number, NaN or infinite."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -124,11 +125,11 @@ def render_anomaly(anomaly_id: str, row: pd.Series, daily_costs: list[float | No
         "usage_date": _day(row["usage_date"]),
         "kind": str(row["kind"]),
         "currency": str(row.get("currency") or "USD"),
-        "actual_cost": _number(row["actual_cost"]),
-        "expected_cost": _number(row["expected_cost"]),
-        "impact": _number(row["impact"]),
-        "pct_change": _number(row.get("pct_change"), 1),
-        "score": _number(row.get("score"), 1),
+        "actual_cost": finite_number(row["actual_cost"]),
+        "expected_cost": finite_number(row["expected_cost"]),
+        "impact": finite_number(row["impact"]),
+        "pct_change": finite_number(row.get("pct_change"), 1),
+        "score": finite_number(row.get("score"), 1),
         "episode_start": _day(row.get("anomaly_start")),
         "daily_costs": daily_costs,
     }

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from sentinel_pipeline.schema import SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
 CHART_DAYS = 30
@@ -24,7 +25,7 @@ def series_history(store: TableStore, alert: pd.Series,
     """Daily cost and expected cost of the alert's series over the ``days`` ending on its day."""
     day = pd.Timestamp(alert["usage_date"]).date()
     start = day - timedelta(days=days - 1)
-    key = {c: str(alert[c]) for c in ("service", "account_id", "region")}
+    key = {c: str(alert[c]) for c in SERIES_KEY}
 
     def one_series(table: str, value: str) -> pd.DataFrame:
         frame = store.read_range(table, start, day)

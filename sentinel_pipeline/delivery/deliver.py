@@ -89,9 +89,8 @@ def deliver_day(
         result.posts.append(f"{channel}: {len(group)} alert(s)"
                             f"{' as a thread reply' if previous else ''} -> {posted.reference}")
         if charts:
-            root = Posted(previous.ts, previous.channel_id, previous.reference) if previous \
-                else posted
-            _attach_chart(store, sink, channel, root, day, group, previous is not None, warn)
+            _attach_chart(store, sink, channel, previous or posted, day, group,
+                          previous is not None, warn)
     if failures:
         raise DeliveryError(" | ".join(str(f) for f in failures),
                             channel_only=all(f.channel_only for f in failures))
@@ -102,13 +101,12 @@ def _attach_chart(store: TableStore, sink: AlertSink, channel: str, root: Posted
                   group: pd.DataFrame, reply: bool, warn: Callable[[str], None]) -> None:
     """The top alert's chart in the message's thread; a failure only warns (text comes first)."""
     top = group.sort_values("impact", ascending=False, kind="stable").iloc[0]
-    stem = f"{day}-{channel_slug(channel)}-chart"
+    stem = f"{day}-{channel_slug(channel)}"
     if reply:
-        tag = hashlib.sha256(alert_key(top).encode()).hexdigest()[:8]
-        stem = f"{day}-{channel_slug(channel)}-reply-{tag}-chart"
+        stem += f"-reply-{hashlib.sha256(alert_key(top).encode()).hexdigest()[:8]}"
     try:
         png = alert_chart(store, top)
-        sink.upload_png(channel, root, stem, png,
+        sink.upload_png(channel, root, f"{stem}-chart", png,
                         title=f"{top['service']} ({top['account_id']}, {top['region']}), {day}")
     except Exception as exc:  # noqa: BLE001 - any chart problem must not block the alert
         warn(f"{day}: chart for {channel} not attached ({type(exc).__name__}: {exc}); "

@@ -17,12 +17,13 @@ A version-1 file (a flat object of alert keys) is read as the ``alerts`` part.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
+from sentinel_pipeline.delivery.sinks import Posted
+from sentinel_pipeline.schema import SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
 LEDGER_PATH = "_delivery/ledger.json"
@@ -33,7 +34,7 @@ def alert_key(row: pd.Series | dict[str, Any]) -> str:
     """One alert per series and day: a rerun that rescales the numbers is the same alert."""
     day = row["usage_date"]
     day = day.isoformat() if hasattr(day, "isoformat") else str(day)
-    return "|".join([day[:10], *(str(row[c]) for c in ("service", "account_id", "region"))])
+    return "|".join([day[:10], *(str(row[c]) for c in SERIES_KEY)])
 
 
 def message_key(day: str, channel: str) -> str:
@@ -42,15 +43,6 @@ def message_key(day: str, channel: str) -> str:
 
 def digest_key(week: str) -> str:
     return f"digest|{week}"
-
-
-@dataclass(frozen=True)
-class PostedMessage:
-    """A message already posted: where its thread is."""
-
-    ts: str
-    channel_id: str
-    reference: str
 
 
 def _now() -> str:
@@ -78,18 +70,19 @@ class DeliveryLedger:
     def delivered(self, key: str) -> bool:
         return key in self.data["alerts"]
 
-    def message(self, day: str, channel: str) -> PostedMessage | None:
+    def message(self, day: str, channel: str) -> Posted | None:
+        """The day's message in the channel (where its thread is), if one was posted."""
         entry = self.data["messages"].get(message_key(day, channel))
         if not entry:
             return None
-        return PostedMessage(entry.get("ts", ""), entry.get("channel_id", ""),
-                             entry.get("reference", ""))
+        return Posted(entry.get("ts", ""), entry.get("channel_id", ""),
+                      entry.get("reference", ""))
 
     def digest_sent(self, week: str) -> bool:
         return digest_key(week) in self.data["digests"]
 
     def record(self, keys: list[str], channel: str, destination: str, reference: str,
-               day: str | None = None, message: PostedMessage | None = None) -> None:
+               day: str | None = None, message: Posted | None = None) -> None:
         """Mark alerts delivered (and the day's message, if new) and persist at once.
 
         Called right after each successful post, before anything else can fail; the file is
