@@ -14,24 +14,26 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from sentinel_pipeline.schema import RAW_COLUMNS, SERIES_KEY, arrow_type
+
 KINDS = {"spike", "sustained", "level_shift", "new_spend", "drop"}
 # Columns a cost row cannot be used without: a missing one hides money or a series from Slack.
 RAW_REQUIRED = ["usage_date", "service", "account_id", "region", "cost", "currency"]
-# The raw_daily_costs file schema of DESIGN.md, as Parquet (Arrow) types: what DuckDB, Athena
-# and pyarrow see when they read the table as one dataset.
-RAW_ARROW_TYPES: dict[str, tuple[pa.DataType, ...]] = {
-    "usage_date": (pa.date32(),),
-    "service": (pa.string(), pa.large_string()),
-    "account_id": (pa.string(), pa.large_string()),
-    "region": (pa.string(), pa.large_string()),
-    "cost": (pa.float64(),),
-    "currency": (pa.string(), pa.large_string()),
-    "estimated": (pa.bool_(),),
-    "source": (pa.string(), pa.large_string()),
-}
-SERIES = ["service", "account_id", "region"]
 SHRINK_RATIO = 0.5  # a day under half the day before usually means missing accounts or services
 MIN_COVERAGE = 0.5
+
+
+def _parquet_types(column: str) -> tuple[pa.DataType, ...]:
+    """The Arrow types a written contract column may have (text may come as large_string)."""
+    wanted = arrow_type(column)
+    assert wanted is not None, f"{column} has no type in schema.py"
+    return (wanted, pa.large_string()) if wanted == pa.string() else (wanted,)
+
+
+# The raw_daily_costs file schema of DESIGN.md, as Parquet (Arrow) types: what DuckDB, Athena
+# and pyarrow see when they read the table as one dataset.
+RAW_ARROW_TYPES: dict[str, tuple[pa.DataType, ...]] = {col: _parquet_types(col)
+                                                       for col in RAW_COLUMNS}
 
 
 def raw_days_complete(frames: Mapping[date, pd.DataFrame],
@@ -58,8 +60,11 @@ def raw_no_missing_values(frames: Mapping[date, pd.DataFrame]) -> tuple[bool, di
     counts = dict.fromkeys(RAW_REQUIRED, 0)
     for rows in frames.values():
         for col in RAW_REQUIRED:
-            missing = rows[col].isna() if col in rows else pd.Series(True, index=rows.index)
-            if col in rows and col != "cost" and col != "usage_date":
+            if col not in rows:
+                counts[col] += len(rows)
+                continue
+            missing = rows[col].isna()
+            if col not in ("usage_date", "cost"):  # text: blank is missing too
                 missing |= rows[col].astype("string").str.strip().fillna("") == ""
             counts[col] += int(missing.sum())
     bad = {col: n for col, n in counts.items() if n}
@@ -71,11 +76,11 @@ def raw_one_currency_per_series(
     frames: Mapping[date, pd.DataFrame],
 ) -> tuple[bool, dict[str, Any]]:
     """Each series is billed in one currency across the run (sums of mixed currencies lie)."""
-    found = [f[SERIES + ["currency"]] for f in frames.values() if len(f)]
+    found = [f[SERIES_KEY + ["currency"]] for f in frames.values() if len(f)]
     if not found:
         return True, {"series_with_several_currencies": 0, "currencies": "none"}
     rows = pd.concat(found, ignore_index=True)
-    per_series = rows.groupby(SERIES, dropna=False)["currency"].nunique()
+    per_series = rows.groupby(SERIES_KEY, dropna=False)["currency"].nunique()
     mixed = per_series[per_series > 1]
     examples = [" / ".join(map(str, key)) for key in mixed.index[:5]]
     return len(mixed) == 0, {
@@ -97,7 +102,7 @@ def parquet_schema_matches(
         problems.append(f"columns start {names[: len(expected)]}, expected {list(expected)}")
     for col, allowed in expected.items():
         found = schema.field(col).type if col in names else None
-        if found is not None and found not in allowed :
+        if found is not None and found not in allowed:
             problems.append(f"{col} is {found}, expected {allowed[0]}")
     return not problems, {
         "problems": "; ".join(problems) or "none",

@@ -49,16 +49,23 @@ class CostSourceResource(dg.ConfigurableResource):
         default=100, ge=0,
         description="most alerted series a run drills into for root causes, largest $ impact "
         "first (each is one billed request on Cost Explorer)")
-    ce_metric: str = Field(default="UnblendedCost", description="SENTINEL_CE_METRIC: "
-                           "UnblendedCost, AmortizedCost, NetUnblendedCost or NetAmortizedCost")
-    ce_record_types: str = Field(default="Usage", description="SENTINEL_CE_RECORD_TYPES: "
-                                 "comma-separated RECORD_TYPE values detection looks at")
-    restate_days: int = Field(default=14, description="SENTINEL_RESTATE_DAYS: how far back "
-                              "the restatement sensor re-fetches days still estimated")
-    cur_cost: str = Field(default="unblended", description="SENTINEL_CUR_COST: unblended, "
-                          "net_unblended, amortized or net_amortized")
+    ce_metric: str = Field(
+        default=DEFAULTS["SENTINEL_CE_METRIC"],
+        description="SENTINEL_CE_METRIC: UnblendedCost, AmortizedCost, NetUnblendedCost or "
+        "NetAmortizedCost")
+    ce_record_types: str = Field(
+        default=DEFAULTS["SENTINEL_CE_RECORD_TYPES"],
+        description="SENTINEL_CE_RECORD_TYPES: comma-separated RECORD_TYPE values detection "
+        "looks at")
+    restate_days: int = Field(
+        default=int(DEFAULTS["SENTINEL_RESTATE_DAYS"]),
+        description="SENTINEL_RESTATE_DAYS: how far back the restatement sensor re-fetches days "
+        "still estimated")
+    cur_cost: str = Field(
+        default=DEFAULTS["SENTINEL_CUR_COST"],
+        description="SENTINEL_CUR_COST: unblended, net_unblended, amortized or net_amortized")
     cur_line_item_types: str = Field(
-        default="Usage,DiscountedUsage,SavingsPlanCoveredUsage",
+        default=DEFAULTS["SENTINEL_CUR_LINE_ITEM_TYPES"],
         description="SENTINEL_CUR_LINE_ITEM_TYPES: comma-separated CUR line item types counted "
         "(the others are reported in the metadata, not detected on)")
 
@@ -86,11 +93,6 @@ class CostSourceResource(dg.ConfigurableResource):
 
             return read_cur(self.source_path, start, end, cost=self.cur_cost,
                             line_item_types=self.cur_line_item_types)
-        if self.source in SOURCES:
-            raise ConfigError(
-                f"SENTINEL_SOURCE={self.source} is not available in this version yet: use demo "
-                "or focus (export FOCUS files from AWS Data Exports)."
-            )
         raise ConfigError(
             f"Unknown SENTINEL_SOURCE={self.source!r}: choose one of {', '.join(SOURCES)}."
         )
@@ -189,9 +191,10 @@ class AnnotatorResource(dg.ConfigurableResource):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"annotator resource: {message}.")
-        if not (self.api_key or "").strip():
+        api_key = (self.api_key or "").strip()
+        if not api_key:
             return None
-        return ClaudeSettings(api_key=self.api_key.strip(), model=self.model.strip(),
+        return ClaudeSettings(api_key=api_key, model=self.model.strip(),
                               max_tokens=self.max_tokens, timeout_seconds=self.timeout_seconds,
                               max_retries=self.max_retries)
 
@@ -238,7 +241,8 @@ class AnnotatorResource(dg.ConfigurableResource):
 class AlertSinkResource(dg.ConfigurableResource):
     """Slack when a bot token is set, otherwise the outbox folder under the data dir."""
 
-    slack_bot_token: str | None = Field(default=None, description="SLACK_BOT_TOKEN (secret)")
+    slack_bot_token: str | None = Field(default=None, repr=False,
+                                        description="SLACK_BOT_TOKEN (secret)")
     channel: str = Field(default="#cost-alerts", description="SLACK_CHANNEL")
     slack_api_url: str = Field(default="https://slack.com/api/",
                                description="SENTINEL_SLACK_API_URL")

@@ -128,6 +128,9 @@ class TableStore:
         return None if data is None else json.loads(data)
 
     # --------------------------------------------------------------- tables
+    def _partition_key(self, table: str, day: date) -> str:
+        return self._key(table, f"date={day.isoformat()}", PARTITION_FILE)
+
     def write_partition(self, table: str, day: date, df: pd.DataFrame) -> str:
         """Replace one day's file of a table with exactly these rows."""
         arrow = pa.Table.from_pandas(df, preserve_index=False)
@@ -136,15 +139,19 @@ class TableStore:
                 arrow = arrow.set_column(i, field.name, arrow.column(i).cast(wanted))
         buf = io.BytesIO()
         pq.write_table(arrow, buf, compression="zstd")
-        rel = self._key(table, f"date={day.isoformat()}", PARTITION_FILE)
-        return self.write_bytes(rel, buf.getvalue())
+        return self.write_bytes(self._partition_key(table, day), buf.getvalue())
 
     def read_partition(self, table: str, day: date) -> pd.DataFrame | None:
         """One day's rows, or None when that partition was never written."""
-        data = self.read_bytes(self._key(table, f"date={day.isoformat()}", PARTITION_FILE))
+        data = self.read_bytes(self._partition_key(table, day))
         if data is None:
             return None
         return pq.read_table(io.BytesIO(data)).to_pandas()
+
+    def read_schema(self, table: str, day: date) -> pa.Schema | None:
+        """The Parquet schema of one day's file as written, or None when there is no file."""
+        data = self.read_bytes(self._partition_key(table, day))
+        return None if data is None else pq.read_schema(io.BytesIO(data))
 
     def read_days(self, table: str, days: Iterable[date]) -> pd.DataFrame:
         """Rows of the given days that exist, concatenated (an empty frame if none)."""

@@ -82,24 +82,18 @@ def with_root_causes(
     ``source.max_drill_downs`` a run: a year's backfill must not make thousands of billed Cost
     Explorer calls), in one call for the whole run; returns the frames and the billed requests."""
     out = {day: frame.assign(root_causes="") for day, frame in frames.items()}
-    flagged = [f.loc[f["alert"].astype(bool), ["impact"]].assign(day=day)
-               for day, f in out.items() if len(f)]
-    picked = pd.concat(flagged) if flagged else pd.DataFrame(columns=["impact", "day"])
-    if len(picked) == 0:
-        return out, 0
+    alerted = [rows.assign(_day=day) for day, f in out.items()
+               if len(rows := f[f["alert"].astype(bool)])]
+    picked = pd.concat(alerted) if alerted else pd.DataFrame()
     if len(picked) > source.max_drill_downs:
         context.log.info(f"{len(picked)} alerts: drilling into the {source.max_drill_downs} "
                          "largest by $ impact (max_drill_downs)")
         picked = picked.sort_values("impact", ascending=False).head(source.max_drill_downs)
-        if len(picked) == 0:
-            return out, 0
-    picked = picked.sort_values("day", kind="stable")
-    rows = pd.concat([out[day].loc[group.index] for day, group in picked.groupby("day")],
-                     ignore_index=True)
-    context.log.info(f"Drilling down into {len(rows)} alerted series ({source.source})")
-    causes = source.root_causes(rows)
-    position = 0
-    for day, group in picked.groupby("day"):
-        out[day].loc[group.index, "root_causes"] = list(causes[position:position + len(group)])
-        position += len(group)
+    if len(picked) == 0:
+        return out, 0
+    picked = picked.sort_values("_day", kind="stable")
+    context.log.info(f"Drilling down into {len(picked)} alerted series ({source.source})")
+    causes = source.root_causes(picked.drop(columns="_day").reset_index(drop=True))
+    for day, row, cause in zip(picked["_day"], picked.index, causes, strict=True):
+        out[day].at[row, "root_causes"] = cause
     return out, int(getattr(causes, "requests", 0))  # billed API calls

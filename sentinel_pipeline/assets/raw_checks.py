@@ -6,13 +6,11 @@ and Slack if a future source or schema change lets bad rows through. The schema 
 the written files back, so it sees what DuckDB or Athena will see.
 """
 
-import io
 from collections.abc import Mapping
 from datetime import date
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
 
 from sentinel_pipeline.quality_checks import (
     RAW_ARROW_TYPES,
@@ -20,7 +18,7 @@ from sentinel_pipeline.quality_checks import (
     raw_no_missing_values,
     raw_one_currency_per_series,
 )
-from sentinel_pipeline.storage import PARTITION_FILE, TableStore
+from sentinel_pipeline.storage import TableStore
 
 TABLE = "raw_daily_costs"
 
@@ -50,14 +48,13 @@ def raw_check_results(
     one_currency, currency_details = raw_one_currency_per_series(frames)
     schema_ok, schema_details = True, {}
     for day in sorted({min(frames), max(frames)}):
-        data = store.read_bytes(f"{TABLE}/date={day.isoformat()}/{PARTITION_FILE}")
-        if data is None:
+        schema = store.read_schema(TABLE, day)
+        if schema is None:
             schema_ok, schema_details = False, {"problems": f"{day}: file not found after write"}
             break
-        ok, details = parquet_schema_matches(
-            pq.read_schema(io.BytesIO(data)), RAW_ARROW_TYPES)
-        schema_ok, schema_details = schema_ok and ok, {**details, "file_day": str(day)}
-        if not ok:
+        schema_ok, details = parquet_schema_matches(schema, RAW_ARROW_TYPES)
+        schema_details = {**details, "file_day": str(day)}
+        if not schema_ok:
             break
     return [
         dg.AssetCheckResult(check_name="no_missing_values", passed=no_missing,
