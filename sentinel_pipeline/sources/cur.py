@@ -80,8 +80,10 @@ from sentinel_pipeline.sources.files import (
     GLOBAL_REGION,
     UNKNOWN,
     check_one_currency,
+    daily_rows,
     open_filesystem,
     os_errors,
+    sum_groups,
 )
 
 SOURCE_NAME = "cur"
@@ -591,10 +593,8 @@ def _sum_batch(batch: pa.RecordBatch, cost: str, display: str) -> pa.Table:
 
 
 def _merge(parts: list[pa.Table]) -> pa.Table:
-    """Sum partial tables per group key (single-threaded: reruns give bit-identical sums)."""
-    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-    summed = table.group_by(_GROUP_KEYS, use_threads=False).aggregate([("cost", "sum")])
-    return pa.table({**{k: summed[k] for k in _GROUP_KEYS}, "cost": summed["cost_sum"]})
+    """Sum partial tables per group key."""
+    return sum_groups(pa.concat_tables(parts) if len(parts) > 1 else parts[0], _GROUP_KEYS)
 
 
 def _labels(column: pd.Series, default: str, case: str | None = None) -> pd.Series:
@@ -626,13 +626,5 @@ def _combine(parts: list[pa.Table], currency_files: dict[str, set[str]]) -> pd.D
 
 
 def _finish(rows: pd.DataFrame, today: dt.date) -> pd.DataFrame:
-    """Sum the kept line items per series and day, flag open billing periods, type the rows."""
-    if rows.empty:
-        return schema.empty_frame(schema.RAW_COLUMNS)
-    keys = ["usage_date", *schema.SERIES_KEY, "currency"]
-    daily = rows.groupby(keys, as_index=False, sort=False)["cost"].sum()
-    daily["usage_date"] = pd.to_datetime(daily["usage_date"]).dt.date
-    daily["estimated"] = estimated_days(daily["usage_date"].tolist(), today)
-    daily["source"] = SOURCE_NAME
-    daily = daily.sort_values(["usage_date", *schema.SERIES_KEY], kind="stable")
-    return schema.conform(daily, schema.RAW_COLUMNS)
+    """Sum the kept line items per series and day, flagging the open billing periods."""
+    return daily_rows(rows, SOURCE_NAME, lambda days: estimated_days(days, today))

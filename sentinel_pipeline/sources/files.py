@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -138,7 +138,7 @@ def read_cost_files(
     excluded = rows[~kept_mask].groupby("category", sort=True)["cost"].sum()
     kept = rows[kept_mask]
     check_one_currency(kept, path, start, end)
-    out = _finish(kept)
+    out = daily_rows(kept)
     out.attrs["excluded_cost"] = {str(k): float(v) for k, v in excluded.items()}
     out.attrs["files_read"] = len(files)
     return out
@@ -421,13 +421,13 @@ def _aggregate(
         offset += batch.num_rows
     if not parts:
         return None
-    return parts[0] if len(parts) == 1 else _sum_groups(pa.concat_tables(parts))
+    return parts[0] if len(parts) == 1 else sum_groups(pa.concat_tables(parts))
 
 
-def _sum_groups(table: pa.Table) -> pa.Table:
+def sum_groups(table: pa.Table, keys: list[str] = _GROUP_KEYS) -> pa.Table:
     """Sum cost per group key in Arrow, single-threaded so reruns give bit-identical sums."""
-    summed = table.group_by(_GROUP_KEYS, use_threads=False).aggregate([("cost", "sum")])
-    return pa.table({**{k: summed[k] for k in _GROUP_KEYS}, "cost": summed["cost_sum"]})
+    summed = table.group_by(keys, use_threads=False).aggregate([("cost", "sum")])
+    return pa.table({**{k: summed[k] for k in keys}, "cost": summed["cost_sum"]})
 
 
 def _aggregate_batch(
@@ -463,7 +463,7 @@ def _aggregate_batch(
             "cost": _costs(cost_values, in_range, layout.cost, display, is_csv, offset),
         }
     )
-    return _sum_groups(table)
+    return sum_groups(table)
 
 
 def _row_ref(index: int, offset: int, is_csv: bool) -> str:
@@ -583,15 +583,21 @@ def check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.da
     )
 
 
-def _finish(rows: pd.DataFrame) -> pd.DataFrame:
-    """Sum the kept rows per series and day and type them as raw_daily_costs."""
+def daily_rows(
+    rows: pd.DataFrame,
+    source: str = SOURCE_NAME,
+    estimated: Callable[[list[dt.date]], Sequence[bool] | np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Sum the kept rows per series and day and type them as raw_daily_costs (``estimated``
+    says which days the source may still rewrite; none by default)."""
     if rows.empty:
         return schema.empty_frame(schema.RAW_COLUMNS)
     keys = ["usage_date", *schema.SERIES_KEY, "currency"]
     daily = rows.groupby(keys, as_index=False, sort=False)["cost"].sum()
     daily["usage_date"] = pd.to_datetime(daily["usage_date"]).dt.date
-    daily["estimated"] = False
-    daily["source"] = SOURCE_NAME
+    daily["estimated"] = (estimated(daily["usage_date"].tolist()) if estimated is not None
+                          else False)
+    daily["source"] = source
     daily = daily.sort_values(["usage_date", *schema.SERIES_KEY], kind="stable")
     return schema.conform(daily, schema.RAW_COLUMNS)
 
