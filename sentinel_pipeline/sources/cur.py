@@ -81,6 +81,7 @@ from sentinel_pipeline.sources.files import (
     UNKNOWN,
     check_one_currency,
     daily_rows,
+    month_after,
     open_filesystem,
     os_errors,
     sum_groups,
@@ -166,8 +167,7 @@ def check_cost(cost: str) -> str:
 def estimated_days(days: np.ndarray | Sequence[dt.date], today: dt.date) -> np.ndarray:
     """True for days whose billing period AWS may still rewrite (see module docstring)."""
     def open_period(day: dt.date) -> bool:
-        following = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
-        return today < following + dt.timedelta(days=RESTATEMENT_GRACE_DAYS)
+        return today < month_after(day) + dt.timedelta(days=RESTATEMENT_GRACE_DAYS)
 
     values = list(days)
     flags = {day: open_period(day) for day in set(values)}
@@ -490,11 +490,10 @@ class _Export:
 
 def _months(start: dt.date, end: dt.date) -> list[str]:
     """YYYY-MM of every month touching [start, end]."""
-    out = []
-    year, month = start.year, start.month
-    while (year, month) <= (end.year, end.month):
-        out.append(f"{year:04d}-{month:02d}")
-        year, month = year + month // 12, month % 12 + 1
+    out, month = [], start.replace(day=1)
+    while month <= end:
+        out.append(f"{month:%Y-%m}")
+        month = month_after(month)
     return out
 
 

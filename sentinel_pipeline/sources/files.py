@@ -232,6 +232,11 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
+def month_after(day: dt.date) -> dt.date:
+    """The first day of the month after ``day``'s (billing periods are calendar months)."""
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
 def _period_overlaps(relative: str, start: dt.date, end: dt.date) -> bool:
     """False when a billing_period=YYYY-MM folder on the path lies wholly outside [start, end]."""
     for part in relative.split("/")[:-1]:
@@ -242,8 +247,7 @@ def _period_overlaps(relative: str, start: dt.date, end: dt.date) -> bool:
         if not 1 <= month <= 12:
             continue
         first = dt.date(year, month, 1)
-        following = dt.date(year + month // 12, month % 12 + 1, 1)
-        if following <= start or first > end:
+        if month_after(first) <= start or first > end:
             return False
     return True
 
