@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from sentinel_pipeline.annotation.prompt import TOOL_NAME, parse_data_block
+from sentinel_pipeline_tests.local_http import local_server
 
 
 @dataclass
@@ -109,23 +110,13 @@ class FakeAnthropic:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> FakeAnthropic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.handler = Handler
+        self.url = ""
 
 
 @contextmanager
 def fake_anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
+    fake = FakeAnthropic()
+    with local_server(fake.handler) as url:
+        fake.url = url
         yield fake

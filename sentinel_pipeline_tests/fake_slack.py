@@ -15,9 +15,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from sentinel_pipeline_tests.local_http import local_server
 
 
 @dataclass
@@ -121,13 +123,6 @@ def fake_slack() -> Iterator[FakeSlack]:
                                                   for f in files]}
             return {"ok": False, "error": "unknown_method"}
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/api/"
-    try:
+    with local_server(Handler) as url:
+        state.url = f"{url}/api/"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
