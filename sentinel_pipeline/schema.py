@@ -161,6 +161,14 @@ def conform(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return out[columns + extra].reset_index(drop=True)
 
 
+def same_series(frame: pd.DataFrame, row: pd.Series) -> pd.Series:
+    """Boolean mask of the rows of ``frame`` that belong to ``row``'s series."""
+    mask = pd.Series(True, index=frame.index)
+    for column in SERIES_KEY:
+        mask &= frame[column].astype(str) == str(row[column])
+    return mask
+
+
 def arrow_type(column: str) -> pa.DataType | None:
     """The Parquet type of a contract column, for when pandas cannot tell (an empty day's dates
     would otherwise be written as type null, and the table would not share one schema)."""

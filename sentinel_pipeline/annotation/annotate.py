@@ -30,7 +30,7 @@ from sentinel_pipeline.annotation.claude import (
 )
 from sentinel_pipeline.annotation.prompt import HISTORY_DAYS, render_anomaly
 from sentinel_pipeline.errors import StorageError
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.schema import SERIES_KEY, same_series
 from sentinel_pipeline.storage import TableStore
 
 _FIELDS = ("explanation", "likely_cause", "where_to_look", "action", "confidence", "annotator")
@@ -98,10 +98,7 @@ def daily_costs(history: pd.DataFrame | None, row: pd.Series, day: date,
     """The series' cost on each of the ``days`` ending on ``day``, oldest first (None: no row)."""
     if history is None or not len(history):
         return [None] * days
-    mask = pd.Series(True, index=history.index)
-    for col in SERIES_KEY:
-        mask &= history[col].astype(str) == str(row[col])
-    per_day = history[mask].groupby("usage_date")["cost"].sum()
+    per_day = history[same_series(history, row)].groupby("usage_date")["cost"].sum()
     first = day - timedelta(days=days - 1)
     values = [per_day.get(first + timedelta(days=i)) for i in range(days)]
     return [None if v is None or pd.isna(v) else round(float(v), 2) for v in values]

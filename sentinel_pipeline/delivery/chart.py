@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.schema import same_series
 from sentinel_pipeline.storage import TableStore
 
 CHART_DAYS = 30
@@ -25,16 +25,12 @@ def series_history(store: TableStore, alert: pd.Series,
     """Daily cost and expected cost of the alert's series over the ``days`` ending on its day."""
     day = pd.Timestamp(alert["usage_date"]).date()
     start = day - timedelta(days=days - 1)
-    key = {c: str(alert[c]) for c in SERIES_KEY}
 
     def one_series(table: str, value: str) -> pd.DataFrame:
         frame = store.read_range(table, start, day)
         if len(frame) == 0 or value not in frame.columns:
             return pd.DataFrame({"usage_date": [], value: []})
-        mask = pd.Series(True, index=frame.index)
-        for column, wanted in key.items():
-            mask &= frame[column].astype(str) == wanted
-        picked = frame.loc[mask, ["usage_date", value]].copy()
+        picked = frame.loc[same_series(frame, alert), ["usage_date", value]].copy()
         picked["usage_date"] = pd.to_datetime(picked["usage_date"]).dt.date
         return picked.groupby("usage_date", as_index=False)[value].sum()
 
