@@ -1,35 +1,47 @@
-# Two set-up commands: `make demo` and `make test`. Both create .venv and install on first use.
+# Two set-up commands: `make demo` and `make test`. Both create .venv and install on first use:
+# `make demo` / `make dev` the runtime dependencies only, `make test` adds the dev extra
+# (pytest, moto, playwright, ruff, mypy... and the production extra its tests import).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One venv, one stamp per install level; editing pyproject.toml or setup.py reinstalls.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 # Where `make demo` / `make dev` keep the Dagster instance and the tables (override as you like).
 DAGSTER_HOME ?= $(CURDIR)/.sentinel/dagster
 SENTINEL_DATA_DIR ?= $(CURDIR)/.sentinel/data
 RUN_ENV := DAGSTER_HOME=$(DAGSTER_HOME) SENTINEL_DATA_DIR=$(SENTINEL_DATA_DIR)
 
-.PHONY: install demo test dev lint validate bench clean browser postgres
+.PHONY: install install-dev demo test dev lint validate bench clean browser postgres
 
-$(STAMP): pyproject.toml setup.py
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP)
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	touch $@
 
-install: $(STAMP)
+install: $(RUNTIME_STAMP)
 
-demo: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+demo: $(RUNTIME_STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(RUN_ENV) $(BIN)/sentinel demo --days 60
 
-dev: $(STAMP)
+dev: $(RUNTIME_STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(RUN_ENV) $(BIN)/dagster dev -w workspace.yaml
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
-validate: $(STAMP)
+validate: $(RUNTIME_STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 # The UI test drives Debian's chromium with Playwright; Playwright's browser download is never
@@ -52,11 +64,12 @@ postgres:
 	  $(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; \
 	fi
 
-test: $(STAMP) lint validate browser postgres
+test: $(DEV_STAMP) lint validate browser postgres
 	SENTINEL_CHROMIUM=$(CHROMIUM) PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
 
 # Benchmarks print their figures; they are not tests (see the README for what each measures).
-bench: $(STAMP)
+# Dev install: cost_explorer_requests.py borrows the tests' fake Cost Explorer.
+bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.quality.run
 	$(BIN)/python benchmarks/detection_speed.py
 	$(BIN)/python benchmarks/backfill.py --days 240 --series 70
