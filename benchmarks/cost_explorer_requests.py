@@ -48,8 +48,9 @@ def main() -> None:
         print(f"{services * accounts} series, fake page size {args.page_size} groups")
         for days in (1, 90, 365):
             fake.requests.clear()
-            rows = fetch_costs(end - timedelta(days=days - 1), end, ce=CostExplorer())
-            meta = rows.attrs["metadata"]
+            rows_result = fetch_costs(end - timedelta(days=days - 1), end, ce=CostExplorer())
+            rows = rows_result.rows
+            meta = rows_result.metadata
             assert meta["ce_requests"] == len(fake.requests)
             print(f"{days:>4} day(s): {len(rows):>6} rows, {meta['ce_requests']:>3} requests "
                   f"(${meta['ce_request_cost_usd']:.2f}) + 1 per alert drill-down")

@@ -120,11 +120,12 @@ def main() -> None:
         first = dt.date.fromisoformat(f"{PERIOD}-01")
         last = first + dt.timedelta(days=DAYS - 1)
         began = time.perf_counter()
-        rows = read_cur(str(Path(tmp) / EXPORT), first, last, cost=args.cost,
+        rows_result = read_cur(str(Path(tmp) / EXPORT), first, last, cost=args.cost,
                         today=dt.date(2026, 1, 1))
+        rows = rows_result.rows
         wall = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    meta = rows.attrs["metadata"]
+    meta = rows_result.metadata
     print(f"aggregated {meta['cur_line_items_scanned']:,} line items ({args.cost}) into "
           f"{len(rows):,} series-days ({rows[['service', 'account_id', 'region']].drop_duplicates().shape[0]:,} series)")  # noqa: E501
     print(f"wall time {wall:.1f} s (target <= 15 s), peak RSS {peak:,.0f} MB (target <= 2,048 MB)")

@@ -15,10 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from sentinel_pipeline import settings
 from sentinel_pipeline.errors import ConfigError, SentinelError
-from sentinel_pipeline.settings import setting
 
-DEFAULT_DAGSTER_HOME = "./.sentinel/dagster"
 DEMO_WARMUP_DAYS = 35
 TABLE_LIMIT_CHARS = 60
 
@@ -26,7 +25,7 @@ TABLE_LIMIT_CHARS = 60
 # ------------------------------------------------------------------ environment
 def _prepare_environment() -> None:
     """Give DAGSTER_HOME its documented default, so runs land in the instance the UI reads."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home = Path(settings.read("DAGSTER_HOME")).resolve()
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -42,8 +41,15 @@ def _prepare_environment() -> None:
     warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
 
 
+def _resource(name: str) -> Any:
+    """A resource of the Definitions, with its settings read as a run reads them."""
+    from sentinel_pipeline.defs.resources import resolved, resources_from_environment
+
+    return resolved(resources_from_environment()[name])
+
+
 def _data_dir() -> str:
-    return setting("SENTINEL_DATA_DIR")
+    return str(_resource("storage").data_dir)
 
 
 def _store() -> Any:
@@ -75,9 +81,7 @@ def _day_range(args: argparse.Namespace, default_days: int = 30) -> tuple[date, 
 
 
 def _check_partition_range(start: date, end: date) -> None:
-    from sentinel_pipeline.partitions import partition_start_date
-
-    first = date.fromisoformat(partition_start_date())
+    first = settings.start_date()
     last = _yesterday()
     if start < first:
         raise ConfigError(
@@ -100,7 +104,7 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
 
     _check_partition_range(start, end)
     if detection:
-        from sentinel_pipeline.resources import DetectionResource
+        from sentinel_pipeline.defs.resources import DetectionResource
 
         DetectionResource(**detection).config()  # refuse bad knobs before anything is written
     _store().check_writable()
@@ -176,9 +180,7 @@ def _emit(df: pd.DataFrame, columns: list[str], fmt: str) -> None:
 
 # --------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sentinel_pipeline.partitions import partition_start_date
-
-    source = setting("SENTINEL_SOURCE")
+    source = _resource("source").source
     if source != "demo":
         raise ConfigError(
             f"sentinel demo writes demo data into SENTINEL_DATA_DIR ({_data_dir()}), but "
@@ -187,12 +189,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     if args.days < 1:
         raise ConfigError(f"--days {args.days} must be at least 1.")
-    os.environ["SENTINEL_SOURCE"] = "demo"
     end = _yesterday()
     start = end - timedelta(days=args.days - 1)
     # As a real first backfill would, give the baselines history to learn from before the
     # days shown (a month: weekday shapes, monthly charges), within the partition range.
-    first = date.fromisoformat(partition_start_date())
+    first = settings.start_date()
     warm_start = max(start - timedelta(days=DEMO_WARMUP_DAYS), first)
     print(f"Sentinel demo: {args.days} days of synthetic costs, {start}..{end} "
           f"(and {(start - warm_start).days} days of history before), into {_data_dir()}")
@@ -279,7 +280,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from sentinel_pipeline.detection import METHODS
+    from sentinel_pipeline.settings import METHODS
 
     parser = argparse.ArgumentParser(prog="sentinel", description="Cloud cost anomaly detection "
                                      "on Dagster: every command runs on the Dagster instance.")

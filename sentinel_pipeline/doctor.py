@@ -1,61 +1,38 @@
-"""`sentinel doctor`: what is configured and whether it works, without printing any secret."""
+"""`sentinel doctor`: what is configured and whether it works, without printing any secret.
+
+It reads the settings through the same resources a run uses (``resources_from_environment``),
+so what it reports is what the next run will see.
+"""
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sentinel_pipeline import settings
 from sentinel_pipeline.errors import SentinelError
-from sentinel_pipeline.settings import setting
-
-Check = tuple[bool, str]
-
-
-def _is_set(name: str) -> str:
-    return "set" if os.environ.get(name) else "not set"
+from sentinel_pipeline.sources.base import Check
 
 
 def run_checks() -> list[Check]:
     """Each check as (passed, one line saying what was found and, if broken, the fix)."""
     checks: list[Check] = []
     try:
-        from sentinel_pipeline.partitions import partition_start_date
+        checks.append((True, f"SENTINEL_START_DATE: first partition {settings.start_date()}"))
+    except SentinelError as exc:
+        return [(False, str(exc))]  # nothing else loads without the partitions
 
-        checks.append((True, f"SENTINEL_START_DATE: first partition {partition_start_date()}"))
-    except ValueError as exc:
+    from sentinel_pipeline.defs.resources import resolved, resources_from_environment
+
+    resources = resources_from_environment()
+    try:
+        source = resolved(resources["source"]).cost_source()
+        checks.append(source.check(datetime.now(UTC).date()))
+    except SentinelError as exc:
         checks.append((False, str(exc)))
 
-    source = setting("SENTINEL_SOURCE")
-    from sentinel_pipeline.resources import SOURCES
-
-    if source not in SOURCES:
-        checks.append((False, f"SENTINEL_SOURCE={source!r} is unknown: use one of "
-                              f"{', '.join(SOURCES)}."))
-    elif source == "focus":
-        path = setting("SENTINEL_SOURCE_PATH")
-        if not path:
-            checks.append((False, "SENTINEL_SOURCE=focus needs SENTINEL_SOURCE_PATH (folder or "
-                                  "s3:// prefix of FOCUS exports)."))
-        elif not path.startswith("s3://") and not Path(path).is_dir():
-            checks.append((False, f"SENTINEL_SOURCE_PATH={path} is not a folder: fix the path."))
-        else:
-            checks.append((True, f"source: focus files under {path}"))
-    elif source == "cost_explorer":
-        from datetime import UTC, datetime
-
-        from sentinel_pipeline.sources.cost_explorer import check_access
-
-        checks.append(check_access(setting("SENTINEL_CE_METRIC"),
-                                   setting("SENTINEL_CE_RECORD_TYPES"), datetime.now(UTC).date()))
-    elif source == "cur":
-        from sentinel_pipeline.sources.cur import check_export
-
-        checks.append(check_export(setting("SENTINEL_SOURCE_PATH"), setting("SENTINEL_CUR_COST"),
-                                   setting("SENTINEL_CUR_LINE_ITEM_TYPES")))
-    else:
-        checks.append((True, "source: demo (synthetic costs, no cloud account needed)"))
-
-    data_dir = setting("SENTINEL_DATA_DIR")
+    data_dir = resolved(resources["storage"]).data_dir
     try:
         from sentinel_pipeline.storage import TableStore
 
@@ -75,21 +52,21 @@ def run_checks() -> list[Check]:
     except Exception as exc:  # any import/definition error is what doctor must report
         checks.append((False, f"definitions fail to load: {type(exc).__name__}: {exc}"))
 
-    token = os.environ.get("SLACK_BOT_TOKEN")
-    channel = setting("SLACK_CHANNEL")
-    checks.append((True, f"Slack: SLACK_BOT_TOKEN {_is_set('SLACK_BOT_TOKEN')}, channel {channel}"
-                         + ("" if token else " (dry run: alerts go to the outbox folder)")))
-    routes = setting("SENTINEL_SLACK_ROUTES")
-    if routes:
-        from sentinel_pipeline.delivery.routing import load_router
-
+    sink = resolved(resources["alert_sink"])
+    token_set = bool(sink.slack_bot_token)
+    checks.append((True, f"Slack: SLACK_BOT_TOKEN {'set' if token_set else 'not set'}, channel "
+                         f"{sink.channel}"
+                         + ("" if token_set else " (dry run: alerts go to the outbox folder)")))
+    if sink.routes_file:
         try:
-            router = load_router(routes, channel)
-            checks.append((True, f"Slack routes: {len(router.routes)} route(s) in {routes}"))
+            router = sink.router()
+            checks.append((True, f"Slack routes: {len(router.routes)} route(s) in "
+                                 f"{sink.routes_file}"))
         except SentinelError as exc:
             checks.append((False, str(exc)))
-    checks.append((True, f"Claude: ANTHROPIC_API_KEY {_is_set('ANTHROPIC_API_KEY')}, model "
-                         f"{setting('SENTINEL_CLAUDE_MODEL')}"
-                         + ("" if os.environ.get("ANTHROPIC_API_KEY")
-                            else " (explanations are the deterministic fallback)")))
+    annotator = resolved(resources["annotator"])
+    key_set = bool(annotator.api_key)
+    checks.append((True, f"Claude: ANTHROPIC_API_KEY {'set' if key_set else 'not set'}, model "
+                         f"{annotator.model}"
+                         + ("" if key_set else " (explanations are the deterministic fallback)")))
     return checks

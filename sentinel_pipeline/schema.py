@@ -59,6 +59,11 @@ ANOMALY_COLUMNS: list[str] = [
     "root_causes",
 ]
 
+# The one list of anomaly kinds (cost_anomalies.kind): a cost that went up opens or continues
+# an episode as one of the first four; a drop is reported, and posted only with alert_on_drops.
+UP_KINDS: tuple[str, ...] = ("spike", "sustained", "level_shift", "new_spend")
+ANOMALY_KINDS: tuple[str, ...] = (*UP_KINDS, "drop")
+
 ALERT_EXTRA_COLUMNS: list[str] = [
     "explanation",
     "likely_cause",

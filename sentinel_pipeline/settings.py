@@ -1,41 +1,118 @@
-"""The environment variables Sentinel reads, with their documented defaults, in one place."""
+"""Every setting Sentinel has, with its default: the one place to look a default up.
+
+Two kinds:
+- Environment variables (``VARIABLES``): the deployment's settings (DESIGN.md, Configuration).
+  Dagster resources read them with ``dg.EnvVar`` (``defs/resources.py``); the CLI and
+  ``sentinel doctor`` read them through those same resources. Nothing here writes
+  ``os.environ``.
+- Tuning knobs (the constants below): resource config a user changes in the Dagster UI's
+  launchpad or with ``sentinel backfill`` options, never from the environment.
+
+This module imports nothing of Sentinel's and nothing of Dagster, so the library may use it.
+"""
 
 from __future__ import annotations
 
 import os
-
-DEFAULTS: dict[str, str] = {
-    "SENTINEL_SOURCE": "demo",
-    "SENTINEL_SOURCE_PATH": "",
-    "SENTINEL_CUR_COST": "unblended",
-    "SENTINEL_CUR_LINE_ITEM_TYPES": "Usage,DiscountedUsage,SavingsPlanCoveredUsage",
-    "SENTINEL_DATA_DIR": "./.sentinel/data",
-    "SENTINEL_START_DATE": "2025-01-01",
-    "SENTINEL_CLAUDE_MODEL": "claude-haiku-4-5",
-    "ANTHROPIC_API_KEY": "",
-    "SLACK_BOT_TOKEN": "",
-    "SLACK_CHANNEL": "#cost-alerts",
-    "SENTINEL_SLACK_API_URL": "https://slack.com/api/",
-    "SENTINEL_DAGSTER_URL": "",
-    "SENTINEL_SLACK_ROUTES": "",
-    "SENTINEL_CE_METRIC": "UnblendedCost",
-    "SENTINEL_CE_RECORD_TYPES": "Usage",
-    "SENTINEL_RESTATE_DAYS": "14",
-}
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
 
 
-def apply_defaults() -> None:
-    """Fill unset variables with their defaults.
-
-    Resources are configured with ``dg.EnvVar`` so values are read when a run starts (and the
-    UI shows which variable feeds each field); EnvVar has no default of its own, so the defaults
-    are put in the environment once, when the definitions load.
-    """
-    for name, value in DEFAULTS.items():
-        if not os.environ.get(name):
-            os.environ[name] = value
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    meaning: str
+    secret: bool = False
 
 
-def setting(name: str) -> str:
-    """A variable's value, or its default (for code outside Dagster: the CLI and doctor)."""
-    return os.environ.get(name) or DEFAULTS[name]
+VARIABLES: dict[str, Variable] = {v.name: v for v in (
+    Variable("SENTINEL_SOURCE", "demo", "demo, focus, cost_explorer or cur"),
+    Variable("SENTINEL_SOURCE_PATH", "", "folder or s3:// URL of the FOCUS / CUR 2.0 exports"),
+    Variable("SENTINEL_DATA_DIR", "./.sentinel/data", "where the Parquet tables live"),
+    Variable("SENTINEL_START_DATE", "2025-01-01", "first daily partition (YYYY-MM-DD)"),
+    Variable("SENTINEL_FOCUS_COST", "BilledCost",
+             "FOCUS cost column: BilledCost, EffectiveCost, ListCost or ContractedCost"),
+    Variable("SENTINEL_CUR_COST", "unblended",
+             "unblended, net_unblended, amortized or net_amortized"),
+    Variable("SENTINEL_CUR_LINE_ITEM_TYPES", "Usage,DiscountedUsage,SavingsPlanCoveredUsage",
+             "comma-separated CUR line item types detection looks at"),
+    Variable("SENTINEL_CE_METRIC", "UnblendedCost",
+             "UnblendedCost, AmortizedCost, NetUnblendedCost or NetAmortizedCost"),
+    Variable("SENTINEL_CE_RECORD_TYPES", "Usage",
+             "comma-separated Cost Explorer RECORD_TYPE values detection looks at"),
+    Variable("SENTINEL_RESTATE_DAYS", "14",
+             "how far back the restatement sensor re-fetches days still estimated"),
+    Variable("SENTINEL_CLAUDE_MODEL", "claude-haiku-4-5", "Claude model that explains alerts"),
+    Variable("ANTHROPIC_API_KEY", "", "unset: deterministic explanations, no network",
+             secret=True),
+    Variable("SLACK_BOT_TOKEN", "", "unset: alerts go to the outbox folder (dry run)",
+             secret=True),
+    Variable("SLACK_CHANNEL", "#cost-alerts", "default Slack channel"),
+    Variable("SENTINEL_SLACK_API_URL", "https://slack.com/api/", "Slack Web API base URL"),
+    Variable("SENTINEL_SLACK_ROUTES", "",
+             "YAML file routing accounts / services to channels ('' = all to SLACK_CHANNEL)"),
+    Variable("SENTINEL_DAGSTER_URL", "", "Dagster UI base URL, for links in messages"),
+    Variable("DAGSTER_HOME", "./.sentinel/dagster", "the Dagster instance folder (CLI)"),
+)}
+
+
+def default(name: str) -> str:
+    return VARIABLES[name].default
+
+
+def read(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The variable's value, or its default when unset or blank."""
+    env = os.environ if environ is None else environ
+    return (env.get(name) or "").strip() or VARIABLES[name].default
+
+
+def is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool((env.get(name) or "").strip())
+
+
+def start_date(environ: Mapping[str, str] | None = None) -> date:
+    """SENTINEL_START_DATE, validated. Partitions are structure, not run config: Dagster needs
+    them when it loads the code location, so this is read while definitions are built."""
+    raw = read("SENTINEL_START_DATE", environ)
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        from sentinel_pipeline.errors import ConfigError
+
+        raise ConfigError(
+            f"SENTINEL_START_DATE={raw!r} is not a date: use the form YYYY-MM-DD, "
+            f"e.g. {default('SENTINEL_START_DATE')}."
+        ) from exc
+
+
+# ---------------------------------------------------------------- sources
+DEMO_SERIES = 30  # series the demo source makes
+# Most alerted series a run drills into for root causes, largest $ impact first (each is one
+# billed request on Cost Explorer).
+MAX_DRILL_DOWNS = 100
+
+# ---------------------------------------------------------------- detection
+METHODS: tuple[str, ...] = ("robust", "seed")
+METHOD = "robust"
+MIN_IMPACT = 20.0  # smallest $ change of one day worth an alert: below it nobody acts
+MIN_PCT_CHANGE = 20.0  # smallest % change: huge series must not alert on rounding noise
+SCORE_THRESHOLD = 4.0  # robust standard deviations (MAD-based) from expected
+LOOKBACK_DAYS = 63  # history of the robust baseline: a month and 8 weeks of weekdays
+ALERT_ON_DROPS = False  # drops are always recorded (kind=drop); posted only when set
+
+# ---------------------------------------------------------------- Claude
+CLAUDE_MAX_TOKENS = 8000  # output tokens per request (256-32000)
+CLAUDE_TIMEOUT_SECONDS = 60.0  # per HTTP attempt (0-600 s)
+CLAUDE_MAX_RETRIES = 2  # on 429 / 5xx / timeouts (0-5)
+# Alerts explained by Claude per day, largest $ impact first; the rest get the fallback.
+CLAUDE_MAX_ALERTS_PER_REQUEST = 40
+
+# ---------------------------------------------------------------- Slack
+# Alerts about days older than this are not posted, so backfilling a year of history does not
+# flood the channel (they stay in annotated_alerts).
+SLACK_MAX_AGE_DAYS = 7
+SLACK_TIMEOUT_SECONDS = 30.0
+SLACK_CHARTS = True  # attach a 30-day chart of the top alert

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from sentinel_pipeline.settings import apply_defaults
+from sentinel_pipeline.settings import VARIABLES
 
 # Safety net: no test may reach a real cloud or API. Any client a test did not point at its own
 # local server (moto, the fakes) is sent to a closed local port instead of AWS, Anthropic or Slack.
@@ -22,9 +22,13 @@ for _name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_COST_
     os.environ.setdefault(_name, _NOWHERE + ("/api/" if _name.startswith("SENTINEL") else ""))
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
-# As in production, every documented variable exists before the definitions load (EnvVar
-# fields need them); monkeypatch then restores these values rather than deleting them.
-apply_defaults()
+# Every documented variable exists before the definitions load, so each resource field is an
+# EnvVar (read when a run starts) and a test's monkeypatch.setenv reaches the runs it makes;
+# monkeypatch then restores these values rather than deleting them. Production may leave any
+# unset (test_settings.py covers that path).
+for _variable in VARIABLES.values():
+    if _variable.name != "DAGSTER_HOME":
+        os.environ.setdefault(_variable.name, _variable.default)
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)

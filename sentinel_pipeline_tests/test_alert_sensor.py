@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from sentinel_pipeline.definitions import defs
+from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
 from sentinel_pipeline.delivery.ledger import LEDGER_PATH
-from sentinel_pipeline.resources import AlertSinkResource, StorageResource
 from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests.conftest import Backfill, run_days
 from sentinel_pipeline_tests.fake_slack import fake_slack

@@ -29,7 +29,7 @@ from sentinel_pipeline.annotation.prompt import (
     parse_data_block,
     render_anomaly,
 )
-from sentinel_pipeline.resources import AnnotatorResource
+from sentinel_pipeline.defs.resources import AnnotatorResource
 from sentinel_pipeline.schema import ALERT_COLUMNS
 from sentinel_pipeline.sources.root_causes import to_json
 from sentinel_pipeline.storage import TableStore

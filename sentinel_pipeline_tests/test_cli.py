@@ -164,7 +164,9 @@ def test_doctor_fails_on_a_broken_source(sentinel_env: Path, capsys: Capture,
     monkeypatch.setenv("SENTINEL_SOURCE_PATH", "/nonexistent/exports")
     code, out, _ = _run(["doctor"], capsys)
     assert code == 1
-    assert "[FAIL] SENTINEL_SOURCE_PATH=/nonexistent/exports" in out
+    failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
+    assert len(failed) == 1 and "'/nonexistent/exports' does not exist" in failed[0]
+    assert "set SENTINEL_SOURCE_PATH to a folder or s3:// prefix" in failed[0]  # the fix
 
 
 def test_demo_refuses_to_overwrite_a_real_source(sentinel_env: Path, capsys: Capture,

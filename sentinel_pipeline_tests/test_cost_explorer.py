@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sentinel_pipeline.defs.resources import CostSourceResource, StorageResource
 from sentinel_pipeline.errors import ConfigError, SourceError
-from sentinel_pipeline.resources import CostSourceResource, StorageResource
 from sentinel_pipeline.sources import cost_explorer as ce_source
 from sentinel_pipeline.sources.cost_explorer import CostExplorer, fetch_costs, root_causes
 from sentinel_pipeline.storage import TableStore
@@ -69,7 +69,8 @@ def test_pagination_follows_every_page_and_counts_requests(fake: FakeCostExplore
     fake.items = _grid(D0, 10, ["AmazonEC2", "AmazonS3", "AWSLambda"], ["111", "222"])
     fake.page_size = 7  # 60 groups -> 9 pages, some days split across two pages
     ce, _ = _ce()
-    rows = fetch_costs(D0, D0 + timedelta(days=9), ce=ce)
+    rows_result = fetch_costs(D0, D0 + timedelta(days=9), ce=ce)
+    rows = rows_result.rows
 
     daily = fake.bodies("DAILY")
     assert len(daily) == 9
@@ -82,14 +83,14 @@ def test_pagination_follows_every_page_and_counts_requests(fake: FakeCostExplore
                                                                          for i in range(10)))
     assert set(rows["region"]) == {"all"} and set(rows["source"]) == {"cost_explorer"}
     assert not rows.duplicated(["usage_date", "service", "account_id"]).any()
-    meta = rows.attrs["metadata"]
+    meta = rows_result.metadata
     assert meta["ce_requests"] == len(fake.requests) == 9 + 1  # + the record-type query
     assert meta["ce_request_cost_usd"] == pytest.approx(0.10)
 
 
 def test_end_is_exclusive(fake: FakeCostExplorer) -> None:
     fake.items = _grid(D0 - timedelta(days=1), 3, ["AmazonEC2"], ["111"])
-    rows = fetch_costs(D0, D0, ce=_ce()[0])
+    rows = fetch_costs(D0, D0, ce=_ce()[0]).rows
     assert fake.bodies("DAILY")[0]["TimePeriod"] == {"Start": "2025-06-01", "End": "2025-06-02"}
     assert list(rows["usage_date"]) == [D0] and rows["cost"].tolist() == [11.0]
 
@@ -97,7 +98,7 @@ def test_end_is_exclusive(fake: FakeCostExplorer) -> None:
 def test_a_90_day_backfill_is_one_query(fake: FakeCostExplorer) -> None:
     fake.items = _grid(D0, 90, ["AmazonEC2", "AmazonS3"], ["111", "222", "333"])
     fake.page_size = 5000
-    rows = fetch_costs(D0, D0 + timedelta(days=89), ce=_ce()[0])
+    rows = fetch_costs(D0, D0 + timedelta(days=89), ce=_ce()[0]).rows
     assert len(fake.bodies("DAILY")) == 1 and len(fake.requests) == 2
     assert rows["usage_date"].nunique() == 90
     assert fake.bodies("DAILY")[0]["TimePeriod"] == {"Start": "2025-06-01", "End": "2025-08-30"}
@@ -110,10 +111,11 @@ def test_throttling_is_retried_with_capped_backoff(fake: FakeCostExplorer) -> No
                    (503, "ServiceUnavailableException", "busy"),
                    (400, "LimitExceededException", "Rate exceeded")]
     ce, waits = _ce(base_delay=1.0, max_delay=3.0)
-    rows = fetch_costs(D0, D0 + timedelta(days=1), ce=ce)
+    rows_result = fetch_costs(D0, D0 + timedelta(days=1), ce=ce)
+    rows = rows_result.rows
     assert len(rows) == 2
     assert waits == [1.0, 2.0, 3.0, 3.0]  # doubling, capped at max_delay (jitter pinned to 1)
-    meta = rows.attrs["metadata"]
+    meta = rows_result.metadata
     assert meta["ce_requests"] == len(fake.requests) == 6 and meta["ce_retried_requests"] == 4
 
 
@@ -137,13 +139,14 @@ def test_server_errors_beyond_the_cap_name_the_endpoint(fake: FakeCostExplorer) 
 def test_estimated_days_then_final(fake: FakeCostExplorer) -> None:
     fake.items = _grid(D0, 3, ["AmazonEC2"], ["111"])
     fake.estimated = {D0 + timedelta(days=2)}
-    first = fetch_costs(D0, D0 + timedelta(days=2), ce=_ce()[0])
+    first_result = fetch_costs(D0, D0 + timedelta(days=2), ce=_ce()[0])
+    first = first_result.rows
     assert first["estimated"].tolist() == [False, False, True]
-    assert first.attrs["metadata"]["estimated_days"] == 1
+    assert first_result.metadata["estimated_days"] == 1
 
     fake.estimated = set()
     fake.items[-1].cost = 99.0  # the final bill differs from the estimate
-    final = fetch_costs(D0, D0 + timedelta(days=2), ce=_ce()[0])
+    final = fetch_costs(D0, D0 + timedelta(days=2), ce=_ce()[0]).rows
     assert final["estimated"].tolist() == [False, False, False]
     assert final["cost"].iloc[-1] == 99.0
 
@@ -151,12 +154,12 @@ def test_estimated_days_then_final(fake: FakeCostExplorer) -> None:
 def test_empty_days_and_a_service_appearing_mid_range(fake: FakeCostExplorer) -> None:
     fake.items = [i for i in _grid(D0, 6, ["AmazonEC2"], ["111"]) if i.day != D0 + timedelta(2)]
     fake.items += _grid(D0 + timedelta(days=4), 2, ["AmazonBedrock"], ["111"], cost=50.0)
-    rows = fetch_costs(D0, D0 + timedelta(days=6), ce=_ce()[0])
+    rows = fetch_costs(D0, D0 + timedelta(days=6), ce=_ce()[0]).rows
     by_day = rows.groupby("usage_date")["service"].apply(sorted).to_dict()
     assert D0 + timedelta(days=2) not in by_day and D0 + timedelta(days=6) not in by_day
     assert by_day[D0 + timedelta(days=4)] == ["AmazonBedrock", "AmazonEC2"]
     assert by_day[D0 + timedelta(days=3)] == ["AmazonEC2"]
-    empty = fetch_costs(D0 + timedelta(days=20), D0 + timedelta(days=21), ce=_ce()[0])
+    empty = fetch_costs(D0 + timedelta(days=20), D0 + timedelta(days=21), ce=_ce()[0]).rows
     assert len(empty) == 0 and list(empty.columns) == list(ce_source.RAW_COLUMNS)
 
 
@@ -164,18 +167,20 @@ def test_record_types_and_metric(fake: FakeCostExplorer) -> None:
     fake.items = _grid(D0, 2, ["AmazonEC2"], ["111"])
     fake.items += [Item(D0, "AmazonEC2", "111", "us-east-1", "Credit", -5.0, "Credit"),
                    Item(D0, "Tax", "111", "global", "Tax", 2.5, "Tax")]
-    rows = fetch_costs(D0, D0 + timedelta(days=1), ce=_ce()[0])
+    rows_result = fetch_costs(D0, D0 + timedelta(days=1), ce=_ce()[0])
+    rows = rows_result.rows
     assert rows["cost"].tolist() == [10.0, 11.0]
     assert fake.bodies("DAILY")[0]["Filter"] == {"Dimensions": {
         "Key": "RECORD_TYPE", "Values": ["Usage"], "MatchOptions": ["EQUALS"]}}
-    meta = rows.attrs["metadata"]
+    meta = rows_result.metadata
     assert meta["excluded_from_detection"] == {"Credit": -5.0, "Tax": 2.5}
     assert meta["charges_by_record_type"]["Usage"] == 21.0
 
-    with_credits = fetch_costs(D0, D0 + timedelta(days=1), "AmortizedCost", ["Usage", "Credit"],
-                               ce=_ce()[0])
+    with_credits_result = fetch_costs(D0, D0 + timedelta(days=1), "AmortizedCost",
+                                      ["Usage", "Credit"], ce=_ce()[0])
+    with_credits = with_credits_result.rows
     assert with_credits["cost"].tolist() == pytest.approx([(10 - 5) * 0.9, 11 * 0.9])
-    assert with_credits.attrs["metadata"]["excluded_from_detection"] == {"Tax": 2.25}
+    assert with_credits_result.metadata["excluded_from_detection"] == {"Tax": 2.25}
 
     before = len(fake.requests)
     with pytest.raises(ConfigError, match="SENTINEL_CE_METRIC"):
@@ -206,7 +211,7 @@ def test_drill_down_names_region_and_usage_type(fake: FakeCostExplorer) -> None:
                               "account_id": ["111"], "region": ["all"]})
     ce, _ = _ce()
     causes = root_causes(anomalies, ce=ce)
-    top = json.loads(causes[0])
+    top = json.loads(causes.causes[0])
     assert top[0]["region"] == "us-west-2" and top[0]["usage_type"] == "BoxUsage:p4d.24xlarge"
     assert top[0]["increase"] == 700.0  # credits are not in the configured record types
     assert top[1]["usage_type"] == "DataTransfer-Out-Bytes" and top[1]["increase"] == 40.0
@@ -226,7 +231,7 @@ def test_drill_down_failure_leaves_blanks_and_stops(fake: FakeCostExplorer) -> N
                               "account_id": ["111", "111"], "region": ["all", "all"]})
     ce, _ = _ce(max_attempts=3)
     causes = root_causes(anomalies, ce=ce)
-    assert list(causes) == ["", ""]
+    assert causes.causes == ["", ""]
     assert causes.requests == len(fake.requests) == 3  # no second series after the failure
 
 
@@ -235,7 +240,7 @@ def test_wrong_region_in_the_environment_is_ignored(fake: FakeCostExplorer,
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-southeast-2")
     fake.items = _grid(D0, 1, ["AmazonEC2"], ["111"])
-    assert len(fetch_costs(D0, D0, ce=_ce()[0])) == 1
+    assert len(fetch_costs(D0, D0, ce=_ce()[0]).rows) == 1
     assert set(fake.regions_signed) == {"us-east-1"}
 
 

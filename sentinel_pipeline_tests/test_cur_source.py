@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentinel_pipeline.cli import failure_messages
+from sentinel_pipeline.defs.resources import CostSourceResource
 from sentinel_pipeline.errors import SourceError
-from sentinel_pipeline.resources import CostSourceResource
 from sentinel_pipeline.sources import root_causes as rc
 from sentinel_pipeline.sources.cur import estimated_days, read_cur
 from sentinel_pipeline.storage import TableStore
@@ -60,13 +60,14 @@ def _january(tmp_path: Path) -> Path:
 
 def test_daily_series_from_a_local_export(tmp_path: Path) -> None:
     path = _january(tmp_path)
-    df = read_cur(str(path), D(2025, 1, 1), D(2025, 1, 2), today=OLD)
+    df_result = read_cur(str(path), D(2025, 1, 1), D(2025, 1, 2), today=OLD)
+    df = df_result.rows
     assert list(df["source"].unique()) == ["cur"] and not df["estimated"].any()
     assert _series(df, "AmazonEC2") == {D(2025, 1, 1): 16.5, D(2025, 1, 2): 12.0}
     s3 = df[df["service"] == "AmazonS3"].set_index("account_id")
     assert s3.loc["111122223333", "cost"] == 3.0 and s3.loc["444455556666", "cost"] == 4.0
     assert set(s3["region"]) == {"global"}
-    meta = df.attrs["metadata"]
+    meta = df_result.metadata
     assert meta["cur_excluded_cost_by_line_item_type"] == {"Credit": -6.0, "Refund": -1.0,
                                                            "Tax": 2.25}
     assert meta["cur_files_read"] == 1 and meta["cur_billing_periods"] == JAN
@@ -76,10 +77,10 @@ def test_daily_series_from_a_local_export(tmp_path: Path) -> None:
 
 def test_estimated_while_aws_may_rewrite_the_period(tmp_path: Path) -> None:
     path = _january(tmp_path)
-    df = read_cur(str(path), D(2025, 1, 1), D(2025, 1, 2), today=D(2025, 2, 15))
+    df = read_cur(str(path), D(2025, 1, 1), D(2025, 1, 2), today=D(2025, 2, 15)).rows
     assert df["estimated"].all()  # previous period, 14 days after it closed
     assert not read_cur(str(path), D(2025, 1, 1), D(2025, 1, 2),
-                        today=D(2025, 2, 16))["estimated"].any()
+                        today=D(2025, 2, 16)).rows["estimated"].any()
     days = [D(2025, 1, 31), D(2025, 2, 1), D(2025, 3, 1)]
     assert estimated_days(days, D(2025, 2, 10)).tolist() == [True, True, True]
     assert estimated_days(days, D(2025, 3, 10)).tolist() == [False, True, True]
@@ -94,13 +95,15 @@ def test_manifest_decides_which_files_are_read(tmp_path: Path) -> None:
     files = {fake.data_key(JAN, 1): one, fake.data_key(JAN, 2): two}
     path = _write(tmp_path / "with", {**files, fake.manifest_key(JAN): fake.manifest_bytes(
         "s3://billing/exports", JAN, [1])})
-    df = read_cur(str(path), D(2025, 1, 5), D(2025, 1, 5), today=OLD)
+    df_result = read_cur(str(path), D(2025, 1, 5), D(2025, 1, 5), today=OLD)
+    df = df_result.rows
     assert df["cost"].sum() == 10.0
-    assert df.attrs["metadata"]["cur_files_not_in_manifest"] == 1
+    assert df_result.metadata["cur_files_not_in_manifest"] == 1
     path = _write(tmp_path / "without", files)
-    df = read_cur(str(path), D(2025, 1, 5), D(2025, 1, 5), today=OLD)
+    df_result = read_cur(str(path), D(2025, 1, 5), D(2025, 1, 5), today=OLD)
+    df = df_result.rows
     assert df["cost"].sum() == 1010.0
-    assert df.attrs["metadata"]["cur_periods_without_manifest"] == JAN
+    assert df_result.metadata["cur_periods_without_manifest"] == JAN
     # A manifest naming a file that is gone: a rewrite is under way, retry later.
     path = _write(tmp_path / "gone", {fake.data_key(JAN, 1): one, fake.manifest_key(JAN):
                                       fake.manifest_bytes("s3://b/p", JAN, [1, 3])})
@@ -132,7 +135,7 @@ def test_cost_measures_follow_the_aws_formulas(tmp_path: Path) -> None:
             "SavingsPlanRecurringFee,Fee"
 
     def total(cost: str, types: str = every) -> float:
-        df = read_cur(str(path), day, day, cost=cost, line_item_types=types, today=OLD)
+        df = read_cur(str(path), day, day, cost=cost, line_item_types=types, today=OLD).rows
         return round(float(df["cost"].sum()), 6)
 
     assert total("unblended") == 3 + 10 - 10 + 0 + 100 + 20 + 500
@@ -253,9 +256,9 @@ def test_root_causes_never_fail_the_run(tmp_path: Path) -> None:
     anomalies = pd.DataFrame({"usage_date": [D(2025, 1, 2)], "service": ["AmazonEC2"],
                               "account_id": ["111122223333"], "region": ["us-east-1"]})
     gone = CostSourceResource(source="cur", source_path=str(tmp_path / "gone"))
-    assert gone.root_causes(anomalies) == [""]
+    assert gone.root_causes(anomalies).causes == [""]
     path = _january(tmp_path)
-    found = CostSourceResource(source="cur", source_path=str(path)).root_causes(anomalies)
+    found = CostSourceResource(source="cur", source_path=str(path)).root_causes(anomalies).causes
     causes = rc.from_json(found[0])
     assert causes[0]["usage_type"] == "USE1-BoxUsage:m5.large" and causes[0]["actual"] == 12.0
 
@@ -270,7 +273,7 @@ def test_zoned_timestamps_are_utc_days(tmp_path: Path) -> None:
     target = tmp_path / fake.data_key(JAN)
     target.parent.mkdir(parents=True)
     pq.write_table(table, target)
-    df = read_cur(str(tmp_path / fake.EXPORT), D(2025, 1, 1), D(2025, 1, 2), today=OLD)
+    df = read_cur(str(tmp_path / fake.EXPORT), D(2025, 1, 1), D(2025, 1, 2), today=OLD).rows
     assert _series(df, "AmazonEC2") == {D(2025, 1, 1): 2.0, D(2025, 1, 2): 3.0}
 
 

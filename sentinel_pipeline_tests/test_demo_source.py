@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from sentinel_pipeline.schema import RAW_COLUMNS, SERIES_KEY, empty_frame
+from sentinel_pipeline.settings import DEMO_SERIES
 from sentinel_pipeline.sources import demo
 from sentinel_pipeline.sources.demo import (
-    DEFAULT_SERIES_COUNT,
     demo_known_anomalies,
     generate_demo_costs,
 )
@@ -29,7 +29,7 @@ def two_years() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def two_years_clean() -> pd.DataFrame:
-    return demo._generate(START, END, DEFAULT_SERIES_COUNT, inject=False)
+    return demo._generate(START, END, DEMO_SERIES, inject=False)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_procedural_series_sort_and_stay_unique() -> None:
 
 def test_series_catalogue_is_realistic(two_years: pd.DataFrame) -> None:
     series = two_years[SERIES_KEY].drop_duplicates()
-    assert len(series) == DEFAULT_SERIES_COUNT
+    assert len(series) == DEMO_SERIES
     assert series["account_id"].nunique() == 3
     assert {"us-east-1", "eu-west-1", "us-west-2", "global"} <= set(series["region"])
     for service in (
@@ -300,7 +300,7 @@ def _event_days(known: pd.DataFrame) -> pd.DataFrame:
     return out.astype({c: "string" for c in SERIES_KEY})
 
 
-@pytest.mark.parametrize("series_count", [DEFAULT_SERIES_COUNT, 300])
+@pytest.mark.parametrize("series_count", [DEMO_SERIES, 300])
 def test_known_anomalies_match_what_is_injected(series_count: int) -> None:
     start, end = dt.date(2025, 1, 1), dt.date(2025, 12, 31)
     known = demo_known_anomalies(start, end, series_count)
@@ -330,7 +330,7 @@ def test_known_anomalies_match_what_is_injected(series_count: int) -> None:
     assert set(differs[keys].itertuples(index=False, name=None)) <= touched
 
 
-@pytest.mark.parametrize("series_count", [DEFAULT_SERIES_COUNT, 300])
+@pytest.mark.parametrize("series_count", [DEMO_SERIES, 300])
 def test_known_anomalies_are_visible_in_the_data(series_count: int) -> None:
     start, end = dt.date(2025, 1, 1), dt.date(2025, 12, 31)
     known = demo_known_anomalies(start, end, series_count)

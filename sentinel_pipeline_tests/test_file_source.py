@@ -123,7 +123,8 @@ def test_focus_parquet_hourly_rows_become_utc_days(tmp_path: Path) -> None:
             "ChargeCategory": ["Usage"] * 3,
         },
     )
-    df = read_cost_files(str(tmp_path), D(2025, 1, 31), D(2025, 2, 1))
+    df_result = read_cost_files(str(tmp_path), D(2025, 1, 31), D(2025, 2, 1))
+    df = df_result.rows
     assert list(df.columns) == schema.RAW_COLUMNS
     assert _records(df) == [
         (D(2025, 1, 31), "Amazon EC2", ACCOUNT, "us-east-1", 3.75, "USD"),
@@ -134,8 +135,8 @@ def test_focus_parquet_hourly_rows_become_utc_days(tmp_path: Path) -> None:
     assert df["estimated"].dtype == bool and not df["estimated"].any()
     assert set(df["source"]) == {"focus"}
     assert all(type(d) is dt.date for d in df["usage_date"])
-    assert df.attrs["files_read"] == 2
-    assert df.attrs["excluded_cost"] == {}
+    assert df_result.metadata["focus_files_read"] == 2
+    assert df_result.metadata["focus_excluded_cost"] == {}
 
 
 def test_csv_and_gzip_csv_with_and_without_offsets(tmp_path: Path) -> None:
@@ -161,14 +162,15 @@ def test_csv_and_gzip_csv_with_and_without_offsets(tmp_path: Path) -> None:
         FOCUS_HEADER,
         [_focus_row("2025-03-02 13:00:00", "0.25", service="AWS Lambda", region="eu-west-1")],
     )
-    df = read_cost_files(str(tmp_path), D(2025, 3, 1), D(2025, 3, 2))
+    df_result = read_cost_files(str(tmp_path), D(2025, 3, 1), D(2025, 3, 2))
+    df = df_result.rows
     assert _records(df) == [
         (D(2025, 3, 1), "Amazon EC2", ACCOUNT, "us-east-1", 2.0, "USD"),
         (D(2025, 3, 2), "AWS Lambda", ACCOUNT, "eu-west-1", 0.25, "USD"),
         (D(2025, 3, 2), "Amazon EC2", ACCOUNT, "us-east-1", 12.25, "USD"),
     ]
-    assert df.attrs["files_read"] == 3
-    only_first_day = read_cost_files(str(tmp_path), D(2025, 3, 1), D(2025, 3, 1))
+    assert df_result.metadata["focus_files_read"] == 3
+    only_first_day = read_cost_files(str(tmp_path), D(2025, 3, 1), D(2025, 3, 1)).rows
     assert _records(only_first_day) == [
         (D(2025, 3, 1), "Amazon EC2", ACCOUNT, "us-east-1", 2.0, "USD")
     ]
@@ -194,7 +196,7 @@ def test_parquet_timestamps_in_other_zones_and_bigquery_text(tmp_path: Path) -> 
         ["ChargePeriodStart", "ServiceName", "SubAccountId", "BilledCost"],
         [["2025-02-01 00:00:00 UTC", "Amazon EC2", ACCOUNT, "3"]],
     )
-    df = read_cost_files(str(tmp_path), D(2025, 1, 31), D(2025, 2, 1))
+    df = read_cost_files(str(tmp_path), D(2025, 1, 31), D(2025, 2, 1)).rows
     assert _records(df) == [(D(2025, 2, 1), "Amazon EC2", ACCOUNT, "global", 5.0, "USD")]
 
 
@@ -216,15 +218,17 @@ def test_charge_categories_filter_and_excluded_cost(tmp_path: Path) -> None:
             _focus_row("2025-04-11T05:00:00Z", "-100", category="Credit"),  # out of range
         ],
     )
-    df = read_cost_files(str(tmp_path), D(2025, 4, 10), D(2025, 4, 10))
+    df_result = read_cost_files(str(tmp_path), D(2025, 4, 10), D(2025, 4, 10))
+    df = df_result.rows
     assert _records(df) == [(D(2025, 4, 10), "Amazon EC2", ACCOUNT, "us-east-1", 37.0, "USD")]
-    assert df.attrs["excluded_cost"] == {"adjustment": 2.0, "credit": -7.0}
+    assert df_result.metadata["focus_excluded_cost"] == {"adjustment": 2.0, "credit": -7.0}
 
-    usage_only = read_cost_files(
+    usage_only_result = read_cost_files(
         str(tmp_path), D(2025, 4, 10), D(2025, 4, 10), charge_categories=("Usage",)
     )
+    usage_only = usage_only_result.rows
     assert usage_only["cost"].tolist() == [15.5]
-    assert usage_only.attrs["excluded_cost"] == {
+    assert usage_only_result.metadata["focus_excluded_cost"] == {
         "adjustment": 2.0,
         "credit": -7.0,
         "purchase": 20.0,
@@ -239,9 +243,10 @@ def test_without_charge_category_column_all_rows_are_kept(tmp_path: Path) -> Non
         ["ChargePeriodStart", "ServiceName", "SubAccountId", "BilledCost"],
         [["2025-04-10", "Amazon RDS", ACCOUNT, "3"], ["2025-04-10", "Amazon RDS", ACCOUNT, "-1"]],
     )
-    df = read_cost_files(str(tmp_path), D(2025, 4, 10), D(2025, 4, 10))
+    df_result = read_cost_files(str(tmp_path), D(2025, 4, 10), D(2025, 4, 10))
+    df = df_result.rows
     assert _records(df) == [(D(2025, 4, 10), "Amazon RDS", ACCOUNT, "global", 2.0, "USD")]
-    assert df.attrs["excluded_cost"] == {}
+    assert df_result.metadata["focus_excluded_cost"] == {}
 
 
 def test_null_empty_and_missing_regions_become_global(tmp_path: Path) -> None:
@@ -272,7 +277,7 @@ def test_null_empty_and_missing_regions_become_global(tmp_path: Path) -> None:
         ["ChargePeriodStart", "ServiceName", "SubAccountId", "BilledCost"],
         [[when, "Amazon EC2", ACCOUNT, "16"]],
     )
-    df = read_cost_files(str(tmp_path), D(2025, 5, 1), D(2025, 5, 1))
+    df = read_cost_files(str(tmp_path), D(2025, 5, 1), D(2025, 5, 1)).rows
     assert _records(df) == [
         (D(2025, 5, 1), "Amazon EC2", ACCOUNT, "eu-central-1", 8.0, "USD"),
         (D(2025, 5, 1), "Amazon EC2", ACCOUNT, "global", 23.0, "USD"),
@@ -301,7 +306,7 @@ def test_sentinel_records_csv_and_parquet(tmp_path: Path) -> None:
             "currency": ["eur"],
         },
     )
-    df = read_cost_files(str(tmp_path), D(2025, 6, 1), D(2025, 6, 2))
+    df = read_cost_files(str(tmp_path), D(2025, 6, 1), D(2025, 6, 2)).rows
     assert _records(df) == [
         (D(2025, 6, 1), "Compute", "acct-1", "us-east-1", 4.0, "USD"),
         (D(2025, 6, 2), "Compute", "acct-3", "us-east-1", 10.0, "EUR"),
@@ -330,9 +335,10 @@ def test_billing_periods_outside_range_are_not_opened(tmp_path: Path) -> None:
     (tmp_path / "_temporary").mkdir()
     (tmp_path / "_temporary" / "part-9.parquet").write_bytes(b"half written")
 
-    df = read_cost_files(str(tmp_path), D(2025, 1, 1), D(2025, 1, 31))
+    df_result = read_cost_files(str(tmp_path), D(2025, 1, 1), D(2025, 1, 31))
+    df = df_result.rows
     assert df["cost"].tolist() == [7.0]
-    assert df.attrs["files_read"] == 1
+    assert df_result.metadata["focus_files_read"] == 1
 
     # The same corrupt file fails once its period is asked for: pruning is what skipped it.
     with pytest.raises(SourceError) as info:
@@ -345,7 +351,7 @@ def test_repeated_rows_are_summed(tmp_path: Path) -> None:
     """Identical line items (several resources per series and hour) add up, not collapse."""
     row = _focus_row("2025-07-04T12:00:00Z", "1.1")
     _write_csv(tmp_path / "dupes.csv", FOCUS_HEADER, [row, row, row])
-    df = read_cost_files(str(tmp_path), D(2025, 7, 4), D(2025, 7, 4))
+    df = read_cost_files(str(tmp_path), D(2025, 7, 4), D(2025, 7, 4)).rows
     assert df["cost"].round(9).tolist() == [3.3]
 
 
@@ -363,10 +369,10 @@ def test_cost_column_is_selectable_and_decimals_are_read(tmp_path: Path) -> None
             "EffectiveCost": pa.array([Decimal("7.50"), None], pa.decimal128(18, 2)),
         },
     )
-    billed = read_cost_files(str(tmp_path), D(2025, 8, 1), D(2025, 8, 1))
+    billed = read_cost_files(str(tmp_path), D(2025, 8, 1), D(2025, 8, 1)).rows
     effective = read_cost_files(
         str(tmp_path), D(2025, 8, 1), D(2025, 8, 1), cost_column="effectivecost"
-    )
+    ).rows
     assert billed["cost"].tolist() == [15.0]
     assert effective["cost"].tolist() == [7.5]
 
@@ -374,17 +380,19 @@ def test_cost_column_is_selectable_and_decimals_are_read(tmp_path: Path) -> None
 def test_empty_range_gives_empty_frame(tmp_path: Path) -> None:
     """Files exist but hold no row in the range: an empty, well-typed frame, not an error."""
     _write_csv(tmp_path / "a.csv", FOCUS_HEADER, [_focus_row("2025-01-01T00:00:00Z", "1")])
-    df = read_cost_files(str(tmp_path), D(2026, 1, 1), D(2026, 1, 31))
+    df_result = read_cost_files(str(tmp_path), D(2026, 1, 1), D(2026, 1, 31))
+    df = df_result.rows
     assert df.empty
     assert list(df.columns) == schema.RAW_COLUMNS
     assert df["cost"].dtype == "float64"
-    assert df.attrs == {"excluded_cost": {}, "files_read": 1}
+    meta = df_result.metadata
+    assert (meta["focus_excluded_cost"], meta["focus_files_read"]) == ({}, 1)
 
 
 def test_a_single_file_path_is_read(tmp_path: Path) -> None:
     """SENTINEL_SOURCE_PATH may point at one export file."""
     path = _write_csv(tmp_path / "a.csv", FOCUS_HEADER, [_focus_row("2025-01-01", "1")])
-    df = read_cost_files(str(path), D(2025, 1, 1), D(2025, 1, 1))
+    df = read_cost_files(str(path), D(2025, 1, 1), D(2025, 1, 1)).rows
     assert df["cost"].tolist() == [1.0]
 
 
@@ -520,7 +528,7 @@ def test_two_currencies_for_one_series(tmp_path: Path) -> None:
     assert f"EUR (in {eur})" in message and f"USD (in {usd})" in message
     assert "one billing currency" in message
     # One currency per series is fine even if series differ.
-    assert len(read_cost_files(str(tmp_path), D(2025, 1, 1), D(2025, 1, 1))) == 1
+    assert len(read_cost_files(str(tmp_path), D(2025, 1, 1), D(2025, 1, 1)).rows) == 1
 
 
 def test_unknown_cost_column_is_rejected_before_reading(tmp_path: Path) -> None:
@@ -613,7 +621,8 @@ def test_permission_denied_reading_a_file(tmp_path: Path, deny: set[str], name: 
     assert f"permission denied reading {path}" in message
     assert "fix permissions" in message
     deny.clear()
-    assert read_cost_files(str(tmp_path), D(2025, 1, 1), D(2025, 1, 1))["cost"].tolist() == [2.0]
+    rows = read_cost_files(str(tmp_path), D(2025, 1, 1), D(2025, 1, 1)).rows
+    assert rows["cost"].tolist() == [2.0]
 
 
 def test_permission_denied_listing_the_folder(tmp_path: Path, deny: set[str]) -> None:
@@ -666,9 +675,11 @@ def test_s3_prefix_with_endpoint_from_environment(s3_env: str) -> None:
     )
     client.put_object(Bucket="billing", Key=f"{prefix}/Manifest.json", Body=b"{}")
 
-    df = read_cost_files(f"s3://billing/{prefix}", D(2025, 1, 31), D(2025, 1, 31))
+    df_result = read_cost_files(f"s3://billing/{prefix}", D(2025, 1, 31), D(2025, 1, 31))
+    df = df_result.rows
     assert _records(df) == [(D(2025, 1, 31), "Amazon EC2", ACCOUNT, "us-east-1", 1.75, "USD")]
-    assert df.attrs == {"excluded_cost": {"credit": 2.0}, "files_read": 2}
+    meta = df_result.metadata
+    assert (meta["focus_excluded_cost"], meta["focus_files_read"]) == ({"credit": 2.0}, 2)
 
     message = _error(f"s3://billing/{prefix}", D(2024, 12, 1), D(2024, 12, 1))
     assert f"s3://billing/{prefix}/BILLING_PERIOD=2024-12/part-0.parquet" in message

@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sentinel_pipeline.resources import CostSourceResource
+from sentinel_pipeline.defs.resources import CostSourceResource
 from sentinel_pipeline.sources import root_causes as rc
+from sentinel_pipeline.sources.base import SourceResult
 from sentinel_pipeline.sources.files import read_cost_files
 
 SAMPLE = Path(__file__).parent / "data" / "focus-1.0"
@@ -27,8 +28,13 @@ D = date
 
 
 @pytest.fixture(scope="module")
-def sample():  # type: ignore[no-untyped-def]
+def sample_result() -> SourceResult:
     return read_cost_files(str(SAMPLE), D(2024, 9, 1), D(2024, 9, 30))
+
+
+@pytest.fixture(scope="module")
+def sample(sample_result: SourceResult) -> pd.DataFrame:
+    return sample_result.rows
 
 
 def test_daily_totals_match_the_hand_check(sample) -> None:  # type: ignore[no-untyped-def]
@@ -65,10 +71,12 @@ def test_series_match_the_hand_check(  # type: ignore[no-untyped-def]
     assert float(row["cost"].iloc[0]) == pytest.approx(expected, abs=1e-9)
 
 
-def test_credits_and_adjustments_are_reported_not_counted(sample) -> None:  # type: ignore[no-untyped-def]
-    assert sample.attrs["excluded_cost"] == pytest.approx({"credit": -2.6137,
-                                                          "adjustment": 0.272})
-    assert sample.attrs["files_read"] == 1
+def test_credits_and_adjustments_are_reported_not_counted(
+    sample: pd.DataFrame, sample_result: SourceResult
+) -> None:
+    assert sample_result.metadata["focus_excluded_cost"] == pytest.approx(
+        {"credit": -2.6137, "adjustment": 0.272})
+    assert sample_result.metadata["focus_files_read"] == 1
     assert sample[["service", "account_id", "region"]].drop_duplicates().shape[0] == 281
 
 
@@ -77,7 +85,8 @@ def test_root_causes_on_the_sample() -> None:
     anomalies = pd.DataFrame({"usage_date": [D(2024, 9, 24), D(2024, 9, 24)],
                               "service": ["Amazon Elastic Compute Cloud", "no such service"],
                               "account_id": ["11353890204", "1"], "region": ["us-east-1", "x"]})
-    found = CostSourceResource(source="focus", source_path=str(SAMPLE)).root_causes(anomalies)
+    found = CostSourceResource(source="focus", source_path=str(SAMPLE)).root_causes(
+        anomalies).causes
     assert found[1] == ""
     causes = rc.from_json(found[0])
     # Hand check (csv module): on 2024-09-24 the series' largest charges by (ChargeDescription,

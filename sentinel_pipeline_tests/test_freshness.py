@@ -13,12 +13,9 @@ import dagster as dg
 from dagster._core.test_utils import freeze_time
 
 from sentinel_pipeline.definitions import defs
-from sentinel_pipeline.freshness import (
-    RAW_FRESHNESS_CHECK,
-    raw_freshness_checks,
-    raw_freshness_sensor,
-)
-from sentinel_pipeline.partitions import daily_partitions
+from sentinel_pipeline.defs.checks import RAW_FRESHNESS_CHECK, raw_freshness_checks
+from sentinel_pipeline.defs.partitions import daily_partitions
+from sentinel_pipeline.defs.sensors import raw_freshness_sensor
 from sentinel_pipeline_tests.conftest import run_days
 
 AFTER_DEADLINE = datetime(2025, 1, 21, 10, 30, tzinfo=UTC)  # 2025-01-20 is due

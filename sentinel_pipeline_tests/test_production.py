@@ -23,7 +23,7 @@ import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from sentinel_pipeline.definitions import defs
-from sentinel_pipeline.resources import AlertSinkResource, StorageResource
+from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
 from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests.conftest import run_days
 

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from sentinel_pipeline.quality_checks import (
+from sentinel_pipeline.defs.checks import (
     anomalies_consistent,
     baseline_coverage,
     raw_days_complete,

@@ -12,17 +12,18 @@ import pyarrow as pa
 import pytest
 
 from sentinel_pipeline.annotation.prompt import ACTIONS
-from sentinel_pipeline.assets.raw_checks import raw_check_results
 from sentinel_pipeline.definitions import defs
-from sentinel_pipeline.quality_checks import (
+from sentinel_pipeline.defs.checks import (
     RAW_ARROW_TYPES,
     alerts_explained,
     parquet_schema_matches,
+    raw_check_results,
     raw_no_missing_values,
     raw_one_currency_per_series,
 )
-from sentinel_pipeline.resources import CostSourceResource
+from sentinel_pipeline.defs.resources import CostSourceResource
 from sentinel_pipeline.schema import RAW_COLUMNS, conform
+from sentinel_pipeline.sources.base import SourceResult
 from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests.conftest import run_days
 
@@ -39,7 +40,7 @@ def _raw(**changes: list) -> pd.DataFrame:
 def _results(tmp_path: Path, frame: pd.DataFrame) -> dict[str, dg.AssetCheckResult]:
     store = TableStore(str(tmp_path))
     store.write_partition("raw_daily_costs", D, frame)
-    return {r.check_name: r for r in raw_check_results(store, {D: frame})}
+    return {r.check_name: r for r in raw_check_results(store, {D: frame}, None)}
 
 
 def test_missing_values_are_counted_per_column() -> None:
@@ -89,8 +90,12 @@ def test_a_failed_blocking_check_stops_the_run_before_alerts(
 ) -> None:
     # A source bug validate_raw_costs does not catch: the region lost on every row.
     fetch = CostSourceResource.fetch
-    monkeypatch.setattr(CostSourceResource, "fetch",
-                        lambda self, start, end: fetch(self, start, end).assign(region=""))
+
+    def without_region(self: CostSourceResource, start: date, end: date) -> SourceResult:
+        fetched = fetch(self, start, end)
+        return SourceResult(fetched.rows.assign(region=""), fetched.metadata)
+
+    monkeypatch.setattr(CostSourceResource, "fetch", without_region)
     result = run_days(instance, D, D, raise_on_error=False)
     assert not result.success
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sentinel_pipeline.definitions import defs
-from sentinel_pipeline.resources import CostSourceResource, StorageResource
+from sentinel_pipeline.defs.resources import CostSourceResource, StorageResource
 from sentinel_pipeline.schema import RAW_COLUMNS, conform
 from sentinel_pipeline.storage import TableStore
 

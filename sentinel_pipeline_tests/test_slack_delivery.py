@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from sentinel_pipeline.definitions import defs
+from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
 from sentinel_pipeline.delivery.deliver import deliver_day, partition_link
 from sentinel_pipeline.delivery.ledger import LEDGER_PATH, DeliveryLedger
 from sentinel_pipeline.delivery.message import (
@@ -24,7 +25,6 @@ from sentinel_pipeline.delivery.message import (
 from sentinel_pipeline.delivery.routing import Router, load_router
 from sentinel_pipeline.delivery.sinks import OutboxSink, SlackSink
 from sentinel_pipeline.errors import ConfigError
-from sentinel_pipeline.resources import AlertSinkResource, StorageResource
 from sentinel_pipeline.schema import ALERT_COLUMNS
 from sentinel_pipeline.sources.root_causes import to_json
 from sentinel_pipeline.storage import TableStore

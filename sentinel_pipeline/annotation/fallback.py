@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from sentinel_pipeline.formatting import money
 from sentinel_pipeline.schema import ALERT_COLUMNS, conform
 from sentinel_pipeline.sources.root_causes import describe, from_json
 
@@ -48,12 +49,6 @@ _DEFAULT_HINT = ("Cost Explorer filtered to this service and account, grouped by
                  "more usage of this service than its recent pattern")
 
 
-def _money(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"-${abs(value):,.2f}" if value < 0 else f"${value:,.2f}"
-
-
 def _hint(service: str) -> tuple[str, str]:
     name = service.lower()
     for fragment, where, cause in _HINTS:
@@ -70,28 +65,28 @@ def explain_row(row: pd.Series) -> dict[str, object]:
     kind = str(row["kind"])
     place = f"{row['service']} in account {row['account_id']} ({row['region']})"
     if kind == "new_spend":
-        explanation = (f"{place} had no spend in the lookback window and cost {_money(actual)} "
+        explanation = (f"{place} had no spend in the lookback window and cost {money(actual)} "
                        f"on {row['usage_date']}: a new service or resource started billing.")
         likely = f"something new was launched: {cause}"
         action, advice = "review", "Confirm the new spend is intended and has an owner."
     elif kind == "drop":
-        explanation = (f"{place} cost {_money(actual)} on {row['usage_date']}, "
-                       f"{_money(-impact)} less than the expected {_money(expected)}.")
+        explanation = (f"{place} cost {money(actual)} on {row['usage_date']}, "
+                       f"{money(-impact)} less than the expected {money(expected)}.")
         likely = "resources were stopped or deleted, a credit applied, or data is missing"
         action, advice = "review", "Confirm the drop is intended and billing data is complete."
     elif kind in ("sustained", "level_shift"):
         since = row.get("anomaly_start")
         pct_text = "" if pct is None or pd.isna(pct) else f" ({pct:+.0f} %)"
         explanation = (f"{place} has cost more than expected every day since {since}; on "
-                       f"{row['usage_date']} it cost {_money(actual)}, {_money(impact)} above the "
-                       f"expected {_money(expected)}{pct_text}.")
+                       f"{row['usage_date']} it cost {money(actual)}, {money(impact)} above the "
+                       f"expected {money(expected)}{pct_text}.")
         likely = f"a lasting increase: {cause}"
         action, advice = (("stop", f"Find and stop what was started around {since}.")
                           if impact >= 500 else ("review", f"Check what changed around {since}."))
     else:
         pct_text = "" if pct is None or pd.isna(pct) else f" ({pct:+.0f} %)"
-        explanation = (f"{place} cost {_money(actual)} on {row['usage_date']}, "
-                       f"{_money(impact)} more than the expected {_money(expected)}{pct_text}; "
+        explanation = (f"{place} cost {money(actual)} on {row['usage_date']}, "
+                       f"{money(impact)} more than the expected {money(expected)}{pct_text}; "
                        f"score {row['score']:.1f}.")
         likely = cause
         action, advice = (("stop", "Find and stop what is running unexpectedly.")

@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from sentinel_pipeline.delivery.message import MAX_SECTION_CHARS, clip, escape, money
+from sentinel_pipeline.delivery.message import MAX_SECTION_CHARS, clip, escape
+from sentinel_pipeline.formatting import money
 from sentinel_pipeline.schema import SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 

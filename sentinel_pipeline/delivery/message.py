@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from sentinel_pipeline.formatting import money
 from sentinel_pipeline.sources.root_causes import describe, from_json
 
 MAX_ALERTS_SHOWN = 10
@@ -47,15 +48,6 @@ def redact(text: str) -> str:
     return _TOKEN.sub("[redacted]", text)
 
 
-def money(value: object, currency: object = "USD") -> str:
-    if value is None or pd.isna(value):
-        return "n/a"
-    amount = float(value)  # type: ignore[arg-type]
-    if isinstance(currency, str) and currency and currency != "USD":
-        return f"{amount:,.2f} {escape(currency, 10)}"
-    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
-
-
 def _optional(row: pd.Series, column: str) -> Any:
     value = row.get(column)
     if value is None or (not isinstance(value, str | list | dict) and pd.isna(value)):
@@ -65,7 +57,7 @@ def _optional(row: pd.Series, column: str) -> Any:
 
 def alert_text(row: pd.Series) -> str:
     """One alert's section: what, how much, why, where the money went, what to do."""
-    currency = _optional(row, "currency") or "USD"
+    currency = escape(str(_optional(row, "currency") or "USD"), 10)
     pct = _optional(row, "pct_change")
     pct_text = f" ({float(pct):+,.0f} %)" if pct is not None else " (new spend)"
     labels = [f"_{escape(row['kind'], 40)}_"]

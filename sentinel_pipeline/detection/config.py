@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-METHODS: tuple[str, ...] = ("robust", "seed")
+from sentinel_pipeline import settings
+from sentinel_pipeline.settings import METHODS
 
 
 @dataclass(frozen=True)
@@ -12,20 +13,15 @@ class DetectionConfig:
     """Thresholds of the detector.
 
     The seed method uses only its own fixed rule (z > 2, +50 %, $1 floor, 7 rows of 30 days);
-    the robust method uses every field.
+    the robust method uses every field. Defaults and their reasons: settings.py.
     """
 
-    method: str = "robust"
-    # Smallest $ change of one day worth an alert: below it nobody acts, whatever the score.
-    min_impact: float = 20.0
-    # Smallest % change worth an alert, so huge series do not alert on rounding noise.
-    min_pct_change: float = 20.0
-    # How many robust standard deviations (MAD-based) away from expected a day must be.
-    score_threshold: float = 4.0
-    # Days of history the baseline looks at (robust); covers a month and 8 weeks of weekdays.
-    lookback_days: int = 63
-    # Cost drops are always recorded (kind=drop); they reach Slack only when this is set.
-    alert_on_drops: bool = False
+    method: str = settings.METHOD
+    min_impact: float = settings.MIN_IMPACT
+    min_pct_change: float = settings.MIN_PCT_CHANGE
+    score_threshold: float = settings.SCORE_THRESHOLD
+    lookback_days: int = settings.LOOKBACK_DAYS
+    alert_on_drops: bool = settings.ALERT_ON_DROPS
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

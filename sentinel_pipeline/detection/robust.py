@@ -28,7 +28,7 @@ import pandas as pd
 
 from sentinel_pipeline.detection.config import DetectionConfig
 from sentinel_pipeline.detection.frames import CostMatrix, baseline_frame, usage_days
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.schema import SERIES_KEY, UP_KINDS
 
 LEVEL_DAYS = 14
 RESIDUAL_DAYS = 28
@@ -356,7 +356,6 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
 
 
 OPENED_SPIKE, OPENED_SUSTAINED = 1, 2
-_UP_KINDS = ["spike", "sustained", "level_shift", "new_spend"]
 
 
 def _walk_episodes(
@@ -396,7 +395,7 @@ def _walk_episodes(
     dropping = np.zeros(n_codes, dtype=bool)
     if prev is not None:
         prev_codes = codes_all[len(keys):]
-        up = prev["kind"].isin(_UP_KINDS).to_numpy()
+        up = prev["kind"].isin(UP_KINDS).to_numpy()
         open_start[prev_codes[up]] = pd.to_datetime(
             prev.loc[up, "anomaly_start"]).to_numpy().astype("datetime64[D]")
         open_kind[prev_codes[up]] = np.where(

@@ -20,12 +20,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from sentinel_pipeline import settings
 from sentinel_pipeline.errors import ConfigError, SourceError
 from sentinel_pipeline.schema import RAW_COLUMNS
+from sentinel_pipeline.sources.base import (
+    Check,
+    CostSource,
+    RootCauses,
+    SourceOptions,
+    SourceResult,
+)
 from sentinel_pipeline.sources.root_causes import BASELINE_DAYS, to_json, top_contributors
 
 log = logging.getLogger(__name__)
@@ -36,8 +44,6 @@ ALL_REGIONS = "all"  # region of every Cost Explorer row: REGION is not one of t
 REQUEST_COST_USD = 0.01  # AWS price of one Cost Explorer API request
 METRICS: tuple[str, ...] = ("UnblendedCost", "AmortizedCost", "NetUnblendedCost",
                             "NetAmortizedCost", "BlendedCost")
-DEFAULT_METRIC = "UnblendedCost"
-DEFAULT_RECORD_TYPES: tuple[str, ...] = ("Usage",)
 
 _THROTTLING_CODES = {"LimitExceededException", "ThrottlingException", "Throttling",
                      "TooManyRequestsException", "RequestLimitExceeded"}
@@ -64,7 +70,7 @@ def check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise ConfigError(
             f"SENTINEL_CE_METRIC={metric!r} is not a Cost Explorer cost metric: use one of "
-            f"{', '.join(METRICS)} (UnblendedCost is the default)."
+            f"{', '.join(METRICS)} ({settings.default('SENTINEL_CE_METRIC')} is the default)."
         )
     return metric
 
@@ -281,14 +287,14 @@ def daily_cost_query(start: date, end: date, metric: str,
 def fetch_costs(
     start: date,
     end: date,
-    metric: str = DEFAULT_METRIC,
-    record_types: Sequence[str] = DEFAULT_RECORD_TYPES,
+    metric: str = settings.default("SENTINEL_CE_METRIC"),
+    record_types: str | Sequence[str] = settings.default("SENTINEL_CE_RECORD_TYPES"),
     ce: CostExplorer | None = None,
-) -> pd.DataFrame:
+) -> SourceResult:
     """raw_daily_costs rows for the days start..end inclusive, in as few requests as possible.
 
-    ``rows.attrs["metadata"]`` holds what the asset reports: requests made and their cost, the
-    days still Estimated, and every record type's total (those left out of detection included).
+    The metadata holds what the asset reports: requests made and their cost, the days still
+    Estimated, and every record type's total (those left out of detection included).
     """
     check_metric(metric)
     types = parse_record_types(record_types)
@@ -320,7 +326,7 @@ def fetch_costs(
                               "source"], as_index=False, sort=True)
                 .agg(cost=("cost", "sum"), estimated=("estimated", "max")))[RAW_COLUMNS]
     charges = record_type_totals(start, end, metric, ce)
-    rows.attrs["metadata"] = {
+    metadata = {
         "ce_metric": metric,
         "ce_record_types": ", ".join(types),
         "ce_requests": ce.requests,
@@ -333,7 +339,7 @@ def fetch_costs(
     }
     log.info("Cost Explorer: %d row(s) for %s..%s in %d request(s)", len(rows), start, end,
              ce.requests)
-    return rows
+    return SourceResult(rows, metadata, ce.requests)
 
 
 def record_type_totals(start: date, end: date, metric: str, ce: CostExplorer) -> dict[str, float]:
@@ -382,16 +388,10 @@ def drill_down(
                                      columns=["usage_date", "region", "usage_type", "cost"])
 
 
-class RootCauses(list[str]):
-    """The JSON root causes of each anomaly row, with the Cost Explorer requests they took."""
-
-    requests: int = 0
-
-
 def root_causes(
     anomalies: pd.DataFrame,
-    metric: str = DEFAULT_METRIC,
-    record_types: Sequence[str] = DEFAULT_RECORD_TYPES,
+    metric: str = settings.default("SENTINEL_CE_METRIC"),
+    record_types: str | Sequence[str] = settings.default("SENTINEL_CE_RECORD_TYPES"),
     ce: CostExplorer | None = None,
 ) -> RootCauses:
     """For each anomaly row, its top REGION / USAGE_TYPE contributors as JSON ('' if unknown).
@@ -399,7 +399,7 @@ def root_causes(
     A drill-down that fails (throttled beyond the cap, access denied...) must not fail the run
     that found the anomaly: it is logged, that row and the rows after it get ''.
     """
-    out = RootCauses("" for _ in range(len(anomalies)))
+    out = RootCauses.none(len(anomalies))
     if not len(anomalies):
         return out
     check_metric(metric)
@@ -418,7 +418,7 @@ def root_causes(
             log.warning("Cost Explorer drill-down stopped at %s / %s on %s: %s",
                         row["service"], row["account_id"], day, exc)
             break
-        out[i] = to_json(top_contributors(detail, day))
+        out.causes[i] = to_json(top_contributors(detail, day))
     out.requests = ce.requests
     return out
 
@@ -436,3 +436,26 @@ def check_access(metric: str, record_types: str, today: date) -> tuple[bool, str
         return False, str(exc)
     return True, (f"source: Cost Explorer answered ({metric}, record types {', '.join(types)}; "
                   "this check made 1 request, about $0.01)")
+
+
+@dataclass(frozen=True)
+class CostExplorerSource(CostSource):
+    """AWS Cost Explorer: daily costs by service and account, drilled down by region and
+    usage type for alerts."""
+
+    name: ClassVar[str] = SOURCE_NAME
+    metric: str
+    record_types: str
+
+    @classmethod
+    def from_options(cls, options: SourceOptions) -> CostExplorerSource:
+        return cls(metric=options.ce_metric, record_types=options.ce_record_types)
+
+    def fetch(self, start: date, end: date) -> SourceResult:
+        return fetch_costs(start, end, self.metric, self.record_types)
+
+    def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
+        return root_causes(alerts, self.metric, self.record_types)
+
+    def check(self, today: date) -> Check:
+        return check_access(self.metric, self.record_types, today)

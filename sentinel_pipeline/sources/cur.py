@@ -64,6 +64,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -72,9 +73,16 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from sentinel_pipeline import schema
+from sentinel_pipeline import schema, settings
 from sentinel_pipeline.errors import SourceError
 from sentinel_pipeline.sources import root_causes as rc
+from sentinel_pipeline.sources.base import (
+    Check,
+    CostSource,
+    RootCauses,
+    SourceOptions,
+    SourceResult,
+)
 from sentinel_pipeline.sources.files import (
     DEFAULT_CURRENCY,
     GLOBAL_REGION,
@@ -89,7 +97,6 @@ from sentinel_pipeline.sources.files import (
 
 SOURCE_NAME = "cur"
 COST_MEASURES: tuple[str, ...] = ("unblended", "net_unblended", "amortized", "net_amortized")
-DEFAULT_LINE_ITEM_TYPES = "Usage,DiscountedUsage,SavingsPlanCoveredUsage"
 RESTATEMENT_GRACE_DAYS = 15
 
 DATE = "line_item_usage_start_date"
@@ -148,7 +155,7 @@ def parse_line_item_types(text: str | Sequence[str]) -> tuple[str, ...]:
     if not types:
         raise SourceError(
             "SENTINEL_CUR_LINE_ITEM_TYPES is empty: list the CUR line item types to count, "
-            f"e.g. {DEFAULT_LINE_ITEM_TYPES}"
+            f"e.g. {settings.default('SENTINEL_CUR_LINE_ITEM_TYPES')}"
         )
     return types
 
@@ -192,13 +199,13 @@ def read_cur(
     path: str,
     start: dt.date,
     end: dt.date,
-    cost: str = "unblended",
-    line_item_types: str | Sequence[str] = DEFAULT_LINE_ITEM_TYPES,
+    cost: str = settings.default("SENTINEL_CUR_COST"),
+    line_item_types: str | Sequence[str] = settings.default("SENTINEL_CUR_LINE_ITEM_TYPES"),
     today: dt.date | None = None,
-) -> pd.DataFrame:
+) -> SourceResult:
     """Daily cost per series for UTC days in [start, end] from a CUR 2.0 export under `path`.
 
-    Returns `schema.RAW_COLUMNS` (source "cur") with ``attrs["metadata"]``: files read and
+    Returns `schema.RAW_COLUMNS` rows (source "cur") and metadata: files read and
     ignored, bytes and line items scanned, excluded cost per line item type. Raises
     SourceError, having returned nothing, on any missing period, file, column or mixed currency.
     """
@@ -238,15 +245,14 @@ def read_cur(
     stats["excluded_cost_by_line_item_type"] = {str(k): round(float(v), 6)
                                                 for k, v in excluded.items()}
     stats["estimated_days"] = int(out.loc[out["estimated"], "usage_date"].nunique())
-    out.attrs["metadata"] = {f"cur_{k}": v for k, v in stats.items()}
-    return out
+    return SourceResult(out, {f"cur_{k}": v for k, v in stats.items()})
 
 
 def cur_root_causes(
     path: str,
     anomalies: pd.DataFrame,
-    cost: str = "unblended",
-    line_item_types: str | Sequence[str] = DEFAULT_LINE_ITEM_TYPES,
+    cost: str = settings.default("SENTINEL_CUR_COST"),
+    line_item_types: str | Sequence[str] = settings.default("SENTINEL_CUR_LINE_ITEM_TYPES"),
 ) -> list[str]:
     """JSON top contributors (region, usage type, resource) of each anomaly row, in order.
 
@@ -627,3 +633,28 @@ def _combine(parts: list[pa.Table], currency_files: dict[str, set[str]]) -> pd.D
 def _finish(rows: pd.DataFrame, today: dt.date) -> pd.DataFrame:
     """Sum the kept line items per series and day, flagging the open billing periods."""
     return daily_rows(rows, SOURCE_NAME, lambda days: estimated_days(days, today))
+
+
+@dataclass(frozen=True)
+class CurSource(CostSource):
+    """AWS CUR 2.0 (Data Exports) Parquet files, summed to daily series; alerts drilled down
+    by region, usage type and resource from the same files."""
+
+    name: ClassVar[str] = SOURCE_NAME
+    path: str
+    cost: str
+    line_item_types: str
+
+    @classmethod
+    def from_options(cls, options: SourceOptions) -> CurSource:
+        return cls(path=options.path, cost=options.cur_cost,
+                   line_item_types=options.cur_line_item_types)
+
+    def fetch(self, start: dt.date, end: dt.date) -> SourceResult:
+        return read_cur(self.path, start, end, self.cost, self.line_item_types)
+
+    def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
+        return RootCauses(cur_root_causes(self.path, alerts, self.cost, self.line_item_types))
+
+    def check(self, today: dt.date) -> Check:
+        return check_export(self.path, self.cost, self.line_item_types)

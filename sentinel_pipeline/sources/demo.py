@@ -83,15 +83,22 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from statistics import NormalDist
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sentinel_pipeline.schema import RAW_COLUMNS, conform
+from sentinel_pipeline.schema import RAW_COLUMNS, UP_KINDS, conform
+from sentinel_pipeline.settings import DEMO_SERIES
+from sentinel_pipeline.sources.base import (
+    Check,
+    CostSource,
+    RootCauses,
+    SourceOptions,
+    SourceResult,
+)
 
-DEFAULT_SERIES_COUNT: int = 30
 _SOURCE = "demo"
 _KNOWN_COLUMNS: list[str] = [
     "start_date",
@@ -436,7 +443,7 @@ def _account_sort_key(numbers: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 _SPIKE, _SUSTAINED, _LEVEL_SHIFT, _NEW_SPEND = 0, 1, 2, 3
-_KINDS: tuple[str, ...] = ("spike", "sustained", "level_shift", "new_spend")
+_KINDS: tuple[str, ...] = UP_KINDS  # indexed by the codes above
 _MAX_DURATION = 28
 _MIN_EXTRA = 100.0
 
@@ -722,7 +729,7 @@ def _generate(
 
 
 def generate_demo_costs(
-    start: datetime.date, end: datetime.date, series_count: int = DEFAULT_SERIES_COUNT
+    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES
 ) -> pd.DataFrame:
     """Synthetic daily costs for ``start``..``end`` (inclusive), raw_daily_costs columns.
 
@@ -733,7 +740,7 @@ def generate_demo_costs(
 
 
 def demo_known_anomalies(
-    start: datetime.date, end: datetime.date, series_count: int = DEFAULT_SERIES_COUNT
+    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES
 ) -> pd.DataFrame:
     """The anomaly events injected by generate_demo_costs whose first day lies in [start, end].
 
@@ -764,7 +771,30 @@ def demo_known_anomalies(
 
 
 def demo_normal_costs(
-    start: datetime.date, end: datetime.date, series_count: int = DEFAULT_SERIES_COUNT
+    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES
 ) -> pd.DataFrame:
     """generate_demo_costs without the known anomalies: what each series would have cost."""
     return _generate(start, end, series_count, inject=False)
+
+
+@dataclass(frozen=True)
+class DemoSource(CostSource):
+    """Synthetic costs with known anomalies: `make demo` with no cloud account."""
+
+    name: ClassVar[str] = _SOURCE
+    series: int = DEMO_SERIES
+
+    @classmethod
+    def from_options(cls, options: SourceOptions) -> DemoSource:
+        return cls(series=options.demo_series)
+
+    def fetch(self, start: datetime.date, end: datetime.date) -> SourceResult:
+        return SourceResult(generate_demo_costs(start, end, self.series))
+
+    def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
+        from sentinel_pipeline.sources.demo_detail import demo_root_causes  # it imports us
+
+        return RootCauses(demo_root_causes(alerts, self.series))
+
+    def check(self, today: datetime.date) -> Check:
+        return True, f"source: demo ({self.series} synthetic series, no cloud account needed)"

@@ -40,6 +40,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -49,9 +50,16 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sentinel_pipeline import schema
-from sentinel_pipeline.errors import SourceError
+from sentinel_pipeline import schema, settings
+from sentinel_pipeline.errors import ConfigError, SentinelError, SourceError
 from sentinel_pipeline.sources import root_causes as rc
+from sentinel_pipeline.sources.base import (
+    Check,
+    CostSource,
+    RootCauses,
+    SourceOptions,
+    SourceResult,
+)
 
 SOURCE_NAME = "focus"
 COST_COLUMNS: tuple[str, ...] = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
@@ -59,6 +67,9 @@ READ_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz", ".csv.gzip")
 DEFAULT_CURRENCY = "USD"
 GLOBAL_REGION = "global"
 UNKNOWN = "unknown"
+
+# Charge categories detection counts; credits, adjustments and the rest are reported apart.
+COUNTED_CATEGORIES: tuple[str, ...] = ("usage", "purchase", "tax")
 
 _BATCH_ROWS = 256 * 1024
 _CSV_BLOCK_BYTES = 16 * 1024 * 1024  # larger CSV batches: per-batch overhead dominates at 1 MB
@@ -106,14 +117,15 @@ def read_cost_files(
     path: str,
     start: dt.date,
     end: dt.date,
-    cost_column: str = "BilledCost",
-    charge_categories: tuple[str, ...] = ("usage", "purchase", "tax"),
-) -> pd.DataFrame:
+    cost_column: str = settings.default("SENTINEL_FOCUS_COST"),
+    charge_categories: tuple[str, ...] = COUNTED_CATEGORIES,
+) -> SourceResult:
     """Daily cost per series for UTC days in [start, end], from the export files under `path`.
 
-    Returns `schema.RAW_COLUMNS` (source "focus", estimated False), sorted by usage_date and
-    series, with attrs `excluded_cost` ({category: total} of rows left out by charge category)
-    and `files_read`. Raises SourceError, and returns nothing, on any bad file or value.
+    Returns `schema.RAW_COLUMNS` rows (source "focus", estimated False), sorted by usage_date
+    and series, with metadata `focus_excluded_cost` ({category: total} of rows left out by
+    charge category) and `focus_files_read`. Raises SourceError, and returns nothing, on any
+    bad file or value.
     """
     cost_column = _canonical_cost_column(cost_column)
     if start > end:
@@ -139,9 +151,11 @@ def read_cost_files(
     kept = rows[kept_mask]
     check_one_currency(kept, path, start, end)
     out = daily_rows(kept)
-    out.attrs["excluded_cost"] = {str(k): float(v) for k, v in excluded.items()}
-    out.attrs["files_read"] = len(files)
-    return out
+    return SourceResult(out, {
+        "focus_files_read": len(files),
+        "focus_cost_column": cost_column,
+        "focus_excluded_cost": {str(k): float(v) for k, v in excluded.items()},
+    })
 
 
 def _canonical_cost_column(cost_column: str) -> str:
@@ -616,8 +630,8 @@ _DETAIL_SOURCES: dict[str, tuple[str, ...]] = {
 def focus_root_causes(
     path: str,
     anomalies: pd.DataFrame,
-    cost_column: str = "BilledCost",
-    charge_categories: tuple[str, ...] = ("usage", "purchase", "tax"),
+    cost_column: str = settings.default("SENTINEL_FOCUS_COST"),
+    charge_categories: tuple[str, ...] = COUNTED_CATEGORIES,
 ) -> list[str]:
     """JSON top contributors (charge description or SKU, resource) of each anomaly row.
 
@@ -707,3 +721,40 @@ def _detail_batches(
     keys = ["usage_date", *schema.SERIES_KEY, "category", *_DETAIL_SOURCES]
     return pd.concat(frames).groupby(keys, as_index=False, sort=False)["cost"].sum()
 
+
+@dataclass(frozen=True)
+class FocusSource(CostSource):
+    """FOCUS 1.x exports (Parquet or CSV, optionally gzip) in a folder or S3 prefix."""
+
+    name: ClassVar[str] = SOURCE_NAME
+    path: str
+    cost_column: str
+
+    @classmethod
+    def from_options(cls, options: SourceOptions) -> FocusSource:
+        return cls(path=options.path, cost_column=options.focus_cost)
+
+    def _require_path(self) -> None:
+        if not self.path:
+            raise ConfigError(
+                "SENTINEL_SOURCE=focus needs SENTINEL_SOURCE_PATH: set it to the folder or "
+                "s3:// prefix that holds your FOCUS exports."
+            )
+
+    def fetch(self, start: dt.date, end: dt.date) -> SourceResult:
+        self._require_path()
+        return read_cost_files(self.path, start, end, self.cost_column)
+
+    def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
+        return RootCauses(focus_root_causes(self.path, alerts, self.cost_column))
+
+    def check(self, today: dt.date) -> Check:
+        try:
+            self._require_path()
+            _canonical_cost_column(self.cost_column)
+            fs, root, display_root = open_filesystem(self.path)
+            files = _list_files(fs, root, display_root, self.path)
+        except SentinelError as exc:
+            return False, str(exc)
+        return True, (f"source: FOCUS exports under {self.path} ({len(files)} file(s), cost "
+                      f"column {_canonical_cost_column(self.cost_column)})")

@@ -1,16 +1,12 @@
-"""The weekly digest job and its Monday 09:30 UTC schedule.
-
-A small op job rather than a sensor: each digest is a run in the UI (visible, rerunnable, and
-watched by the run-failure sensor), retried by a RetryPolicy when Slack is down, and kept out of
-the asset graph so it never touches sentinel_daily_job or its partitions. The ledger key
-``digest|YYYY-Www`` makes it post once per week however often the run is retried or relaunched.
-"""
+"""The jobs: the daily job over the four assets, and the weekly digest job."""
 
 from datetime import UTC, date, datetime
 
 import dagster as dg
 from pydantic import Field
 
+from sentinel_pipeline.defs.checks import RAW_FRESHNESS_CHECK
+from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
 from sentinel_pipeline.delivery.digest import (
     build_digest,
     load_digest_inputs,
@@ -19,11 +15,25 @@ from sentinel_pipeline.delivery.digest import (
 )
 from sentinel_pipeline.delivery.ledger import DeliveryLedger
 from sentinel_pipeline.errors import ConfigError
-from sentinel_pipeline.resources import AlertSinkResource, StorageResource
 
-OP_NAME = "post_weekly_digest"
+ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "annotated_alerts"]
+DIGEST_OP = "post_weekly_digest"
+
+sentinel_daily_job = dg.define_asset_job(
+    name="sentinel_daily_job",
+    # The freshness check asks whether yesterday arrived: its sensor runs it, not this job.
+    selection=(dg.AssetSelection.assets(*ASSET_NAMES)
+               - dg.AssetSelection.checks(RAW_FRESHNESS_CHECK)),
+    tags={"sentinel/pipeline": "daily"},
+    description="Fetch, baseline, detect and annotate one day (or a range in a single run).",
+)
 
 
+# ------------------------------------------------------------------ weekly digest
+# A small op job rather than a sensor: each digest is a run in the UI (visible, rerunnable, and
+# watched by the run-failure sensor), retried by a RetryPolicy when Slack is down, and kept out
+# of the asset graph so it never touches sentinel_daily_job or its partitions. The ledger key
+# ``digest|YYYY-Www`` makes it post once per week however often the run is retried or relaunched.
 class DigestConfig(dg.Config):
     week_start: str = Field(
         default="",
@@ -44,7 +54,7 @@ def _week_start(text: str) -> date:
 
 
 @dg.op(
-    name=OP_NAME,
+    name=DIGEST_OP,
     retry_policy=dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL),
     description="Posts last week's digest (spend vs the week before, open anomalies, top "
     "movers) to SLACK_CHANNEL once, or to the outbox in dry run.",
@@ -74,22 +84,3 @@ def post_weekly_digest(
         description="Posts the weekly cost digest (one op; separate from the daily assets).")
 def sentinel_weekly_digest_job() -> None:
     post_weekly_digest()
-
-
-@dg.schedule(
-    name="weekly_digest_schedule",
-    cron_schedule="30 9 * * 1",
-    execution_timezone="UTC",
-    job=sentinel_weekly_digest_job,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Mondays 09:30 UTC (after the daily run): the digest of the week that ended "
-    "yesterday.",
-)
-def weekly_digest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    start = previous_week(context.scheduled_execution_time.date())
-    week = week_label(start)
-    return dg.RunRequest(
-        run_key=f"digest-{week}",
-        run_config={"ops": {OP_NAME: {"config": {"week_start": start.isoformat()}}}},
-        tags={"sentinel/digest_week": week},
-    )

@@ -1,151 +1,122 @@
 """Dagster resources: the small interfaces in front of storage, sources, annotation and Slack.
 
-Each is configured once in definitions.py from the environment; tests build them directly with
-a tmp folder or a local server.
+``resources_from_environment()`` configures them once (definitions.py) from the environment
+variables of settings.py; the CLI and ``sentinel doctor`` read their settings through the same
+resources. Tests build them directly with a tmp folder or a local server.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from datetime import date
+from typing import Any, TypeVar
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from sentinel_pipeline import settings
 from sentinel_pipeline.annotation.annotate import AnnotationStats, alert_history, annotate_day
 from sentinel_pipeline.annotation.cache import AnnotationCache
 from sentinel_pipeline.annotation.claude import ClaudeSettings, Usage
 from sentinel_pipeline.delivery.routing import Router, load_router
 from sentinel_pipeline.delivery.sinks import AlertSink, OutboxSink, SlackSink
-from sentinel_pipeline.detection import METHODS, DetectionConfig
+from sentinel_pipeline.detection import DetectionConfig
 from sentinel_pipeline.errors import ConfigError
-from sentinel_pipeline.settings import DEFAULTS
+from sentinel_pipeline.settings import default
+from sentinel_pipeline.sources.base import CostSource, RootCauses, SourceOptions, SourceResult
+from sentinel_pipeline.sources.registry import SOURCES, make_source
 from sentinel_pipeline.storage import TableStore
 
-DEFAULT_DATA_DIR = DEFAULTS["SENTINEL_DATA_DIR"]
 _LOG = logging.getLogger("sentinel.annotation")
-SOURCES: tuple[str, ...] = ("demo", "focus", "cost_explorer", "cur")
+ResourceT = TypeVar("ResourceT", bound=dg.ConfigurableResource)
 
 
 class StorageResource(dg.ConfigurableResource):
     """Where the Parquet tables live: a local folder or an s3://bucket/prefix URL."""
 
-    data_dir: str = Field(default=DEFAULT_DATA_DIR, description="SENTINEL_DATA_DIR")
+    data_dir: str = Field(default=default("SENTINEL_DATA_DIR"), description="SENTINEL_DATA_DIR")
 
     def store(self) -> TableStore:
         return TableStore(self.data_dir)
 
 
 class CostSourceResource(dg.ConfigurableResource):
-    """Which billing data feeds raw_daily_costs."""
+    """Which billing data feeds raw_daily_costs: the named source from sources/registry.py,
+    built with the options below (each source takes the ones it needs)."""
 
-    source: str = Field(default="demo", description="SENTINEL_SOURCE: " + ", ".join(SOURCES))
+    source: str = Field(default=default("SENTINEL_SOURCE"),
+                        description="SENTINEL_SOURCE: " + ", ".join(SOURCES))
     source_path: str = Field(default="", description="SENTINEL_SOURCE_PATH: folder or s3:// URL")
-    cost_column: str = Field(default="BilledCost", description="FOCUS cost column to sum")
-    demo_series: int = Field(default=30, description="number of series the demo source makes")
+    focus_cost: str = Field(default=default("SENTINEL_FOCUS_COST"),
+                            description="SENTINEL_FOCUS_COST: FOCUS cost column to sum")
+    demo_series: int = Field(default=settings.DEMO_SERIES,
+                             description="number of series the demo source makes")
     max_drill_downs: int = Field(
-        default=100, ge=0,
+        default=settings.MAX_DRILL_DOWNS, ge=0,
         description="most alerted series a run drills into for root causes, largest $ impact "
         "first (each is one billed request on Cost Explorer)")
-    ce_metric: str = Field(
-        default=DEFAULTS["SENTINEL_CE_METRIC"],
-        description="SENTINEL_CE_METRIC: UnblendedCost, AmortizedCost, NetUnblendedCost or "
-        "NetAmortizedCost")
+    ce_metric: str = Field(default=default("SENTINEL_CE_METRIC"),
+                           description="SENTINEL_CE_METRIC: UnblendedCost, AmortizedCost, "
+                           "NetUnblendedCost or NetAmortizedCost")
     ce_record_types: str = Field(
-        default=DEFAULTS["SENTINEL_CE_RECORD_TYPES"],
+        default=default("SENTINEL_CE_RECORD_TYPES"),
         description="SENTINEL_CE_RECORD_TYPES: comma-separated RECORD_TYPE values detection "
         "looks at")
     restate_days: int = Field(
-        default=int(DEFAULTS["SENTINEL_RESTATE_DAYS"]),
+        default=int(default("SENTINEL_RESTATE_DAYS")),
         description="SENTINEL_RESTATE_DAYS: how far back the restatement sensor re-fetches days "
         "still estimated")
     cur_cost: str = Field(
-        default=DEFAULTS["SENTINEL_CUR_COST"],
+        default=default("SENTINEL_CUR_COST"),
         description="SENTINEL_CUR_COST: unblended, net_unblended, amortized or net_amortized")
     cur_line_item_types: str = Field(
-        default=DEFAULTS["SENTINEL_CUR_LINE_ITEM_TYPES"],
+        default=default("SENTINEL_CUR_LINE_ITEM_TYPES"),
         description="SENTINEL_CUR_LINE_ITEM_TYPES: comma-separated CUR line item types counted "
         "(the others are reported in the metadata, not detected on)")
 
-    def fetch(self, start: date, end: date) -> pd.DataFrame:
+    def cost_source(self) -> CostSource:
+        """The configured source; an unknown SENTINEL_SOURCE is a ConfigError."""
+        return make_source(self.source, SourceOptions(
+            path=self.source_path, focus_cost=self.focus_cost, demo_series=self.demo_series,
+            ce_metric=self.ce_metric, ce_record_types=self.ce_record_types,
+            cur_cost=self.cur_cost, cur_line_item_types=self.cur_line_item_types))
+
+    def fetch(self, start: date, end: date) -> SourceResult:
         """Daily cost rows for the days from start to end inclusive."""
-        if self.source == "demo":
-            from sentinel_pipeline.sources.demo import generate_demo_costs
+        return self.cost_source().fetch(start, end)
 
-            return generate_demo_costs(start, end, series_count=self.demo_series)
-        if self.source == "focus":
-            from sentinel_pipeline.sources.files import read_cost_files
-
-            if not self.source_path:
-                raise ConfigError(
-                    "SENTINEL_SOURCE=focus needs SENTINEL_SOURCE_PATH: set it to the folder or "
-                    "s3:// prefix that holds your FOCUS exports."
-                )
-            return read_cost_files(self.source_path, start, end, cost_column=self.cost_column)
-        if self.source == "cost_explorer":
-            from sentinel_pipeline.sources.cost_explorer import fetch_costs
-
-            return fetch_costs(start, end, self.ce_metric, self.ce_record_types.split(","))
-        if self.source == "cur":
-            from sentinel_pipeline.sources.cur import read_cur
-
-            return read_cur(self.source_path, start, end, cost=self.cur_cost,
-                            line_item_types=self.cur_line_item_types)
-        raise ConfigError(
-            f"Unknown SENTINEL_SOURCE={self.source!r}: choose one of {', '.join(SOURCES)}."
-        )
-
-    def root_causes(self, anomalies: pd.DataFrame) -> list[str]:
-        """For each anomaly row, the JSON list of its top contributors ('' if not available).
-
-        Cost Explorer, CUR and FOCUS look below the series (region, usage type, resource);
-        the demo source splits its series into typical usage types.
-        """
-        if self.source == "cost_explorer":
-            from sentinel_pipeline.sources.cost_explorer import root_causes
-
-            return root_causes(anomalies, self.ce_metric, self.ce_record_types.split(","))
-        if self.source in ("cur", "focus"):
-            return self._file_root_causes(anomalies)
-        if self.source == "demo":
-            from sentinel_pipeline.sources.demo_detail import demo_root_causes
-
-            return demo_root_causes(anomalies, self.demo_series)
-        return ["" for _ in range(len(anomalies))]
-
-    def _file_root_causes(self, anomalies: pd.DataFrame) -> list[str]:
-        """CUR / FOCUS drill-down; a failure is logged and leaves the column empty, never
-        fails a run."""
-        from sentinel_pipeline.sources.cur import cur_root_causes
-        from sentinel_pipeline.sources.files import focus_root_causes
-
+    def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
+        """Where each alert's money went. A drill-down is a bonus: any failure is logged and
+        leaves the column empty, it never fails the run that found the anomaly."""
         try:
-            if self.source == "cur":
-                return cur_root_causes(self.source_path, anomalies, cost=self.cur_cost,
-                                       line_item_types=self.cur_line_item_types)
-            return focus_root_causes(self.source_path, anomalies, cost_column=self.cost_column)
-        except Exception as exc:  # a drill-down is a bonus: it never fails the run
+            return self.cost_source().root_causes(alerts)
+        except Exception as exc:
             dg.get_dagster_logger().warning(f"{self.source} root causes unavailable: {exc}")
-            return ["" for _ in range(len(anomalies))]
+            return RootCauses.none(len(alerts))
 
 
 class DetectionResource(dg.ConfigurableResource):
-    """Detector knobs, shared by the baseline, anomaly and alert assets of a run."""
+    """Detector knobs, shared by the baseline, anomaly and alert assets of a run (defaults and
+    their reasons: settings.py)."""
 
-    method: str = Field(default="robust", description="robust (default) or seed (blog rule)")
-    min_impact: float = Field(default=20.0, description="smallest $ change of a day to alert on")
-    min_pct_change: float = Field(default=20.0, description="smallest % change to alert on")
-    score_threshold: float = Field(default=4.0, description="robust standard deviations")
-    lookback_days: int = Field(default=63, description="days of history for the baseline")
-    alert_on_drops: bool = Field(default=False, description="also send cost drops to Slack")
+    method: str = Field(default=settings.METHOD,
+                        description=" or ".join(settings.METHODS) + " (seed = the blog rule)")
+    min_impact: float = Field(default=settings.MIN_IMPACT,
+                              description="smallest $ change of a day to alert on")
+    min_pct_change: float = Field(default=settings.MIN_PCT_CHANGE,
+                                  description="smallest % change to alert on")
+    score_threshold: float = Field(default=settings.SCORE_THRESHOLD,
+                                   description="robust standard deviations")
+    lookback_days: int = Field(default=settings.LOOKBACK_DAYS,
+                               description="days of history for the baseline (14-90)")
+    alert_on_drops: bool = Field(default=settings.ALERT_ON_DROPS,
+                                 description="also send cost drops to Slack")
 
     def config(self) -> DetectionConfig:
-        if self.method not in METHODS:
-            raise ConfigError(
-                f"Unknown detection method {self.method!r}: choose one of {', '.join(METHODS)}."
-            )
+        """The validated knobs; a bad one is a ConfigError naming it and the allowed range."""
         try:
             return DetectionConfig(
                 method=self.method,
@@ -166,16 +137,21 @@ class AnnotatorResource(dg.ConfigurableResource):
     fails the run. The key is only handed to the anthropic client, never logged or stored.
     """
 
-    model: str = Field(default="claude-haiku-4-5", description="SENTINEL_CLAUDE_MODEL")
+    model: str = Field(default=default("SENTINEL_CLAUDE_MODEL"),
+                       description="SENTINEL_CLAUDE_MODEL")
     api_key: str | None = Field(default=None, repr=False,
                                 description="ANTHROPIC_API_KEY (secret); unset: deterministic "
                                 "explanations, no network")
-    max_tokens: int = Field(default=8000, description="output tokens per request (256-32000)")
-    timeout_seconds: float = Field(default=60.0, description="per HTTP attempt (0-600 s)")
-    max_retries: int = Field(default=2, description="retries on 429/5xx/timeouts (0-5)")
+    max_tokens: int = Field(default=settings.CLAUDE_MAX_TOKENS,
+                            description="output tokens per request (256-32000)")
+    timeout_seconds: float = Field(default=settings.CLAUDE_TIMEOUT_SECONDS,
+                                   description="per HTTP attempt (0-600 s)")
+    max_retries: int = Field(default=settings.CLAUDE_MAX_RETRIES,
+                             description="retries on 429/5xx/timeouts (0-5)")
     max_anomalies_per_request: int = Field(
-        default=40, description="alerts explained by Claude per day (1-100), largest $ impact "
-        "first; the rest get the deterministic explanation")
+        default=settings.CLAUDE_MAX_ALERTS_PER_REQUEST,
+        description="alerts explained by Claude per day (1-100), largest $ impact first; the "
+        "rest get the deterministic explanation")
 
     def claude_settings(self) -> ClaudeSettings | None:
         """The request settings, or None when no key is set; bad bounds are a ConfigError."""
@@ -243,19 +219,21 @@ class AlertSinkResource(dg.ConfigurableResource):
 
     slack_bot_token: str | None = Field(default=None, repr=False,
                                         description="SLACK_BOT_TOKEN (secret)")
-    channel: str = Field(default="#cost-alerts", description="SLACK_CHANNEL")
-    slack_api_url: str = Field(default="https://slack.com/api/",
+    channel: str = Field(default=default("SLACK_CHANNEL"), description="SLACK_CHANNEL")
+    slack_api_url: str = Field(default=default("SENTINEL_SLACK_API_URL"),
                                description="SENTINEL_SLACK_API_URL")
     dagster_url: str = Field(default="", description="SENTINEL_DAGSTER_URL, for links")
     max_age_days: int = Field(
-        default=7,
+        default=settings.SLACK_MAX_AGE_DAYS,
         description="alerts about days older than this are not posted, so backfilling a year "
         "of history does not flood the channel (they stay in annotated_alerts)",
     )
     routes_file: str = Field(default="", description="SENTINEL_SLACK_ROUTES: YAML file routing "
                              "accounts/services to channels ('' = all to SLACK_CHANNEL)")
-    charts: bool = Field(default=True, description="attach a 30-day chart of the top alert")
-    timeout_seconds: float = Field(default=30.0, description="per Slack HTTP request")
+    charts: bool = Field(default=settings.SLACK_CHARTS,
+                         description="attach a 30-day chart of the top alert")
+    timeout_seconds: float = Field(default=settings.SLACK_TIMEOUT_SECONDS,
+                                   description="per Slack HTTP request")
 
     def sink(self, store: TableStore) -> AlertSink:
         if self.slack_bot_token:
@@ -265,3 +243,58 @@ class AlertSinkResource(dg.ConfigurableResource):
     def router(self) -> Router:
         """Raises ConfigError naming the routes file and the fix when it is invalid."""
         return load_router(self.routes_file, self.channel)
+
+
+def _env(name: str) -> Any:
+    """``dg.EnvVar(name)`` when the variable is in the environment, else its default.
+
+    EnvVar makes Dagster read the value when a run starts and show in the UI which variable
+    feeds a field, but an EnvVar of an absent variable fails the run: so a variable left unset
+    (or blank, where its default is not) gets the default of settings.py instead. Which
+    variables exist is seen when the code location loads, as the process environment is.
+    Nothing here writes os.environ.
+    """
+    value = os.environ.get(name)
+    if value is None or (not value.strip() and default(name)):
+        return default(name)
+    return dg.EnvVar(name)
+
+
+def _env_int(name: str) -> Any:
+    value = _env(name)
+    return dg.EnvVar.int(name) if isinstance(value, dg.EnvVar) else int(value)
+
+
+def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
+    """The resources of the one Definitions object, configured from the environment."""
+    return {
+        "storage": StorageResource(data_dir=_env("SENTINEL_DATA_DIR")),
+        "source": CostSourceResource(
+            source=_env("SENTINEL_SOURCE"),
+            source_path=_env("SENTINEL_SOURCE_PATH"),
+            focus_cost=_env("SENTINEL_FOCUS_COST"),
+            cur_cost=_env("SENTINEL_CUR_COST"),
+            cur_line_item_types=_env("SENTINEL_CUR_LINE_ITEM_TYPES"),
+            ce_metric=_env("SENTINEL_CE_METRIC"),
+            ce_record_types=_env("SENTINEL_CE_RECORD_TYPES"),
+            restate_days=_env_int("SENTINEL_RESTATE_DAYS"),
+        ),
+        "detection": DetectionResource(),
+        "annotator": AnnotatorResource(
+            model=_env("SENTINEL_CLAUDE_MODEL"),
+            api_key=_env("ANTHROPIC_API_KEY") or None,
+        ),
+        "alert_sink": AlertSinkResource(
+            slack_bot_token=_env("SLACK_BOT_TOKEN") or None,
+            channel=_env("SLACK_CHANNEL"),
+            slack_api_url=_env("SENTINEL_SLACK_API_URL"),
+            dagster_url=_env("SENTINEL_DAGSTER_URL"),
+            routes_file=_env("SENTINEL_SLACK_ROUTES"),
+        ),
+    }
+
+
+def resolved(resource: ResourceT) -> ResourceT:
+    """A resource with its EnvVar fields read now: how the CLI and ``sentinel doctor`` see the
+    same settings a run sees."""
+    return resource.process_config_and_initialize()

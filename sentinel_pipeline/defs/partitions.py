@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 
-DEFAULT_START_DATE = "2025-01-01"
+from sentinel_pipeline.settings import start_date
 
-
-def partition_start_date() -> str:
-    """SENTINEL_START_DATE, validated.
-
-    Partitions are structure, not run config: Dagster needs them when it loads the code
-    location, so this is the one setting read while definitions are built.
-    """
-    raw = os.environ.get("SENTINEL_START_DATE", "").strip() or DEFAULT_START_DATE
-    try:
-        date.fromisoformat(raw)
-    except ValueError as exc:
-        raise ValueError(
-            f"SENTINEL_START_DATE={raw!r} is not a date: use the form YYYY-MM-DD, "
-            f"e.g. {DEFAULT_START_DATE}."
-        ) from exc
-    return raw
-
-
+# SENTINEL_START_DATE is read here, when the code location loads: partitions are structure,
+# not run config, so Dagster needs them before any run.
 daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=partition_start_date(), timezone="UTC", fmt="%Y-%m-%d"
+    start_date=start_date().isoformat(), timezone="UTC", fmt="%Y-%m-%d"
 )
 
 

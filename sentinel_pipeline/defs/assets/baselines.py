@@ -5,11 +5,11 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.checks import BASELINE_CHECK_SPECS, baseline_check_results
+from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, earlier_days
+from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
-from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_days
-from sentinel_pipeline.quality_checks import baseline_coverage
-from sentinel_pipeline.resources import DetectionResource, StorageResource
 from sentinel_pipeline.schema import BASELINE_COLUMNS
 
 
@@ -27,9 +27,7 @@ def _progress(context: dg.AssetExecutionContext, days: list[date]) -> Callable[[
 @dg.asset(
     **DAILY_TABLE,
     deps=[earlier_days("raw_daily_costs", -HISTORY_WINDOW_DAYS, -1)],
-    check_specs=[dg.AssetCheckSpec(
-        "coverage", asset="cost_baselines",
-        description="At least half the series have a week of history (else baselines guess).")],
+    check_specs=BASELINE_CHECK_SPECS,
     description=(
         "Expected cost per series for day D with its lower/upper band, computed only from "
         "raw_daily_costs of the days before D (never D itself), by the configured method."
@@ -50,11 +48,8 @@ def cost_baselines(
     last = frames[days[-1]]
     covered = int((last["history_days"] >= 7).sum()) if len(last) else 0
     top = last.sort_values("expected_cost", ascending=False)
-    passed, details = baseline_coverage(frames)
     return dg.MaterializeResult(
-        check_results=[dg.AssetCheckResult(
-            check_name="coverage", passed=passed, metadata=details,
-            severity=dg.AssetCheckSeverity.WARN)],
+        check_results=baseline_check_results(frames),
         metadata={
             "dagster/row_count": int(sum(len(f) for f in frames.values())),
             "method": config.method,

@@ -5,12 +5,16 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.checks import ANOMALY_CHECK_SPECS, anomaly_check_results
+from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, earlier_days
+from sentinel_pipeline.defs.resources import (
+    CostSourceResource,
+    DetectionResource,
+    StorageResource,
+)
 from sentinel_pipeline.detection import anomalies_for_days
-from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context, earlier_days
-from sentinel_pipeline.quality_checks import anomalies_consistent
-from sentinel_pipeline.resources import CostSourceResource, DetectionResource, StorageResource
-from sentinel_pipeline.schema import ANOMALY_COLUMNS
+from sentinel_pipeline.schema import ANOMALY_COLUMNS, ANOMALY_KINDS
 
 ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost",
                    "expected_cost", "impact", "score", "kind"]
@@ -24,13 +28,10 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
         # The day before, to continue episodes it already alerted (rather than alert again).
         earlier_days("cost_anomalies", -1, -1),
     ],
-    check_specs=[dg.AssetCheckSpec(
-        "consistent", asset="cost_anomalies", blocking=True,
-        description="impact = actual - expected, known kinds, finite scores, episodes start "
-        "on or before their day. Blocking: alerts are not built from inconsistent rows.")],
+    check_specs=ANOMALY_CHECK_SPECS,
     description=(
         "Series whose cost on day D is unusual against cost_baselines: actual vs expected, "
-        "$ impact, % change, score, kind (spike, sustained, level_shift, new_spend, drop), "
+        f"$ impact, % change, score, kind ({', '.join(ANOMALY_KINDS)}), "
         "anomaly_start and alert (True on the day an episode is first worth telling). "
         "Empty file = quiet day."
     ),
@@ -56,10 +57,8 @@ def cost_anomalies(
         columns=ANOMALY_COLUMNS)
     top = everything.sort_values("impact", ascending=False)
     drilled = int((everything["root_causes"].fillna("") != "").sum()) if len(everything) else 0
-    passed, details = anomalies_consistent(frames)
     return dg.MaterializeResult(
-        check_results=[dg.AssetCheckResult(check_name="consistent", passed=passed,
-                                           metadata=details)],
+        check_results=anomaly_check_results(frames),
         metadata={
             "dagster/row_count": len(everything),
             "method": config.method,
@@ -93,7 +92,7 @@ def with_root_causes(
         return out, 0
     picked = picked.sort_values("_day", kind="stable")
     context.log.info(f"Drilling down into {len(picked)} alerted series ({source.source})")
-    causes = source.root_causes(picked.drop(columns="_day").reset_index(drop=True))
-    for day, row, cause in zip(picked["_day"], picked.index, causes, strict=True):
+    found = source.root_causes(picked.drop(columns="_day").reset_index(drop=True))
+    for day, row, cause in zip(picked["_day"], picked.index, found.causes, strict=True):
         out[day].at[row, "root_causes"] = cause
-    return out, int(getattr(causes, "requests", 0))  # billed API calls
+    return out, found.requests  # billed API calls

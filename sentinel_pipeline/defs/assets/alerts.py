@@ -3,17 +3,17 @@
 import dagster as dg
 import pandas as pd
 
-from sentinel_pipeline.assets.alert_checks import ALERTS_EXPLAINED_CHECK, alerts_explained_result
-from sentinel_pipeline.assets.common import markdown_table, user_errors, write_days
-from sentinel_pipeline.partitions import DAILY_TABLE, days_in_context
-from sentinel_pipeline.resources import AnnotatorResource, StorageResource
+from sentinel_pipeline.defs.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.checks import ALERT_CHECK_SPECS, alert_check_results
+from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
+from sentinel_pipeline.defs.resources import AnnotatorResource, StorageResource
 from sentinel_pipeline.schema import ALERT_COLUMNS
 
 
 @dg.asset(
     **DAILY_TABLE,
     deps=["cost_anomalies"],
-    check_specs=[ALERTS_EXPLAINED_CHECK],
+    check_specs=ALERT_CHECK_SPECS,
     description=(
         "Alerts to send: the anomalies that open an episode (alert=True; drops only with "
         "alert_on_drops), each with an explanation, likely cause, where to look, action "
@@ -44,7 +44,7 @@ def annotated_alerts(
     alerts = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=ALERT_COLUMNS)
     top = alerts.sort_values("impact", ascending=False)
     return dg.MaterializeResult(
-        check_results=[alerts_explained_result(frames)],
+        check_results=alert_check_results(frames),
         metadata={
             "dagster/row_count": len(alerts),
             "alerts": len(alerts),

@@ -1,0 +1,215 @@
+"""The sensors: new alerts to Slack exactly once, failed runs to Slack, estimated days
+re-fetched, and the freshness check of raw_daily_costs evaluated.
+
+The two that talk to people post through the ``alert_sink`` resource: Slack when
+SLACK_BOT_TOKEN is set, otherwise the outbox folder under the data dir (dry run).
+"""
+
+import warnings
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+from sentinel_pipeline.defs.checks import raw_freshness_checks
+from sentinel_pipeline.defs.jobs import sentinel_daily_job
+from sentinel_pipeline.defs.resources import (
+    AlertSinkResource,
+    CostSourceResource,
+    StorageResource,
+)
+from sentinel_pipeline.delivery.deliver import deliver_day
+from sentinel_pipeline.delivery.failure import build_failure_message
+from sentinel_pipeline.delivery.ledger import DeliveryLedger
+from sentinel_pipeline.delivery.sinks import DeliveryError, OutboxSink
+from sentinel_pipeline.settings import start_date
+from sentinel_pipeline.storage import TableStore
+
+ALERTS_KEY = dg.AssetKey("annotated_alerts")
+BATCH = 500
+
+
+@dg.sensor(
+    name="alert_delivery_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Walks new annotated_alerts materialisations (cursor = last event storage id) and "
+        "posts each day's undelivered alerts, one message per channel; the delivery ledger in "
+        "the data dir makes reruns and cursor resets safe."
+    ),
+)
+def alert_delivery_sensor(
+    context: dg.SensorEvaluationContext, storage: StorageResource, alert_sink: AlertSinkResource
+) -> dg.SensorResult | dg.SkipReason:
+    after = int(context.cursor) if context.cursor else 0
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=ALERTS_KEY, after_storage_id=after),
+        limit=BATCH,
+        ascending=True,
+    ).records
+    if not records:
+        return dg.SkipReason("No new annotated_alerts materialisations.")
+    router = alert_sink.router()
+    store = storage.store()
+    ledger = DeliveryLedger(store)
+    sink = alert_sink.sink(store)
+    oldest = (datetime.now(UTC).date() - timedelta(days=alert_sink.max_age_days)).isoformat()
+    # The cursor advances only over records delivered without error, so a day that failed is
+    # walked again next tick; days after it are still tried (the ledger skips what went out).
+    cursor, blocked, done, too_old = after, False, set(), []
+    for record in records:
+        day = record.partition_key
+        if day and day not in done:
+            done.add(day)
+            if day < oldest:
+                too_old.append(day)
+            else:
+                try:
+                    result = deliver_day(store, sink, ledger, router, day,
+                                         alert_sink.dagster_url, charts=alert_sink.charts,
+                                         warn=context.log.warning)
+                except DeliveryError as exc:
+                    context.log.error(f"{day}: {exc}")
+                    blocked = True
+                    if not exc.channel_only:
+                        break  # Slack unreachable or the token refused: stop until next tick
+                    continue
+                for post in result.posts:
+                    context.log.info(f"{day}: sent to {sink.destination} {post}")
+        if not blocked:
+            cursor = record.storage_id
+    if too_old:  # one line, not one per day of a year's backfill
+        context.log.info(f"{len(too_old)} day(s) {min(too_old)}..{max(too_old)} are older than "
+                         f"{alert_sink.max_age_days} days: their alerts stay in the tables, "
+                         "not posted")
+    if cursor == after:
+        return dg.SkipReason("Delivery failed; the alerts are retried on the next tick.")
+    return dg.SensorResult(cursor=str(cursor))
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts a short message (job, run, failed step and error, link) to SLACK_CHANNEL "
+    "when a Sentinel run fails, or writes it to the outbox in dry run.",
+)
+def run_failure_alert_sensor(
+    context: dg.RunFailureSensorContext, storage: StorageResource, alert_sink: AlertSinkResource
+) -> None:
+    run = context.dagster_run
+    steps = []
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        steps.append((event.step_key or "?", error.message if error else event.message or ""))
+    tags = run.tags
+    partition = tags.get("dagster/partition")
+    if not partition and tags.get("dagster/asset_partition_range_start"):
+        partition = (f"{tags['dagster/asset_partition_range_start']} to "
+                     f"{tags.get('dagster/asset_partition_range_end', '?')}")
+    message = build_failure_message(run.job_name, run.run_id, steps,
+                                    context.failure_event.message or "",
+                                    alert_sink.dagster_url, partition)
+    store = storage.store()
+    sink = alert_sink.sink(store)
+    name = f"run-failure-{run.run_id}"
+    try:
+        posted = sink.post(alert_sink.channel, name, message)
+    except DeliveryError as exc:
+        # Dagster moves this sensor's cursor past the run even when it raises, so keep the
+        # message in the outbox before failing the tick (which shows the error in the UI).
+        kept = OutboxSink(store).post(alert_sink.channel, name, message)
+        raise DeliveryError(
+            f"Run {run.run_id} failure alert not sent: {exc} (kept in {kept.reference})"
+        ) from exc
+    context.log.info(f"Run {run.run_id} failure sent to {sink.destination} -> {posted.reference}")
+
+
+# ------------------------------------------------------------------ restatement
+# The restatement sensor: re-fetch recent days whose costs were still estimated when loaded.
+#
+# Cost Explorer marks recent days ``Estimated`` (and CUR rewrites an open billing period), so a
+# day loaded the morning after can change later. Once a UTC day, this sensor reads the last
+# ``SENTINEL_RESTATE_DAYS`` partitions of raw_daily_costs and, if any row is ``estimated``,
+# requests one run of the daily job from the earliest such day to the last day already loaded
+# (never a day the 09:00 schedule has not loaded yet: the data of a day that just ended is far
+# from complete). A rerun replaces each day's files whole, so anomalies are updated, not
+# duplicated, and the delivery ledger keeps an alert already posted from being posted again. It
+# only reads the table, so it works the same for every source.
+RAW_TABLE = "raw_daily_costs"
+
+
+def loaded_days(store: TableStore, first: date, last: date) -> dict[date, bool]:
+    """The days from first to last that raw_daily_costs holds, each with whether any of its
+    rows is still estimated."""
+    out = {}
+    for i in range((last - first).days + 1):
+        day = first + timedelta(days=i)
+        rows = store.read_partition(RAW_TABLE, day)
+        if rows is not None:
+            out[day] = "estimated" in rows.columns and bool(rows["estimated"].any())
+    return out
+
+
+def restatement_request(days: list[date], today: date, end: date | None = None) -> dg.RunRequest:
+    """One run of the daily job over [earliest estimated day, end] (end: yesterday unless
+    given; later days depend on the restated ones through their baselines)."""
+    start, end = min(days), end or today - timedelta(days=1)
+    tags = {"sentinel/trigger": "restatement",
+            "sentinel/estimated_days": ",".join(d.isoformat() for d in days)}
+    run_key = f"restatement-{today.isoformat()}"
+    if start == end:
+        return dg.RunRequest(run_key=run_key, partition_key=start.isoformat(), tags=tags)
+    tags |= {"dagster/asset_partition_range_start": start.isoformat(),
+             "dagster/asset_partition_range_end": end.isoformat()}
+    return dg.RunRequest(run_key=run_key, tags=tags)
+
+
+@dg.sensor(
+    name="restatement_sensor",
+    job=sentinel_daily_job,
+    minimum_interval_seconds=3600,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Once a UTC day: if raw_daily_costs of the last SENTINEL_RESTATE_DAYS days holds rows "
+        "still marked estimated, reruns the daily job from the earliest such day to the last "
+        "loaded day (one run), so final costs replace the estimates and anomalies are "
+        "recomputed."
+    ),
+)
+def restatement_sensor(
+    context: dg.SensorEvaluationContext, storage: StorageResource, source: CostSourceResource
+) -> dg.SensorResult | dg.SkipReason:
+    today = datetime.now(UTC).date()
+    if context.cursor == today.isoformat():
+        return dg.SkipReason(f"Already checked for estimated days on {today}.")
+    yesterday = today - timedelta(days=1)
+    first = max(yesterday - timedelta(days=max(source.restate_days, 1) - 1),
+                start_date())
+    if first > yesterday:
+        return dg.SkipReason("No complete day to check yet.")
+    loaded = loaded_days(storage.store(), first, yesterday)
+    days = [day for day, estimated in loaded.items() if estimated]
+    if not days:
+        return dg.SensorResult(
+            skip_reason=f"No estimated costs in raw_daily_costs {first}..{yesterday}.",
+            cursor=today.isoformat())
+    last_loaded = max(loaded)
+    context.log.info(f"{len(days)} day(s) still estimated ({days[0]}..{days[-1]}): "
+                     f"rerunning {days[0]}..{last_loaded}")
+    return dg.SensorResult(run_requests=[restatement_request(days, today, last_loaded)],
+                           cursor=today.isoformat())
+
+
+# ------------------------------------------------------------------ freshness
+with warnings.catch_warnings():
+    # SupersessionWarning at import: checks.py says why we keep the time-partition check.
+    warnings.simplefilter("ignore", dg.SupersessionWarning)
+    # Runs the check every 5 minutes once it is due (a run of the implicit asset job with only
+    # this check selected); the daily job leaves it out, see jobs.py.
+    raw_freshness_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=raw_freshness_checks,
+        name="raw_costs_freshness_sensor",
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )

@@ -1,0 +1,28 @@
+"""Which cost source runs: the one map from SENTINEL_SOURCE names to source classes."""
+
+from __future__ import annotations
+
+from sentinel_pipeline.errors import ConfigError
+from sentinel_pipeline.sources.base import CostSource, SourceOptions
+from sentinel_pipeline.sources.cost_explorer import CostExplorerSource
+from sentinel_pipeline.sources.cur import CurSource
+from sentinel_pipeline.sources.demo import DemoSource
+from sentinel_pipeline.sources.files import FocusSource
+
+SOURCES: dict[str, type[CostSource]] = {
+    DemoSource.name: DemoSource,
+    FocusSource.name: FocusSource,
+    CostExplorerSource.name: CostExplorerSource,
+    CurSource.name: CurSource,
+}
+
+
+def make_source(name: str, options: SourceOptions) -> CostSource:
+    """The configured source; an unknown name is a ConfigError listing the known ones."""
+    try:
+        source = SOURCES[name.strip()]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown SENTINEL_SOURCE={name!r}: choose one of {', '.join(SOURCES)}."
+        ) from None
+    return source.from_options(options)
