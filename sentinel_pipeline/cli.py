@@ -41,15 +41,10 @@ def _prepare_environment() -> None:
     warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
 
 
-def _resource(name: str) -> Any:
-    """A resource of the Definitions, with its settings read as a run reads them."""
+def _data_dir() -> str:
     from sentinel_pipeline.defs.resources import resolved, resources_from_environment
 
-    return resolved(resources_from_environment()[name])
-
-
-def _data_dir() -> str:
-    return str(_resource("storage").data_dir)
+    return resolved(resources_from_environment()["storage"]).data_dir
 
 
 def _store() -> Any:
@@ -180,7 +175,9 @@ def _emit(df: pd.DataFrame, columns: list[str], fmt: str) -> None:
 
 # --------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
-    source = _resource("source").source
+    from sentinel_pipeline.defs.resources import resolved, resources_from_environment
+
+    source = resolved(resources_from_environment()["source"]).source
     if source != "demo":
         raise ConfigError(
             f"sentinel demo writes demo data into SENTINEL_DATA_DIR ({_data_dir()}), but "

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -265,7 +265,17 @@ def _env_int(name: str) -> Any:
     return dg.EnvVar.int(name) if isinstance(value, dg.EnvVar) else int(value)
 
 
-def resources_from_environment() -> dict[str, dg.ConfigurableResource]:
+class Resources(TypedDict):
+    """The resources of the one Definitions object, by the name assets and sensors use."""
+
+    storage: StorageResource
+    source: CostSourceResource
+    detection: DetectionResource
+    annotator: AnnotatorResource
+    alert_sink: AlertSinkResource
+
+
+def resources_from_environment() -> Resources:
     """The resources of the one Definitions object, configured from the environment."""
     return {
         "storage": StorageResource(data_dir=_env("SENTINEL_DATA_DIR")),
