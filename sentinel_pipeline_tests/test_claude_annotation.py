@@ -24,6 +24,8 @@ from sentinel_pipeline.annotation.prompt import (
     ACTIONS,
     DATA_END,
     DATA_START,
+    MAX_REQUEST_CHARS,
+    NAME_LIMIT,
     SYSTEM_PROMPT,
     TOOL_NAME,
     parse_data_block,
@@ -255,6 +257,32 @@ def test_120_anomalies_in_one_day_make_one_bounded_request(fake: FakeAnthropic) 
     assert len(claude) == 40 and claude["impact"].min() > out[out["annotator"] == "fallback"][
         "impact"].max()  # the 40 largest $ impacts went to Claude
     assert stats.fallback_alerts == 80 and stats.claude_alerts == 40
+
+
+def test_huge_names_are_cut_and_the_request_is_bounded(fake: FakeAnthropic) -> None:
+    """A 50,000-character service name is sent as its first 200 characters; a day whose
+    alerts would make a request over MAX_REQUEST_CHARS sends the largest that fit, and the
+    metadata says how many names were cut and how many alerts were left to the fallback."""
+    frame = anomalies(40, services=[f"{i}-" + "x" * 50_000 for i in range(40)])
+    frame["root_causes"] = to_json([{"usage_type": f"{k}" + "u" * 5_000,
+                                     "resource_id": f"{k}" + "r" * 5_000, "actual": 9.0,
+                                     "baseline": 0.0, "increase": 9.0, "share": 0.2}
+                                    for k in range(5)])
+    out, stats = annotator().explain(frame, DAY, history=history_for(frame))
+    body = fake.requests[0]["body"]
+    text = body["messages"][0]["content"]
+    assert len(text) <= MAX_REQUEST_CHARS
+    sent = anomalies_of(body)
+    assert 0 < len(sent) < 40
+    assert all(len(a["service"]) == NAME_LIMIT and a["service"].endswith("…[cut]")
+               for a in sent)
+    assert all(len(c["usage_type"]) == NAME_LIMIT for a in sent for c in a["root_causes"])
+    meta = stats.metadata()
+    assert meta["claude_names_cut"] == 11 * len(sent)  # service, 5 usage types, 5 resources
+    assert meta["claude_alerts_over_request_limit"] == 40 - len(sent)
+    claude = out[out["annotator"] == MODEL]
+    assert len(claude) == len(sent)  # the largest impacts, the rest keep the fallback
+    assert claude["impact"].min() > out[out["annotator"] == "fallback"]["impact"].max()
 
 
 def test_rerun_uses_the_cache_and_a_changed_number_asks_again(

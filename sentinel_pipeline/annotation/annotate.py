@@ -28,7 +28,13 @@ from sentinel_pipeline.annotation.claude import (
     Usage,
     request_explanations,
 )
-from sentinel_pipeline.annotation.prompt import HISTORY_DAYS, render_anomaly
+from sentinel_pipeline.annotation.prompt import (
+    HISTORY_DAYS,
+    MAX_REQUEST_CHARS,
+    fit_request,
+    names_cut,
+    render_anomaly,
+)
 from sentinel_pipeline.errors import StorageError
 from sentinel_pipeline.schema import SERIES_KEY, same_series
 from sentinel_pipeline.storage import TableStore
@@ -44,6 +50,8 @@ class AnnotationStats:
     cache_hits: int = 0
     fallback_alerts: int = 0
     claude_alerts: int = 0
+    names_cut: int = 0  # names longer than prompt.NAME_LIMIT, sent cut
+    over_size_limit: int = 0  # alerts left out of a request by MAX_REQUEST_CHARS (fallback)
     failures: list[str] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
@@ -56,6 +64,8 @@ class AnnotationStats:
             "claude_cost_usd": round(cost, 6) if cost is not None else "unknown",
             "cache_hits": self.cache_hits,
             "fallback_alerts": self.fallback_alerts,
+            "claude_names_cut": self.names_cut,
+            "claude_alerts_over_request_limit": self.over_size_limit,
         }
 
 
@@ -104,6 +114,24 @@ def daily_costs(history: pd.DataFrame | None, row: pd.Series, day: date,
     return [None if v is None or pd.isna(v) else round(float(v), 2) for v in values]
 
 
+def _render_batch(
+    frame: pd.DataFrame, batch: list[int], history: pd.DataFrame | None, day: date,
+    stats: AnnotationStats, log: logging.Logger,
+) -> tuple[dict[str, int], list[dict]]:
+    """The request's anomalies by id (-> row position), bounded in names and in total size."""
+    items = {f"a{i}": pos for i, pos in enumerate(batch, start=1)}
+    rendered = fit_request([
+        render_anomaly(key, frame.iloc[pos], daily_costs(history, frame.iloc[pos], day))
+        for key, pos in items.items()])
+    if len(rendered) < len(items):
+        stats.over_size_limit += len(items) - len(rendered)
+        log.warning(f"annotated_alerts {day}: {len(items) - len(rendered)} alerts do not fit "
+                    f"one request ({MAX_REQUEST_CHARS:,} characters) and keep the "
+                    "deterministic explanation")
+    stats.names_cut += sum(names_cut(item) for item in rendered)
+    return {item["id"]: items[item["id"]] for item in rendered}, rendered
+
+
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "[redacted]") if secret else text
 
@@ -141,17 +169,15 @@ def annotate_day(
     if beyond:
         log.info(f"annotated_alerts {day}: {len(beyond)} alerts beyond the "
                  f"{max_per_request} largest get the deterministic explanation")
-    if batch:
-        items = {f"a{i}": pos for i, pos in enumerate(batch, start=1)}
-        rendered = [render_anomaly(key, frame.iloc[pos], daily_costs(history, frame.iloc[pos], day))
-                    for key, pos in items.items()]
+    items, rendered = _render_batch(frame, batch, history, day, stats, log)
+    if rendered:
         failed = False
         try:
             answers = request_explanations(settings, rendered, stats.usage)
         except Exception as exc:  # any failure of the model means the fallback, never a failed run
             message = _redact(f"{type(exc).__name__}: {exc}", settings.api_key)[:500]
             stats.failures.append(message)
-            log.warning(f"annotated_alerts {day}: Claude annotation failed for {len(batch)} "
+            log.warning(f"annotated_alerts {day}: Claude annotation failed for {len(items)} "
                         f"alerts ({message}); they keep the deterministic explanation "
                         f"(annotator=fallback)")
             answers, failed = {}, True

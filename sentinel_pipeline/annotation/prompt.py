@@ -17,10 +17,11 @@ from datetime import date
 from typing import Any
 
 import pandas as pd
+from anthropic.types import ToolParam
 
 from sentinel_pipeline.sources.root_causes import from_json
 
-PROMPT_VERSION = "2026-11-23.1"
+PROMPT_VERSION = "2026-11-30.1"
 TOOL_NAME = "record_alert_explanations"
 ACTIONS: tuple[str, ...] = ("stop", "review", "accept")
 HISTORY_DAYS = 30
@@ -31,6 +32,12 @@ FIELD_LIMITS: dict[str, int] = {
     "likely_cause": 300,
     "where_to_look": 300,
 }
+
+# Bounds on what is sent: a billing label is a name, not a document (a 50,000-character service
+# name was once sent whole), and one request stays far below the model's context and our budget.
+NAME_LIMIT = 200  # characters kept of any name: service, account, region, usage type, resource
+CUT_MARK = "…[cut]"  # ends a name that was cut, so the model (and the metadata) can tell
+MAX_REQUEST_CHARS = 100_000  # the user message; the lowest-impact alerts beyond it get the fallback
 
 DATA_START = "<billing_data>"
 DATA_END = "</billing_data>"
@@ -67,7 +74,7 @@ Answer only by calling the {TOOL_NAME} tool once, with exactly one entry per ano
 Each entry is about its own anomaly only. Be specific and brief; no greetings, no markdown, \
 no mentions (@channel, @here, <@user>), no links."""
 
-TOOL: dict[str, Any] = {
+TOOL: ToolParam = {
     "name": TOOL_NAME,
     "description": "Record the explanation of every anomaly in the data block, by its id.",
     "input_schema": {
@@ -115,16 +122,34 @@ def _day(value: Any) -> str | None:
     return pd.Timestamp(value).date().isoformat()
 
 
+def name(value: Any, limit: int = NAME_LIMIT) -> str:
+    """A billing label as sent: at most ``limit`` characters, a cut one ending with CUT_MARK."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - len(CUT_MARK)] + CUT_MARK
+
+
+def names_cut(item: Any) -> int:
+    """How many names of a rendered anomaly were cut (for the asset metadata)."""
+    if isinstance(item, str):
+        return int(item.endswith(CUT_MARK))
+    if isinstance(item, dict):
+        return sum(names_cut(v) for v in item.values())
+    if isinstance(item, list):
+        return sum(names_cut(v) for v in item)
+    return 0
+
+
 def render_anomaly(anomaly_id: str, row: pd.Series, daily_costs: list[float | None]) -> dict:
-    """One anomaly as the data the model sees: aggregated numbers and names, no line items."""
+    """One anomaly as the data the model sees: aggregated numbers and bounded names, no line
+    items."""
     item: dict[str, Any] = {
         "id": anomaly_id,
-        "service": str(row["service"]),
-        "account_id": str(row["account_id"]),
-        "region": str(row["region"]),
+        "service": name(row["service"]),
+        "account_id": name(row["account_id"]),
+        "region": name(row["region"]),
         "usage_date": _day(row["usage_date"]),
-        "kind": str(row["kind"]),
-        "currency": str(row.get("currency") or "USD"),
+        "kind": name(row["kind"], 20),
+        "currency": name(row.get("currency") or "USD", 10),
         "actual_cost": finite_number(row["actual_cost"]),
         "expected_cost": finite_number(row["expected_cost"]),
         "impact": finite_number(row["impact"]),
@@ -135,8 +160,17 @@ def render_anomaly(anomaly_id: str, row: pd.Series, daily_costs: list[float | No
     }
     causes = from_json(row.get("root_causes"))
     if causes:
-        item["root_causes"] = causes
+        item["root_causes"] = [{k: name(v) if isinstance(v, str) else v for k, v in c.items()}
+                               for c in causes]
     return item
+
+
+def fit_request(items: list[dict], max_chars: int = MAX_REQUEST_CHARS) -> list[dict]:
+    """The longest head of ``items`` (ranked by impact) whose user message fits ``max_chars``."""
+    kept = list(items)
+    while kept and len(user_message(kept)) > max_chars:
+        kept.pop()
+    return kept
 
 
 def _escape_markup(text: str) -> str:
