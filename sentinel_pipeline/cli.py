@@ -127,12 +127,18 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
 
 
 def failure_messages(result: Any) -> list[str]:
-    """The error message of each failed step of an in-process run."""
-    return [
-        event.step_failure_data.error.message.strip()
-        for event in result.all_events
-        if event.is_step_failure and event.step_failure_data.error
-    ]
+    """The error message of each failed step of an in-process run, with its causes (a step
+    that used up its retries says only "Exceeded max_retries"; the cause says why)."""
+    messages = []
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.is_step_failure else None
+        parts = []
+        while error is not None:
+            parts.append(error.message.strip())
+            error = error.cause
+        if parts:
+            messages.append("\n  caused by: ".join(parts))
+    return messages
 
 
 def _detection_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,5 +15,9 @@ class StorageError(SentinelError):
     """The data dir cannot be read or written."""
 
 
+class DamagedPartitionError(StorageError):
+    """A table file exists but cannot be read: rerunning its day rewrites it."""
+
+
 class ConfigError(SentinelError):
     """A setting or command-line option is invalid."""

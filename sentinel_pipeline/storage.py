@@ -12,7 +12,8 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sentinel_pipeline.errors import StorageError
+from sentinel_pipeline.errors import DamagedPartitionError, StorageError
 from sentinel_pipeline.schema import arrow_type
 
 PARTITION_FILE = "data.parquet"
@@ -146,12 +147,37 @@ class TableStore:
         data = self.read_bytes(self._partition_key(table, day))
         if data is None:
             return None
-        return pq.read_table(io.BytesIO(data)).to_pandas()
+        with self._damage(table, day):
+            return pq.read_table(io.BytesIO(data)).to_pandas()
 
     def read_schema(self, table: str, day: date) -> pa.Schema | None:
         """The Parquet schema of one day's file as written, or None when there is no file."""
         data = self.read_bytes(self._partition_key(table, day))
-        return None if data is None else pq.read_schema(io.BytesIO(data))
+        if data is None:
+            return None
+        with self._damage(table, day):
+            return pq.read_schema(io.BytesIO(data))
+
+    @contextmanager
+    def _damage(self, table: str, day: date) -> Iterator[None]:
+        """A file that is there but cannot be read (truncated, overwritten) will not heal by
+        retrying: name it and the fix."""
+        try:
+            yield
+        except (pa.ArrowException, OSError) as exc:
+            where = self.display(self._partition_key(table, day))
+            raise DamagedPartitionError(
+                f"{where} is damaged and cannot be read ({type(exc).__name__}: {exc}): rerun "
+                f"{day} to rewrite it (sentinel backfill --start {day} --end {day}, or "
+                f"materialise partition {day} in the Dagster UI)."
+            ) from exc
+
+    def display(self, rel: str) -> str:
+        """Where an object is, as a user would type it (a path or an s3:// URL)."""
+        if self.is_s3:
+            bucket, key = self._s3_key(rel)
+            return f"s3://{bucket}/{key}"
+        return str(Path(self.root) / rel)
 
     def read_days(self, table: str, days: Iterable[date]) -> pd.DataFrame:
         """Rows of the given days that exist, concatenated (an empty frame if none)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -39,7 +39,8 @@ MIN_COVERAGE = 0.5  # share of series with a week of history below which baselin
 
 # ------------------------------------------------------------ raw_daily_costs, before writing
 def validate_raw_costs(rows: pd.DataFrame, days: list[date]) -> pd.DataFrame:
-    """Contract columns present, no NaN cost, one currency per series, dates inside the run."""
+    """Contract columns present, no NaN or infinite cost, one currency per series, dates inside
+    the run."""
     missing = [c for c in RAW_COLUMNS if c not in rows.columns]
     if missing:
         raise SourceError(
@@ -56,6 +57,16 @@ def validate_raw_costs(rows: pd.DataFrame, days: list[date]) -> pd.DataFrame:
             f"{int(bad_cost.sum())} cost row(s) have no numeric cost, e.g. {first['service']} / "
             f"{first['account_id']} / {first['region']} on {first['usage_date']}: fix the "
             "source data or exclude those rows."
+        )
+    infinite = ~np.isfinite(rows["cost"].to_numpy(dtype=float))
+    if infinite.any():
+        first = rows[infinite].iloc[0]
+        raise SourceError(
+            f"{int(infinite.sum())} series-day(s) sum to a cost too large to store "
+            f"({first['cost']}), e.g. {first['service']} / {first['account_id']} / "
+            f"{first['region']} on {first['usage_date']} (source {first['source']}): the export "
+            "holds absurd amounts (1e308 and the like) for that day; fix or remove those line "
+            "items and rerun the day. Nothing was written."
         )
     outside = ~rows["usage_date"].isin(set(days))
     if outside.any():
@@ -210,9 +221,16 @@ def raw_check_results(
 
 
 # ------------------------------------------------------------ cost_baselines
-BASELINE_CHECK_SPECS = [dg.AssetCheckSpec(
-    "coverage", asset="cost_baselines",
-    description="At least half the series have a week of history (else baselines guess).")]
+BASELINE_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        "coverage", asset="cost_baselines",
+        description="At least half the series have a week of history (else baselines guess)."),
+    dg.AssetCheckSpec(
+        "history_complete", asset="cost_baselines",
+        description="No day of raw_daily_costs between the first and last day of history read "
+        "is empty or missing: such a day is a lost day (export not delivered, failed load), not "
+        "a quiet one, and drags baselines down; rerun it."),
+]
 
 
 def baseline_coverage(frames: Mapping[date, pd.DataFrame]) -> Rule:
@@ -223,8 +241,28 @@ def baseline_coverage(frames: Mapping[date, pd.DataFrame]) -> Rule:
                                    "series": len(last)}
 
 
-def baseline_check_results(frames: Mapping[date, pd.DataFrame]) -> list[dg.AssetCheckResult]:
-    return [_result(BASELINE_CHECK_SPECS[0], *baseline_coverage(frames))]
+def history_gaps(history: pd.DataFrame) -> list[date]:
+    """Days without a cost row between the first and the last day the history has rows for."""
+    if len(history) == 0:
+        return []
+    have = set(pd.to_datetime(history["usage_date"]).dt.date)
+    first, last = min(have), max(have)
+    return [d for d in (first + timedelta(days=i) for i in range((last - first).days))
+            if d not in have]
+
+
+def history_complete(history: pd.DataFrame) -> Rule:
+    gaps = history_gaps(history)
+    return not gaps, {"empty_history_days": len(gaps),
+                      "days": ", ".join(str(d) for d in gaps[:20]) or "none"}
+
+
+def baseline_check_results(
+    frames: Mapping[date, pd.DataFrame], history: pd.DataFrame
+) -> list[dg.AssetCheckResult]:
+    coverage, complete = BASELINE_CHECK_SPECS
+    return [_result(coverage, *baseline_coverage(frames)),
+            _result(complete, *history_complete(history))]
 
 
 # ------------------------------------------------------------ cost_anomalies

@@ -6,7 +6,11 @@ from datetime import date, timedelta
 import dagster as dg
 
 from sentinel_pipeline.defs.assets.common import markdown_table, user_errors, write_days
-from sentinel_pipeline.defs.checks import BASELINE_CHECK_SPECS, baseline_check_results
+from sentinel_pipeline.defs.checks import (
+    BASELINE_CHECK_SPECS,
+    baseline_check_results,
+    history_gaps,
+)
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, earlier_days
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
@@ -43,13 +47,19 @@ def cost_baselines(
         history = store.read_range(
             "raw_daily_costs", days[0] - timedelta(days=HISTORY_WINDOW_DAYS), days[-1]
         )
+        gaps = history_gaps(history)
+        if gaps:
+            context.log.warning(
+                f"raw_daily_costs has {len(gaps)} empty day(s) inside the history read "
+                f"({', '.join(map(str, gaps[:5]))}{'...' if len(gaps) > 5 else ''}): a lost "
+                "day, not a quiet one; rerun those days so baselines are not dragged down")
         frames = baselines_for_days(history, days, config, progress=_progress(context, days))
         write_days(context, store, "cost_baselines", frames, BASELINE_COLUMNS)
     last = frames[days[-1]]
     covered = int((last["history_days"] >= 7).sum()) if len(last) else 0
     top = last.sort_values("expected_cost", ascending=False)
     return dg.MaterializeResult(
-        check_results=baseline_check_results(frames),
+        check_results=baseline_check_results(frames, history),
         metadata={
             "dagster/row_count": int(sum(len(f) for f in frames.values())),
             "method": config.method,
