@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+from anthropic.types import MessageParam, ToolChoiceToolParam
 
 from sentinel_pipeline.annotation.prompt import (
     ACTIONS,
@@ -182,6 +183,8 @@ def _wait_seconds(exc: Exception, attempt: int) -> float:
 
 def _create(client: anthropic.Anthropic, settings: ClaudeSettings, content: str) -> Any:
     """messages.create with bounded retries on 429, 5xx, timeouts and connection errors."""
+    messages: list[MessageParam] = [{"role": "user", "content": content}]
+    tool_choice: ToolChoiceToolParam = {"type": "tool", "name": TOOL_NAME}
     for attempt in range(settings.max_retries + 1):
         try:
             return client.messages.create(
@@ -189,8 +192,8 @@ def _create(client: anthropic.Anthropic, settings: ClaudeSettings, content: str)
                 max_tokens=settings.max_tokens,
                 system=SYSTEM_PROMPT,
                 tools=[TOOL],
-                tool_choice={"type": "tool", "name": TOOL_NAME},
-                messages=[{"role": "user", "content": content}],
+                tool_choice=tool_choice,
+                messages=messages,
             )
         except anthropic.APIError as exc:
             if attempt >= settings.max_retries or not _retryable(exc):

@@ -32,7 +32,7 @@ def series_history(store: TableStore, alert: pd.Series,
             return pd.DataFrame({"usage_date": [], value: []})
         picked = frame.loc[same_series(frame, alert), ["usage_date", value]].copy()
         picked["usage_date"] = pd.to_datetime(picked["usage_date"]).dt.date
-        return picked.groupby("usage_date", as_index=False)[value].sum()
+        return picked.groupby("usage_date", as_index=False)[[value]].sum()
 
     return one_series("raw_daily_costs", "cost"), one_series("cost_baselines", "expected_cost")
 
@@ -41,6 +41,7 @@ def render_series_chart(costs: pd.DataFrame, expected: pd.DataFrame, day: date,
                         title: str) -> bytes:
     """PNG bytes (800x300): actual cost per day, the expected cost dashed, ``day`` marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import date2num
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
@@ -58,7 +59,7 @@ def render_series_chart(costs: pd.DataFrame, expected: pd.DataFrame, day: date,
     if len(on_day):
         ax.scatter(pd.to_datetime(on_day["usage_date"]), on_day["cost"], s=70, color="#d73a49",
                    zorder=5, label=f"anomaly {day.isoformat()}")
-    ax.axvline(pd.Timestamp(day), color="#d73a49", alpha=0.25, linewidth=6)
+    ax.axvline(date2num(day), color="#d73a49", alpha=0.25, linewidth=6)
     ax.set_title(title if len(title) <= 90 else title[:89] + "…", fontsize=10, loc="left")
     ax.yaxis.set_major_formatter(lambda v, _pos: f"${v:,.0f}")
     ax.tick_params(labelsize=8)

@@ -61,7 +61,9 @@ def deliver_day(
     if alerts is None or len(alerts) == 0:
         return result
     alerts = alerts.reset_index(drop=True)
-    keys = pd.Series([alert_key(row) for row in alerts.to_dict("records")], index=alerts.index)
+    # into=dict (pandas' default) types each row dict[Any, Any]: the column names are strings.
+    keys = pd.Series([alert_key(row) for row in alerts.to_dict("records", into=dict)],
+                     index=alerts.index)
     fresh = ~keys.map(ledger.delivered).astype(bool)
     result.already_sent = int((~fresh).sum())
     new = alerts[fresh]

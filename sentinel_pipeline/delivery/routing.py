@@ -52,7 +52,7 @@ class Router:
 
     def channels(self, alerts: pd.DataFrame) -> pd.Series:
         """The channel of each row of a frame, aligned with its index."""
-        return pd.Series([self.channel_for(row) for row in alerts.to_dict("records")],
+        return pd.Series([self.channel_for(row) for row in alerts.to_dict("records", into=dict)],
                          index=alerts.index, dtype=object)
 
 

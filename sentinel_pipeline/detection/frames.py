@@ -34,7 +34,7 @@ class CostMatrix:
         rows = present.any(axis=1)
         if rows.all():  # views, no copy: the common case when every series is active
             return CostMatrix(self.keys, first, self.values[:, lo:hi], present)
-        return CostMatrix(self.keys[rows].reset_index(drop=True), first,
+        return CostMatrix(self.keys.iloc[np.flatnonzero(rows)].reset_index(drop=True), first,
                           self.values[rows, lo:hi], present[rows])
 
     def day_numbers(self) -> np.ndarray:
@@ -72,6 +72,7 @@ def _factorize(keys: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     if len(keys) == 0:
         return np.zeros(0, dtype=np.int64), keys.astype("string").reset_index(drop=True)
     codes, uniques = pd.MultiIndex.from_frame(keys.astype("string")).factorize()
+    assert isinstance(uniques, pd.MultiIndex)  # a MultiIndex factorizes into a MultiIndex
     unique_keys = uniques.to_frame(index=False)
     unique_keys.columns = list(keys.columns)
     return codes.astype(np.int64), unique_keys.astype("string")

@@ -161,12 +161,12 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
             log_res[~(log_res > 0)] = np.nan
             np.log(log_res, out=log_res)
         log_res -= np.log(factor32[:, block_weekdays])[:, None, :]
-        log_res = log_res.reshape(n_series, weeks * 7)
-        counted = (~np.isnan(log_res)).sum(axis=1)
+        by_day = log_res.reshape(n_series, weeks * 7)  # a view: still no copy
+        counted = (~np.isnan(by_day)).sum(axis=1)
         # Residuals against the week's own mean and weekday share are centred on 0 by
         # construction, so the median absolute residual is the MAD without a second pass.
-        np.abs(log_res, out=log_res)
-        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(log_res, scratch=True)
+        np.abs(by_day, out=by_day)
+        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(by_day, scratch=True)
         log_scale[counted < MIN_LOG_RESIDUALS] = np.nan
     else:
         log_scale = np.full(n_series, np.nan)

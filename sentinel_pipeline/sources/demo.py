@@ -367,7 +367,7 @@ _HAND_CHARGE = np.array([h.charge_day for h in _HAND_SERIES], dtype=np.int64)
 class _Params(NamedTuple):
     """Vectorised parameters of a set of series (all arrays share the series' shape)."""
 
-    index: np.ndarray
+    series_id: np.ndarray  # the series' index in the demo's list
     service: np.ndarray  # index into _SERVICES
     account: np.ndarray  # account number: 0..2 hand accounts, >= 3 generated
     region: np.ndarray  # index into _REGIONS
@@ -397,7 +397,7 @@ def _series_params(index: np.ndarray) -> _Params:
         return table[(u(stream) * len(table)).astype(np.int64)]
 
     return _Params(
-        index=idx,
+        series_id=idx,
         service=np.where(hand, _HAND_SERVICE_IDS[h], _PROC_SERVICE_IDS[j % n_svc]),
         account=np.where(hand, _HAND_ACCOUNT_IDS[h], p_account),
         region=np.where(hand, _HAND_REGION_IDS[h], _PROC_REGION_IDS[p_region]),
@@ -639,12 +639,12 @@ def _chunk_cells(
     """Costs of one block of days for all series (in sorted order): (day, position, cost)."""
     days = ords[:, None]
     level = _level(p.base[None, :], p.growth[None, :], p.phase[None, :], days)
-    week = np.ones((7, len(p.index)))
+    week = np.ones((7, len(p.series_id)))
     week[5:, :] = p.weekend
     charge = p.charge_day[None, :]
     # monthly lines carry no weekday factor: their level is the whole charge
     weekday_factor = np.where(charge > 0, 1.0, week[_weekday(ords)])
-    noise = _noise_factor(p.index[None, :], days, p.sigma[None, :])
+    noise = _noise_factor(p.series_id[None, :], days, p.sigma[None, :])
     active = (charge == _DAILY) | (charge == _day_of_month(ords)[:, None])
     cost = np.where(active, level * weekday_factor * noise, 0.0)
 

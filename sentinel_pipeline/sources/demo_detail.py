@@ -61,7 +61,7 @@ def demo_root_causes(anomalies: pd.DataFrame, series_count: int) -> list[str]:
     normal = normal.merge(wanted, on=SERIES_KEY)
     both = actual.merge(normal, on=["usage_date", *SERIES_KEY], how="outer",
                         suffixes=("", "_normal")).fillna({"cost": 0.0, "cost_normal": 0.0})
-    by_series = {key: _detail(series, key[0], key[1])
+    by_series = {key: _detail(series, str(key[0]), str(key[1]))
                  for key, series in both.groupby(SERIES_KEY, sort=False)}
     return rank_each(anomalies, days, by_series)
 

@@ -100,7 +100,8 @@ def describe(causes: Sequence[dict[str, object]], limit: int = 3) -> str:
     parts = []
     for cause in list(causes)[:limit]:
         where = " ".join(str(cause[d]) for d in DETAIL_DIMENSIONS if cause.get(d))
-        share = cause.get("share")
+        share, increase = cause.get("share"), cause.get("increase")
         pct = f" ({float(share):.0%})" if isinstance(share, int | float) else ""
-        parts.append(f"{where or 'unlabelled usage'} +${float(cause['increase']):,.2f}{pct}")
+        money = f" +${float(increase):,.2f}" if isinstance(increase, int | float) else ""
+        parts.append(f"{where or 'unlabelled usage'}{money}{pct}")
     return "; ".join(parts)

@@ -41,7 +41,7 @@ def raw_daily_costs(
         check_results = raw_check_results(
             store, frames, float(before["cost"].sum()) if before is not None and len(before)
             else None)
-    by_service = (rows.groupby("service", as_index=False)["cost"].sum()
+    by_service = (rows.groupby("service", as_index=False)[["cost"]].sum()
                   .sort_values("cost", ascending=False))
     return dg.MaterializeResult(
         check_results=check_results,
