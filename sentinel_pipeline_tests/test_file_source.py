@@ -23,8 +23,8 @@ import pytest
 
 from sentinel_pipeline import schema
 from sentinel_pipeline.errors import SourceError
-from sentinel_pipeline.sources import files
-from sentinel_pipeline.sources.files import read_cost_files
+from sentinel_pipeline.sources import focus
+from sentinel_pipeline.sources.focus import read_cost_files
 
 D = dt.date
 UTC = dt.UTC
@@ -593,7 +593,7 @@ def deny(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
     denied: set[str] = set()
     fs = pafs.PyFileSystem(_DenyingHandler(denied))
     monkeypatch.setattr(
-        files, "open_filesystem", lambda path: (fs, str(Path(path).absolute()), "")
+        focus, "open_filesystem", lambda path: (fs, str(Path(path).absolute()), "")
     )
     yield denied
 

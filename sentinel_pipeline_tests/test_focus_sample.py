@@ -21,7 +21,7 @@ import pytest
 from sentinel_pipeline.defs.resources import CostSourceResource
 from sentinel_pipeline.sources import root_causes as rc
 from sentinel_pipeline.sources.base import SourceResult
-from sentinel_pipeline.sources.files import read_cost_files
+from sentinel_pipeline.sources.focus import read_cost_files
 
 SAMPLE = Path(__file__).parent / "data" / "focus-1.0"
 D = date

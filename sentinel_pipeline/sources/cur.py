@@ -83,7 +83,7 @@ from sentinel_pipeline.sources.base import (
     SourceOptions,
     SourceResult,
 )
-from sentinel_pipeline.sources.files import (
+from sentinel_pipeline.sources.exports import (
     DEFAULT_CURRENCY,
     GLOBAL_REGION,
     UNKNOWN,
@@ -430,7 +430,7 @@ class _Export:
         """The files the period's manifest lists, matched by name to the files listed."""
         assert period.manifest is not None
         display = self.prefix + period.manifest
-        with os_errors(display):
+        with os_errors(display, reading=True):
             with self.fs.open_input_stream(period.manifest) as handle:
                 text = handle.read().decode("utf-8", errors="replace")
         try:
@@ -465,7 +465,7 @@ class _Export:
         extra: pc.Expression | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """The file's line items in [start, end] (and `extra`), only the columns asked for."""
-        with os_errors(file.display):
+        with os_errors(file.display, reading=True):
             dataset = ds.dataset(file.path, filesystem=self.fs, format="parquet")
             names = dataset.schema.names
             missing = [c for c in needed if c not in names]

@@ -1,4 +1,4 @@
-"""The `focus` cost source: billing export files in a folder or S3 prefix, as daily series.
+"""The `focus` cost source: FOCUS 1.x exports in a folder or S3 prefix, as daily series.
 
 `read_cost_files` reads FOCUS 1.x exports (AWS Data Exports, Azure, GCP, OCI...) and
 Sentinel-style records (`service, cost, region, timestamp, account`) stored as Parquet, CSV or
@@ -14,9 +14,9 @@ Decisions, so that a run either returns trustworthy totals or stops with a fix:
   keep one export per billing period (data exports overwrite their period in place).
 * Days are UTC days of ChargePeriodStart (`timestamp` for records); naive times mean UTC.
 * Rows whose ChargeCategory (case-insensitive) is not in `charge_categories` are left out of
-  the totals and reported per category in `df.attrs["excluded_cost"]`; credits and refunds
-  would otherwise hide or fake anomalies. Rows with no ChargeCategory (column absent or empty)
-  are kept.
+  the totals and reported per category in the `focus_excluded_cost` metadata; credits and
+  refunds would otherwise hide or fake anomalies. Rows with no ChargeCategory (column absent
+  or empty) are kept.
 * The text "NULL" means null. A null region becomes "global", a null service or account
   "unknown", a null currency "USD", a null cost 0.0. Text that is not a number is an error.
 * Dates are checked on every row read (a row cannot be placed in the range without one); costs
@@ -35,9 +35,8 @@ Decisions, so that a run either returns trustworthy totals or stops with a fix:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -60,13 +59,21 @@ from sentinel_pipeline.sources.base import (
     SourceOptions,
     SourceResult,
 )
+from sentinel_pipeline.sources.exports import (
+    DEFAULT_CURRENCY,
+    GLOBAL_REGION,
+    UNKNOWN,
+    check_one_currency,
+    daily_rows,
+    month_after,
+    open_filesystem,
+    os_errors,
+    sum_groups,
+)
 
 SOURCE_NAME = "focus"
 COST_COLUMNS: tuple[str, ...] = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
 READ_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz", ".csv.gzip")
-DEFAULT_CURRENCY = "USD"
-GLOBAL_REGION = "global"
-UNKNOWN = "unknown"
 
 # Charge categories detection counts; credits, adjustments and the rest are reported apart.
 COUNTED_CATEGORIES: tuple[str, ...] = ("usage", "purchase", "tax")
@@ -75,8 +82,7 @@ _BATCH_ROWS = 256 * 1024
 _CSV_BLOCK_BYTES = 16 * 1024 * 1024  # larger CSV batches: per-batch overhead dominates at 1 MB
 _PERIOD_RE = re.compile(r"^billing_period=(\d{4})-(\d{2})(?:-\d{2})?$", re.IGNORECASE)
 _UTC_SUFFIX = r"\s*UTC$"  # BigQuery (GCP FOCUS) writes "2025-01-31 00:00:00 UTC"
-_DENIED_MARKERS = ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")
-_FIX_PATH = "set SENTINEL_SOURCE_PATH to a folder or s3:// prefix holding FOCUS or CUR exports"
+_FIX_PATH = "set SENTINEL_SOURCE_PATH to the folder or s3:// prefix holding your FOCUS exports"
 _FORMATS = (
     "Sentinel reads FOCUS 1.x exports (ChargePeriodStart, ServiceName, SubAccountId, a cost "
     "column such as BilledCost; optional RegionId or Region, BillingCurrency, ChargeCategory) "
@@ -146,11 +152,11 @@ def read_cost_files(
     else:
         rows = pd.DataFrame({c: pd.Series(dtype="object") for c in [*_GROUP_KEYS, "file"]})
         rows["cost"] = pd.Series(dtype="float64")
-    kept_mask = (rows["category"] == "") | rows["category"].isin(keep)
+    kept_mask = _counted(rows["category"], keep)
     excluded = rows[~kept_mask].groupby("category", sort=True)["cost"].sum()
     kept = rows[kept_mask]
     check_one_currency(kept, path, start, end)
-    out = daily_rows(kept)
+    out = daily_rows(kept, SOURCE_NAME, None)
     return SourceResult(out, {
         "focus_files_read": len(files),
         "focus_cost_column": cost_column,
@@ -167,35 +173,6 @@ def _canonical_cost_column(cost_column: str) -> str:
         f"unknown cost column {cost_column!r}; choose one of the FOCUS cost columns "
         f"{', '.join(COST_COLUMNS)} (BilledCost is what the invoice shows)"
     )
-
-
-def open_filesystem(path: str) -> tuple[pafs.FileSystem, str, str]:
-    """Filesystem, path inside it, and the prefix that turns such a path back into a user URL.
-
-    S3 gets the endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL explicitly: recent
-    pyarrow reads them itself, older versions do not, and passing it also skips the
-    bucket-region lookup that a local S3 (MinIO, moto) cannot answer.
-    """
-    if "://" not in path:
-        local = os.path.abspath(os.path.expanduser(path))
-        return pafs.LocalFileSystem(), local, ""
-    scheme = path.split("://", 1)[0].lower()
-    try:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if scheme in ("s3", "s3a") and endpoint:
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-            options: dict[str, str] = {"endpoint_override": endpoint}
-            if region:
-                options["region"] = region
-            fs: pafs.FileSystem = pafs.S3FileSystem(**options)
-            root = path.split("://", 1)[1].strip("/")
-        else:
-            fs, root = pafs.FileSystem.from_uri(path)
-            root = root.rstrip("/")
-    except (OSError, ValueError, pa.ArrowException) as err:
-        raise SourceError(f"cannot open cost source path {path!r}: {err}; {_FIX_PATH}") from err
-    prefix = "" if scheme == "file" else f"{scheme}://"
-    return fs, root, prefix
 
 
 def _list_files(fs: pafs.FileSystem, root: str, prefix: str, path: str) -> list[tuple[str, str]]:
@@ -246,11 +223,6 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
-def month_after(day: dt.date) -> dt.date:
-    """The first day of the month after ``day``'s (billing periods are calendar months)."""
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
 def _period_overlaps(relative: str, start: dt.date, end: dt.date) -> bool:
     """False when a billing_period=YYYY-MM folder on the path lies wholly outside [start, end]."""
     for part in relative.split("/")[:-1]:
@@ -264,44 +236,6 @@ def _period_overlaps(relative: str, start: dt.date, end: dt.date) -> bool:
         if month_after(first) <= start or first > end:
             return False
     return True
-
-
-@contextmanager
-def os_errors(display: str, reading: bool = True) -> Iterator[None]:
-    """Turn filesystem and parser errors into SourceErrors that name the file and the fix."""
-    try:
-        yield
-    except SourceError:
-        raise
-    except PermissionError as err:
-        raise _permission_error(display, err) from err
-    except pa.ArrowInvalid as err:
-        raise SourceError(
-            f"{display} cannot be read as {_format_name(display)}: {err}; re-export the file "
-            f"or remove it from the folder"
-        ) from err
-    except OSError as err:
-        text = str(err)
-        if any(marker in text for marker in _DENIED_MARKERS):
-            raise _permission_error(display, err) from err
-        action = "reading" if reading else "listing"
-        raise SourceError(
-            f"error {action} {display}: {text}; check that the path exists and is reachable"
-        ) from err
-
-
-def _permission_error(display: str, err: Exception) -> SourceError:
-    """The one message for unreadable files, local or S3."""
-    return SourceError(
-        f"permission denied reading {display} ({err}); fix permissions so the user running "
-        f"Sentinel can read it (local: chmod/chown; S3: allow s3:ListBucket and s3:GetObject "
-        f"on the prefix)"
-    )
-
-
-def _format_name(display: str) -> str:
-    """Parquet or CSV, from the file name."""
-    return "Parquet" if display.lower().endswith(".parquet") else "CSV"
 
 
 def _read_file(
@@ -328,7 +262,7 @@ def _file_batches(
     """Open one file: its layout, the columns read (the layout's and whichever of `optional`
     it has), its batches, and whether it is CSV. Errors, also those raised while the batches
     are consumed, become SourceErrors naming the file."""
-    with os_errors(display):
+    with os_errors(display, reading=True):
         if file_path.lower().endswith(".parquet"):
             with fs.open_input_file(file_path) as handle:
                 parquet = pq.ParquetFile(handle)
@@ -439,13 +373,7 @@ def _aggregate(
         offset += batch.num_rows
     if not parts:
         return None
-    return parts[0] if len(parts) == 1 else sum_groups(pa.concat_tables(parts))
-
-
-def sum_groups(table: pa.Table, keys: list[str] = _GROUP_KEYS) -> pa.Table:
-    """Sum cost per group key in Arrow, single-threaded so reruns give bit-identical sums."""
-    summed = table.group_by(keys, use_threads=False).aggregate([("cost", "sum")])
-    return pa.table({**{k: summed[k] for k in keys}, "cost": summed["cost_sum"]})
+    return parts[0] if len(parts) == 1 else sum_groups(pa.concat_tables(parts), _GROUP_KEYS)
 
 
 def _aggregate_batch(
@@ -462,26 +390,39 @@ def _aggregate_batch(
     in_range = np.flatnonzero((days >= start) & (days <= end))
     if in_range.size == 0:
         return None
-    rows = pa.array(in_range)
-
-    def text(column: str | None, default: str, case: str | None = None) -> pa.Array:
-        if column is None:
-            return pa.repeat(pa.scalar(default), in_range.size)
-        return _text(batch.column(column).take(rows), default, case)
-
-    cost_values = batch.column(layout.cost).take(rows)
+    taken = batch.take(pa.array(in_range))
     table = pa.table(
         {
             "usage_date": pa.array(days[in_range]),
-            "service": text(layout.service, UNKNOWN),
-            "account_id": text(layout.account, UNKNOWN),
-            "region": text(layout.region, GLOBAL_REGION),
-            "currency": text(layout.currency, DEFAULT_CURRENCY, "upper"),
-            "category": text(layout.category, "", "lower"),
-            "cost": _costs(cost_values, in_range, layout.cost, display, is_csv, offset),
+            "service": _labels(taken, layout.service, UNKNOWN),
+            "account_id": _labels(taken, layout.account, UNKNOWN),
+            "region": _labels(taken, layout.region, GLOBAL_REGION),
+            "currency": _labels(taken, layout.currency, DEFAULT_CURRENCY, "upper"),
+            "category": _category(taken, layout),
+            "cost": _costs(taken.column(layout.cost), in_range, layout.cost, display, is_csv,
+                           offset),
         }
     )
-    return sum_groups(table)
+    return sum_groups(table, _GROUP_KEYS)
+
+
+def _labels(
+    batch: pa.RecordBatch, column: str | None, default: str, case: str | None = None
+) -> pa.Array:
+    """A label column of the batch as clean text; the default everywhere when absent."""
+    if column is None:
+        return pa.repeat(pa.scalar(default), batch.num_rows)
+    return _text(batch.column(column), default, case)
+
+
+def _category(batch: pa.RecordBatch, layout: _Layout) -> pa.Array:
+    """The lower-case charge category of each row ("" when unknown)."""
+    return _labels(batch, layout.category, "", "lower")
+
+
+def _counted(category: pd.Series, keep: set[str]) -> pd.Series:
+    """Rows detection counts: a kept charge category, or none at all."""
+    return (category == "") | category.isin(keep)
 
 
 def _row_ref(index: int, offset: int, is_csv: bool) -> str:
@@ -575,51 +516,6 @@ def _costs(
     return pa.array(np.where(missing, 0.0, numbers), pa.float64())
 
 
-def check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.date) -> None:
-    """A series summed across currencies would be meaningless: stop and name it."""
-    if rows.empty:
-        return
-    per_series = rows.groupby(schema.SERIES_KEY, sort=True)["currency"].nunique()
-    mixed = per_series[per_series > 1]
-    if mixed.empty:
-        return
-    service, account, region = mixed.index[0]
-    series = rows[
-        (rows["service"] == service) & (rows["account_id"] == account) & (rows["region"] == region)
-    ]
-    details = []
-    for currency, group in series.groupby("currency", sort=True):
-        files = sorted(set(group["file"]))
-        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        details.append(f"{currency} (in {shown})")
-    more = f"; {len(mixed) - 1} other series are mixed too" if len(mixed) > 1 else ""
-    raise SourceError(
-        f"series service={service!r} account_id={account!r} region={region!r} has costs in "
-        f"more than one currency between {start} and {end} under {path!r}: "
-        f"{'; '.join(details)}{more}; export one billing currency per account, or filter the "
-        f"files to one BillingCurrency"
-    )
-
-
-def daily_rows(
-    rows: pd.DataFrame,
-    source: str = SOURCE_NAME,
-    estimated: Callable[[list[dt.date]], Sequence[bool] | np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """Sum the kept rows per series and day and type them as raw_daily_costs (``estimated``
-    says which days the source may still rewrite; none by default)."""
-    if rows.empty:
-        return schema.empty_frame(schema.RAW_COLUMNS)
-    keys = ["usage_date", *schema.SERIES_KEY, "currency"]
-    daily = rows.groupby(keys, as_index=False, sort=False)["cost"].sum()
-    daily["usage_date"] = pd.to_datetime(daily["usage_date"]).dt.date
-    daily["estimated"] = (estimated(daily["usage_date"].tolist()) if estimated is not None
-                          else False)
-    daily["source"] = source
-    daily = daily.sort_values(["usage_date", *schema.SERIES_KEY], kind="stable")
-    return schema.conform(daily, schema.RAW_COLUMNS)
-
-
 # Drill-down for alerts: where in a FOCUS series the money went.
 _DETAIL_SOURCES: dict[str, tuple[str, ...]] = {
     "usage_type": ("ChargeDescription", "SkuId"),  # readable first; SkuId when it is empty
@@ -654,7 +550,7 @@ def focus_root_causes(
     if not parts:
         return ["" for _ in range(len(anomalies))]
     detail = pd.concat(parts, ignore_index=True)
-    detail = detail[(detail["category"] == "") | detail["category"].isin(keep)]
+    detail = detail[_counted(detail["category"], keep)]
     by_series = dict(tuple(detail.groupby(schema.SERIES_KEY, sort=False)))
     return rc.rank_each(anomalies, days, by_series)
 
@@ -688,38 +584,31 @@ def _detail_batches(
         if rows.size == 0:
             continue
         taken = batch.take(pa.array(rows))
-
-        def text(column: str | None, default: str, case: str | None = None,
-                 taken: pa.RecordBatch = taken) -> pd.Series:
-            if column is None:
-                return pd.Series(default, index=range(taken.num_rows), dtype=object)
-            return _text(taken.column(column), default, case).to_pandas()
-
         frame = pd.DataFrame({
             "usage_date": day_values[rows],
-            "service": text(layout.service, UNKNOWN),
-            "account_id": text(layout.account, UNKNOWN),
-            "region": text(layout.region, GLOBAL_REGION),
+            "service": _labels(taken, layout.service, UNKNOWN).to_pandas(),
+            "account_id": _labels(taken, layout.account, UNKNOWN).to_pandas(),
+            "region": _labels(taken, layout.region, GLOBAL_REGION).to_pandas(),
         })
-        keys = pd.Series(list(zip(frame["service"], frame["account_id"], frame["region"],
-                                  strict=True)))
-        match = keys.isin(wanted).to_numpy()
+        series = pd.Series(list(zip(frame["service"], frame["account_id"], frame["region"],
+                                    strict=True)))
+        match = series.isin(wanted).to_numpy()
         if not match.any():
             continue
-        frame["category"] = text(layout.category, "", "lower")
+        frame["category"] = _category(taken, layout).to_pandas()
         frame["cost"] = _costs(taken.column(layout.cost), rows, layout.cost, display, is_csv,
                                offset - batch.num_rows).to_numpy(zero_copy_only=False)
         for target, candidates in _DETAIL_SOURCES.items():
             value = pd.Series("", index=frame.index, dtype=object)
             for name in reversed([c for c in candidates if c in columns]):
-                found = text(name, "")
+                found = _labels(taken, name, "").to_pandas()
                 value = value.where(found == "", found)
             frame[target] = value
         frames.append(frame[match])
     if not frames:
         return None
     keys = ["usage_date", *schema.SERIES_KEY, "category", *_DETAIL_SOURCES]
-    return pd.concat(frames).groupby(keys, as_index=False, sort=False)["cost"].sum()
+    return pd.concat(frames).groupby(keys, as_index=False, sort=False).agg(cost=("cost", "sum"))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from sentinel_pipeline.sources.base import CostSource, SourceOptions
 from sentinel_pipeline.sources.cost_explorer import CostExplorerSource
 from sentinel_pipeline.sources.cur import CurSource
 from sentinel_pipeline.sources.demo import DemoSource
-from sentinel_pipeline.sources.files import FocusSource
+from sentinel_pipeline.sources.focus import FocusSource
 
 SOURCES: dict[str, type[CostSource]] = {
     DemoSource.name: DemoSource,
