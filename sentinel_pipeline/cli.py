@@ -8,7 +8,8 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,33 @@ def _prepare_environment() -> None:
     if not instance_yaml.exists():
         # Defaults mean SQLite storage in DAGSTER_HOME. Telemetry off: this is the user's
         # machine, and Sentinel's runs should not phone home unless they choose so.
-        instance_yaml.write_text("telemetry:\n  enabled: false\n")
+        # Written aside and renamed: two first-time commands never see a half-written file.
+        aside = home / f".dagster.yaml.{os.getpid()}"
+        aside.write_text("telemetry:\n  enabled: false\n")
+        os.replace(aside, instance_yaml)
     warnings.filterwarnings("ignore", category=Warning, module="dagster")
     warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
+
+
+@contextmanager
+def open_instance() -> Iterator[Any]:
+    """The Dagster instance of DAGSTER_HOME. Its first opening creates the SQLite schema; two
+    first-time commands at once would race there ("table run_tags already exists"), so the
+    opening holds a lock file in DAGSTER_HOME."""
+    import fcntl
+
+    import dagster as dg
+
+    lock_path = Path(os.environ["DAGSTER_HOME"]) / ".sentinel-instance.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = dg.DagsterInstance.get()
+            instance.get_runs(limit=1)  # storage (and its schema) is created lazily: now
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    with instance:
+        yield instance
 
 
 def _data_dir() -> str:
@@ -93,9 +118,10 @@ def _check_partition_range(start: date, end: date) -> None:
 # ---------------------------------------------------------------------- running
 def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None) -> None:
     """Materialise the four assets for the days, inclusive, in one run on the instance."""
-    import dagster as dg
 
     from sentinel_pipeline.definitions import defs
+    from sentinel_pipeline.defs.sensors import fail_abandoned_cli_runs
+    from sentinel_pipeline.process import identity_tags
 
     _check_partition_range(start, end)
     if detection:
@@ -104,7 +130,7 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
         DetectionResource(**detection).config()  # refuse bad knobs before anything is written
     _store().check_writable()
     job = defs.resolve_job_def("sentinel_daily_job")
-    tags = {"sentinel/trigger": "cli"}
+    tags = {"sentinel/trigger": "cli", **identity_tags()}
     partition_key = None
     if start == end:
         partition_key = start.isoformat()
@@ -114,7 +140,10 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if detection:
         run_config["resources"] = {"detection": {"config": detection}}
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
+        for run_id in fail_abandoned_cli_runs(instance):
+            print(f"Run {run_id} was left running by a sentinel command that is gone: marked "
+                  "failed (rerun its days if needed).", file=sys.stderr)
         result = job.execute_in_process(
             instance=instance, partition_key=partition_key, tags=tags, run_config=run_config,
             raise_on_error=False,

@@ -12,6 +12,7 @@ from sentinel_pipeline.defs.jobs import sentinel_daily_job, sentinel_weekly_dige
 from sentinel_pipeline.defs.resources import resources_from_environment
 from sentinel_pipeline.defs.schedules import sentinel_daily_schedule, weekly_digest_schedule
 from sentinel_pipeline.defs.sensors import (
+    abandoned_cli_runs_sensor,
     alert_delivery_sensor,
     raw_freshness_sensor,
     restatement_sensor,
@@ -24,6 +25,6 @@ defs = dg.Definitions(
     jobs=[sentinel_daily_job, sentinel_weekly_digest_job],
     schedules=[sentinel_daily_schedule, weekly_digest_schedule],
     sensors=[restatement_sensor, alert_delivery_sensor, run_failure_alert_sensor,
-             raw_freshness_sensor],
+             raw_freshness_sensor, abandoned_cli_runs_sensor],
     resources=resources_from_environment(),
 )

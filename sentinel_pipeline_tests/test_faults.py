@@ -3,6 +3,11 @@ with the file (or series and day) and the fix, and writes nothing it should not.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -10,6 +15,7 @@ import dagster as dg
 import pytest
 
 from sentinel_pipeline.cli import failure_messages
+from sentinel_pipeline.defs.sensors import abandoned_cli_runs_sensor, fail_abandoned_cli_runs
 from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests.conftest import run_days
 
@@ -81,3 +87,54 @@ def test_an_empty_day_inside_the_history_is_a_warning_not_a_quiet_day(
     logs = instance.all_logs(result.run_id)
     assert any("1 empty day(s) inside the history read (2025-02-05)" in (r.user_message or "")
                for r in logs)
+
+
+def _cli(home: Path, data: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SENTINEL_DATA_DIR": str(data),
+           "SENTINEL_SOURCE": "demo"}
+    return subprocess.Popen([sys.executable, "-m", "sentinel_pipeline.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_a_killed_cli_run_is_marked_failed_by_the_next_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kill -9 of `sentinel backfill` mid-run leaves its run STARTED; the next command (or the
+    daemon's sensor) marks it failed, naming the gone process, and only that run."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    first = _cli(home, data, "backfill", "--start", "2025-01-01", "--end", "2025-12-31")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    deadline = time.monotonic() + 120
+    started: list[dg.DagsterRun] = []
+    while not started and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+        if (home / "history" / "runs.db").exists():
+            with dg.DagsterInstance.get() as instance:
+                started = list(instance.get_runs(dg.RunsFilter(
+                    statuses=[dg.DagsterRunStatus.STARTED])))
+    assert started, "the backfill never started"
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    run_id = started[0].run_id
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+        # The daemon's sensor does it too; here the next CLI command does.
+        evaluation = abandoned_cli_runs_sensor(dg.build_sensor_context(instance=instance))
+        assert "1 abandoned CLI run(s) marked failed" in str(evaluation.skip_message)
+        run = instance.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        assert fail_abandoned_cli_runs(instance) == []  # judged once
+    failure = [r for r in instance.all_logs(run_id)
+               if r.dagster_event and r.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+    assert f"pid {first.pid}" in failure[-1].dagster_event.message
+
+
+def test_two_first_commands_on_a_fresh_dagster_home_both_succeed(tmp_path: Path) -> None:
+    """Both create the instance at once: the lock makes one wait for the other's schema."""
+    home = tmp_path / "home"
+    procs = [_cli(home, tmp_path / f"data{i}", "backfill", "--start", "2025-01-02",
+                  "--end", "2025-01-02") for i in range(2)]
+    outputs = [p.communicate(timeout=240)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_runs()) == 2

@@ -5,6 +5,7 @@ The two that talk to people post through the ``alert_sink`` resource: Slack when
 SLACK_BOT_TOKEN is set, otherwise the outbox folder under the data dir (dry run).
 """
 
+import socket
 import warnings
 from datetime import UTC, date, datetime, timedelta
 
@@ -21,6 +22,7 @@ from sentinel_pipeline.delivery.deliver import deliver_day
 from sentinel_pipeline.delivery.failure import build_failure_message
 from sentinel_pipeline.delivery.ledger import DeliveryLedger
 from sentinel_pipeline.delivery.sinks import DeliveryError, OutboxSink
+from sentinel_pipeline.process import HOST_TAG, PID_TAG, is_gone
 from sentinel_pipeline.settings import start_date
 from sentinel_pipeline.storage import TableStore
 
@@ -213,3 +215,37 @@ with warnings.catch_warnings():
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
+
+
+# ------------------------------------------------------------------ abandoned CLI runs
+def fail_abandoned_cli_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs a `sentinel` command started whose process is gone (killed with
+    SIGKILL, machine crash): without this they stay STARTED forever. Returns their ids."""
+    runs = instance.get_runs(dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+                  dg.DagsterRunStatus.NOT_STARTED],
+        tags={HOST_TAG: socket.gethostname()}))
+    failed = []
+    for run in runs:
+        if is_gone(dict(run.tags)):
+            instance.report_run_failed(run, message=(
+                f"The sentinel command that ran this (pid {run.tags.get(PID_TAG)} on "
+                f"{run.tags.get(HOST_TAG)}) is gone without finishing (killed?): marked failed. "
+                "Rerun its days; every partition it wrote is replaced whole."))
+            failed.append(run.run_id)
+    return failed
+
+
+@dg.sensor(
+    name="abandoned_cli_runs_sensor",
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed the runs of a `sentinel` command whose process is gone (e.g. "
+    "killed with kill -9), so they do not stay STARTED and hold the pipeline's run slot.",
+)
+def abandoned_cli_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    failed = fail_abandoned_cli_runs(context.instance)
+    for run_id in failed:
+        context.log.warning(f"Run {run_id}: its sentinel command is gone; marked failed.")
+    return dg.SkipReason(f"{len(failed)} abandoned CLI run(s) marked failed." if failed
+                         else "No abandoned CLI runs.")
