@@ -59,7 +59,14 @@ def test_definition_graph_is_pinned() -> None:
     schedule = defs.resolve_schedule_def("sentinel_daily_schedule")
     assert schedule.cron_schedule == "0 9 * * *"
     assert schedule.execution_timezone in (None, "UTC")
-    assert defs.resolve_sensor_def("alert_delivery_sensor") is not None
+    repository = defs.get_repository_def()
+    sensors = {s.name for s in repository.sensor_defs}
+    assert sensors == {"alert_delivery_sensor", "run_failure_alert_sensor", "restatement_sensor",
+                       "raw_costs_freshness_sensor", "abandoned_cli_runs_sensor"}
+    assert {s.name for s in repository.schedule_defs} == {
+        "sentinel_daily_schedule", "weekly_digest_schedule"}
+    assert {j.name for j in repository.get_all_jobs()} >= {
+        "sentinel_daily_job", "sentinel_weekly_digest_job"}
 
 
 def test_backfill_is_one_run_writing_one_file_per_day(demo_backfill: Backfill) -> None:
