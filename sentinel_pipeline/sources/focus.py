@@ -1,9 +1,9 @@
-"""The `focus` cost source: FOCUS 1.x exports in a folder or S3 prefix, as daily series.
+"""The `focus` cost source: FOCUS 1.0 to 1.4 exports in a folder or S3 prefix, as daily series.
 
-`read_cost_files` reads FOCUS 1.x exports (AWS Data Exports, Azure, GCP, OCI...) and
-Sentinel-style records (`service, cost, region, timestamp, account`) stored as Parquet, CSV or
-gzip CSV anywhere under the path, and returns one row per (usage_date, service, account_id,
-region) of the raw_daily_costs contract.
+`read_cost_files` reads FOCUS exports (AWS Data Exports, Azure, GCP, OCI...) and Sentinel-style
+records (`service, cost, region, timestamp, account`) stored as Parquet, CSV or gzip CSV
+anywhere under the path, and returns one row per (usage_date, service, account_id, region) of
+the raw_daily_costs contract.
 
 Decisions, so that a run either returns trustworthy totals or stops with a fix:
 
@@ -17,6 +17,11 @@ Decisions, so that a run either returns trustworthy totals or stops with a fix:
   the totals and reported per category in the `focus_excluded_cost` metadata; credits and
   refunds would otherwise hide or fake anomalies. Rows with no ChargeCategory (column absent
   or empty) are kept.
+* Rows whose ChargeClass is "Correction" are left out too and reported as "correction". They
+  correct a billing period that is already invoiced: they are delivered with a later billing
+  period (its `billing_period=` folder) but dated when the cost was incurred (FOCUS 1.3
+  Correction Handling), so counting them would make a day's total depend on which folders the
+  requested range happens to open, and would move money onto days already alerted on.
 * The text "NULL" means null. A null region becomes "global", a null service or account
   "unknown", a null currency "USD", a null cost 0.0. Text that is not a number is an error.
 * Dates are checked on every row read (a row cannot be placed in the range without one); costs
@@ -27,6 +32,22 @@ Decisions, so that a run either returns trustworthy totals or stops with a fix:
 * Only the needed columns are read (Parquet column projection, CSV `include_columns`), in
   batches, and each batch is aggregated at once, so memory follows the number of series-days,
   not of line items. CSV columns are read as text to keep account ids like 012345678901 intact.
+
+FOCUS versions. Each file is read by its own header, so a folder may mix versions (an export
+upgraded mid-year; one month exported in two versions side by side is counted twice, like any
+export placed twice). The columns read kept their names and meaning from 1.0 to 1.4:
+ChargePeriodStart, ServiceName, SubAccountId (conditional and nullable in every version: null
+is "unknown"), RegionId (`Region` before 1.0; nullable), the cost metrics, BillingCurrency,
+ChargeCategory (the same five values) and ChargeClass. Summing the cost column stays right:
+
+* 1.1 and 1.2 add descriptive columns only (their PricingCurrency prices are never read).
+* 1.3 deprecates ProviderName and PublisherName for ServiceProviderName and HostProviderName,
+  and 1.4 removes them: nothing here reads either.
+* 1.3 split cost allocation (AllocatedMethodId, AllocatedResourceId...) replaces a shared charge
+  by allocated rows that add up to it and keep its dimensions, service, sub account and region
+  included: the series total is the same, split or not.
+* 1.3 ContractApplied (how much of a charge counted towards a contract commitment) and 1.4
+  CommitmentProgramEligibilityDetails are JSON describing a charge, not further charges.
 
 `focus_root_causes` drills into alerted series for their largest contributors: ChargeDescription
 (SkuId when empty) as the usage type and ResourceId, ranked by root_causes.top_contributors.
@@ -77,6 +98,8 @@ READ_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz", ".csv.gzip")
 
 # Charge categories detection counts; credits, adjustments and the rest are reported apart.
 COUNTED_CATEGORIES: tuple[str, ...] = ("usage", "purchase", "tax")
+# How rows with ChargeClass "Correction" are reported (never counted, see above).
+CORRECTION = "correction"
 
 _BATCH_ROWS = 256 * 1024
 _CSV_BLOCK_BYTES = 16 * 1024 * 1024  # larger CSV batches: per-batch overhead dominates at 1 MB
@@ -84,9 +107,10 @@ _PERIOD_RE = re.compile(r"^billing_period=(\d{4})-(\d{2})(?:-\d{2})?$", re.IGNOR
 _UTC_SUFFIX = r"\s*UTC$"  # BigQuery (GCP FOCUS) writes "2025-01-31 00:00:00 UTC"
 _FIX_PATH = "set SENTINEL_SOURCE_PATH to the folder or s3:// prefix holding your FOCUS exports"
 _FORMATS = (
-    "Sentinel reads FOCUS 1.x exports (ChargePeriodStart, ServiceName, SubAccountId, a cost "
-    "column such as BilledCost; optional RegionId or Region, BillingCurrency, ChargeCategory) "
-    "or Sentinel records (timestamp, service, account, cost; optional region, currency)"
+    "Sentinel reads FOCUS 1.0 to 1.4 exports (ChargePeriodStart, ServiceName, SubAccountId, a "
+    "cost column such as BilledCost; optional RegionId or Region, BillingCurrency, "
+    "ChargeCategory, ChargeClass) or Sentinel records (timestamp, service, account, cost; "
+    "optional region, currency)"
 )
 _GROUP_KEYS = ["usage_date", "service", "account_id", "region", "currency", "category"]
 
@@ -103,6 +127,7 @@ class _Layout:
     region: str | None
     currency: str | None
     category: str | None
+    charge_class: str | None
 
     @property
     def columns(self) -> list[str]:
@@ -115,6 +140,7 @@ class _Layout:
             self.region,
             self.currency,
             self.category,
+            self.charge_class,
         ]
         return list(dict.fromkeys(c for c in roles if c is not None))
 
@@ -129,9 +155,9 @@ def read_cost_files(
     """Daily cost per series for UTC days in [start, end], from the export files under `path`.
 
     Returns `schema.RAW_COLUMNS` rows (source "focus", estimated False), sorted by usage_date
-    and series, with metadata `focus_excluded_cost` ({category: total} of rows left out by
-    charge category) and `focus_files_read`. Raises SourceError, and returns nothing, on any
-    bad file or value.
+    and series, with metadata `focus_excluded_cost` ({category or "correction": total} of the
+    rows left out) and `focus_files_read`. Raises SourceError, and returns nothing, on any bad
+    file or value.
     """
     cost_column = _canonical_cost_column(cost_column)
     if start > end:
@@ -341,6 +367,7 @@ def _resolve_layout(names: list[str], display: str, cost_column: str) -> _Layout
             region=pick("RegionId") or pick("Region"),
             currency=pick("BillingCurrency"),
             category=pick("ChargeCategory"),
+            charge_class=pick("ChargeClass"),
         )
     return _Layout(
         kind=kind,
@@ -351,6 +378,7 @@ def _resolve_layout(names: list[str], display: str, cost_column: str) -> _Layout
         region=pick("region"),
         currency=pick("currency"),
         category=None,
+        charge_class=None,
     )
 
 
@@ -416,8 +444,11 @@ def _labels(
 
 
 def _category(batch: pa.RecordBatch, layout: _Layout) -> pa.Array:
-    """The lower-case charge category of each row ("" when unknown)."""
-    return _labels(batch, layout.category, "", "lower")
+    """The lower-case charge category of each row ("" when unknown), or "correction" for a
+    correction to an invoiced billing period, whatever its category."""
+    category = _labels(batch, layout.category, "", "lower")
+    charge_class = _labels(batch, layout.charge_class, "", "lower")
+    return pc.if_else(pc.equal(charge_class, CORRECTION), pa.scalar(CORRECTION), category)
 
 
 def _counted(category: pd.Series, keep: set[str]) -> pd.Series:
