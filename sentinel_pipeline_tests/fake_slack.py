@@ -1,10 +1,18 @@
 """A local stand-in for the Slack Web API, so the real slack_sdk client is exercised over HTTP.
 
-Serves chat.postMessage (JSON) and the three steps of ``files_upload_v2``:
-files.getUploadURLExternal, the upload URL itself, files.completeUploadExternal (form bodies).
+Serves chat.postMessage (JSON; each message kept with its ts and ``metadata`` in
+``messages``), the three steps of ``files_upload_v2``: files.getUploadURLExternal, the upload
+URL itself, files.completeUploadExternal (form bodies), and the reads Sentinel makes to find an
+interrupted post: conversations.history and conversations.replies (arguments in the query
+string, as slack_sdk sends them, or GET; channel IDs only, like
+Slack; ``oldest``/``latest``/``inclusive``, newest first, ``limit`` and ``cursor`` pages;
+metadata only with ``include_all_metadata``) and conversations.list (the channels seen so far
+and ``workspace_channels``).
 ``script`` holds responses to give to the next API calls (before any normal answer): a status,
 a JSON payload (or raw bytes, for malformed answers) and headers; ``delay_seconds`` makes every
-API call answer late (client timeouts).
+API call answer late without processing it (client timeouts); ``post_answer_delay`` makes
+chat.postMessage keep the message first and answer late (a post that reached Slack while the
+client waits), setting ``post_received`` when the message is kept.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from sentinel_pipeline_tests.local_http import local_server
+
+READS = frozenset({"conversations.history", "conversations.replies", "conversations.list"})
 
 
 @dataclass
@@ -39,6 +49,17 @@ class FakeSlack:
     uploads: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes received
     files: list[dict[str, Any]] = field(default_factory=list)  # completeUploadExternal forms
     upload_names: dict[str, str] = field(default_factory=dict)  # file id -> filename
+    messages: list[dict[str, Any]] = field(default_factory=list)  # as Slack stores them
+    post_answer_delay: float = 0.0
+    post_received: threading.Event = field(default_factory=threading.Event)
+    workspace_channels: list[str] = field(default_factory=lambda: [
+        "#cost-alerts", "#finops", "#team-a", "#ops", "#ml"])
+    history_calls: list[dict[str, str]] = field(default_factory=list)  # conversations.* args
+
+    def in_channel(self, channel: str) -> list[dict[str, Any]]:
+        """The messages kept for a channel (name or ID), oldest first."""
+        cid = self.channel_id(channel)
+        return [m for m in self.messages if m["channel"] == cid]
 
     def channel_id(self, channel: str) -> str:
         if channel.startswith("C") and channel[1:].isdigit():
@@ -75,6 +96,11 @@ def fake_slack() -> Iterator[FakeSlack]:
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                 pass
 
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            self._api(url.path.rsplit("/", 1)[-1], b"", query)
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
@@ -84,7 +110,16 @@ def fake_slack() -> Iterator[FakeSlack]:
                     state.uploads[file_id] = body
                 self._send(200, f"OK - {len(body)}".encode())
                 return
-            method = self.path.rsplit("/", 1)[-1]
+            url = urlsplit(self.path)
+            method = url.path.rsplit("/", 1)[-1]
+            if method in READS:  # slack_sdk sends their arguments in the query string
+                args = {k: v[0] for k, v in parse_qs(url.query).items()}
+                args.update({k: v[0] for k, v in parse_qs(body.decode()).items()})
+                self._api(method, b"", args)
+                return
+            self._api(method, body, None)
+
+        def _api(self, method: str, body: bytes, query: dict[str, str] | None) -> None:
             with lock:
                 state.calls += 1
                 state.call_times.append(time.monotonic())
@@ -99,7 +134,15 @@ def fake_slack() -> Iterator[FakeSlack]:
             if scripted is not None:
                 self._send(*scripted)
                 return
-            self._send(200, self._answer(method, body))
+            if query is not None:
+                self._send(200, self._read(method, query))
+                return
+            answer = self._answer(method, body)
+            if method == "chat.postMessage" and answer.get("ok"):
+                state.post_received.set()
+                if state.post_answer_delay:  # kept, but the client waits (and may die)
+                    time.sleep(state.post_answer_delay)
+            self._send(200, answer)
 
         def _answer(self, method: str, body: bytes) -> dict[str, Any]:
             is_json = "json" in (self.headers.get("Content-Type") or "")
@@ -108,12 +151,22 @@ def fake_slack() -> Iterator[FakeSlack]:
                 if method == "chat.postMessage":
                     post = json.loads(body or b"{}") if is_json else form
                     state.posts.append(post)
-                    ts = f"1700000000.{len(state.posts):06d}"
-                    return {"ok": True, "channel": state.channel_id(post["channel"]), "ts": ts}
+                    # Slack's ts: the epoch second it was posted, then a unique suffix.
+                    ts = f"{int(time.time())}.{len(state.posts):06d}"
+                    cid = state.channel_id(post["channel"])
+                    kept = {"type": "message", "channel": cid, "ts": ts,
+                            "text": post.get("text", ""), "blocks": post.get("blocks")}
+                    if post.get("thread_ts"):
+                        kept["thread_ts"] = post["thread_ts"]
+                    if isinstance(post.get("metadata"), dict):
+                        kept["metadata"] = post["metadata"]
+                    state.messages.append(kept)
+                    return {"ok": True, "channel": cid, "ts": ts}
                 if method == "files.getUploadURLExternal":
                     file_id = f"F{len(state.upload_names) + 1:04d}"
                     state.upload_names[file_id] = form.get("filename", "")
-                    host, port = self.server.server_address[:2]
+                    address: Any = self.server.server_address  # (host, port) for AF_INET
+                    host, port = address[:2]
                     return {"ok": True, "file_id": file_id,
                             "upload_url": f"http://{host}:{port}/upload/{file_id}"}
                 if method == "files.completeUploadExternal":
@@ -122,6 +175,49 @@ def fake_slack() -> Iterator[FakeSlack]:
                     return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")}
                                                   for f in files]}
             return {"ok": False, "error": "unknown_method"}
+
+        def _read(self, method: str, query: dict[str, str]) -> dict[str, Any]:
+            with lock:
+                state.history_calls.append({"method": method, **query})
+                if method == "conversations.list":
+                    for name in state.workspace_channels:
+                        state.channel_id(name)
+                    channels = [{"id": cid, "name": name.lstrip("#"), "is_private": False}
+                                for name, cid in state.channel_ids.items()]
+                    return {"ok": True, "channels": channels,
+                            "response_metadata": {"next_cursor": ""}}
+                if method not in ("conversations.history", "conversations.replies"):
+                    return {"ok": False, "error": "unknown_method"}
+                cid = query.get("channel", "")
+                if cid not in state.channel_ids.values():  # names are not accepted here
+                    return {"ok": False, "error": "channel_not_found"}
+                inclusive = query.get("inclusive") in ("1", "true", "True")
+                oldest = float(query.get("oldest") or 0)
+                latest = float(query.get("latest") or 1e12)
+                found = []
+                for message in state.messages:
+                    ts = float(message["ts"])
+                    if message["channel"] != cid or not (
+                            (oldest <= ts if inclusive else oldest < ts)
+                            and (ts <= latest if inclusive else ts < latest)):
+                        continue
+                    if method == "conversations.history" and message.get("thread_ts"):
+                        continue  # replies are not in the channel's history
+                    if method == "conversations.replies" and query.get("ts") not in (
+                            message["ts"], message.get("thread_ts")):
+                        continue
+                    found.append(dict(message))
+            if method == "conversations.history":
+                found.reverse()  # newest first
+            if query.get("include_all_metadata") not in ("1", "true", "True"):
+                for message in found:
+                    message.pop("metadata", None)
+            start = int(query.get("cursor") or 0)
+            limit = int(query.get("limit") or 100)
+            page = found[start:start + limit]
+            more = start + limit < len(found)
+            return {"ok": True, "messages": page, "has_more": more,
+                    "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
     with local_server(Handler) as url:
         state.url = f"{url}/api/"
