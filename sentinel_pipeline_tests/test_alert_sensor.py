@@ -214,7 +214,7 @@ def test_slack_refusals_are_logged_clearly_without_the_token(
         slack.script.extend([(status, {"ok": False, "error": error}, {})] * 200)
         result = _tick(demo_backfill.instance, data_dir, None, _sink(slack.url))
         assert slack.posts == [] and result.skip_message
-    assert not (data_dir / LEDGER_PATH).exists()
+    assert _delivered(data_dir) == 0  # nothing recorded as delivered (a 5xx stays pending)
     log = capsys.readouterr().err  # the sensor's log, as the daemon shows it
     assert needle in log
     assert TOKEN not in log
@@ -280,3 +280,20 @@ def test_rerun_with_a_new_anomaly_posts_only_it_as_a_thread_reply(
         assert slack.files[-1]["thread_ts"] == root_ts  # its chart in the same thread
         _tick(demo_backfill.instance, data_dir, None, sink)  # restarted: nothing new
         assert len(slack.posts) == n_posts + 1
+
+
+def test_damaged_ledger_fails_the_tick_with_the_fix_and_posts_nothing(
+    demo_backfill: Backfill, data_dir: Path
+) -> None:
+    from sentinel_pipeline.delivery.ledger import main
+
+    sink = _sink()
+    _tick(demo_backfill.instance, data_dir, None, sink)
+    files = _outbox(data_dir)
+    (data_dir / LEDGER_PATH).write_text("{}")  # what used to repost every alert
+    with pytest.raises(Exception, match=r"ledger\.json is damaged \(it holds an empty object"):
+        _tick(demo_backfill.instance, data_dir, None, sink)  # a restart: cursor lost
+    assert _outbox(data_dir) == files
+    assert main(["--data-dir", str(data_dir), "restore"]) == 0
+    restarted = _tick(demo_backfill.instance, data_dir, None, sink)
+    assert restarted.cursor is not None and _outbox(data_dir) == files

@@ -252,7 +252,7 @@ def test_version_1_ledger_is_still_honoured(tmp_path: Path) -> None:
     result = deliver_day(store, OutboxSink(store), DeliveryLedger(store), Router("#c"),
                          DAY.isoformat(), charts=False)
     assert (result.sent, result.already_sent) == (1, 1)
-    assert json.loads((tmp_path / "data" / LEDGER_PATH).read_text())["version"] == 2
+    assert json.loads((tmp_path / "data" / LEDGER_PATH).read_text())["version"] == 3
 
 
 # ---------------------------------------------------------------------------- weekly digest

@@ -7,13 +7,14 @@ from pydantic import Field
 
 from sentinel_pipeline.defs.checks import RAW_FRESHNESS_CHECK
 from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
+from sentinel_pipeline.delivery.deliver import post_once
 from sentinel_pipeline.delivery.digest import (
     build_digest,
     load_digest_inputs,
     previous_week,
     week_label,
 )
-from sentinel_pipeline.delivery.ledger import DeliveryLedger
+from sentinel_pipeline.delivery.ledger import DeliveryLedger, digest_key
 from sentinel_pipeline.errors import ConfigError
 
 ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "annotated_alerts"]
@@ -74,9 +75,11 @@ def post_weekly_digest(
         return dg.Output("", metadata={"week": week, "sent": False})
     message = build_digest(load_digest_inputs(store, start), alert_sink.dagster_url)
     sink = alert_sink.sink(store)
-    posted = sink.post(alert_sink.channel, f"digest-{week}", message)
-    ledger.record_digest(week, alert_sink.channel, sink.destination, posted.reference)
-    context.log.info(f"Digest {week} sent to {sink.destination} -> {posted.reference}")
+    # Pending before the post, metadata on it: a retry after a crash adopts, never reposts.
+    posted, adopted = post_once(store, sink, ledger, digest_key(week), "digest",
+                                alert_sink.channel, f"digest-{week}", message)
+    context.log.info(f"Digest {week} {'found already posted in' if adopted else 'sent to'} "
+                     f"{sink.destination} -> {posted.reference}")
     return dg.Output(posted.reference, metadata={"week": week, "sent": True})
 
 
