@@ -16,8 +16,12 @@ import pytest
 
 from sentinel_pipeline.cli import failure_messages
 from sentinel_pipeline.defs.sensors import abandoned_cli_runs_sensor, fail_abandoned_cli_runs
+from sentinel_pipeline.errors import SourceError
+from sentinel_pipeline.sources.cur import read_cur
 from sentinel_pipeline.storage import TableStore
+from sentinel_pipeline_tests import cur_fakes
 from sentinel_pipeline_tests.conftest import run_days
+from sentinel_pipeline_tests.cur_fakes import Item
 
 DAY = date(2025, 2, 10)
 FOCUS_HEADER = ("ChargePeriodStart,ServiceName,SubAccountId,RegionId,BilledCost,"
@@ -45,10 +49,24 @@ def test_a_non_finite_sum_is_refused_naming_series_and_day(
     result = run_days(instance, DAY, DAY, raise_on_error=False)
     assert not result.success
     message = "\n".join(failure_messages(result))
-    assert "Amazon EC2 / 111 / us-east-1" in message and str(DAY) in message
+    assert "service='Amazon EC2' account_id='111' region='us-east-1'" in message
+    assert str(DAY) in message and str(exports / "costs.csv") in message
     assert "Nothing was written" in message
     assert not list(sentinel_env.rglob("*.parquet"))
     assert _retries(result) == []
+
+
+def test_cur_line_items_summing_to_inf_name_the_file(tmp_path: Path) -> None:
+    items = [Item(date(2025, 1, 5), 1e308), Item(date(2025, 1, 5), 1e308, hour=11),
+             Item(date(2025, 1, 5), 3.0, service="AmazonS3")]
+    key = cur_fakes.data_key("2025-01")
+    (tmp_path / key).parent.mkdir(parents=True)
+    (tmp_path / key).write_bytes(cur_fakes.parquet_bytes(items))
+    with pytest.raises(SourceError) as info:
+        read_cur(str(tmp_path / cur_fakes.EXPORT), date(2025, 1, 5), date(2025, 1, 5))
+    message = str(info.value)
+    assert "service='AmazonEC2'" in message and "on 2025-01-05" in message
+    assert key.rsplit("/", 1)[-1] in message and "inf" in message
 
 
 def test_a_damaged_partition_names_the_file_and_the_fix_without_retrying(

@@ -138,6 +138,29 @@ def check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.da
     )
 
 
+def _check_finite(daily: pd.DataFrame, rows: pd.DataFrame) -> None:
+    """A day's sum that overflows (two line items of 1e308) or a cost that is inf cannot be
+    stored or scored: stop, naming the series, the day and the files (``rows["file"]``)."""
+    bad = ~np.isfinite(daily["cost"].to_numpy(dtype=float))
+    if not bad.any():
+        return
+    first = daily[bad].iloc[0]
+    series = rows[(rows["usage_date"] == first["usage_date"])
+                  & (rows["service"] == first["service"])
+                  & (rows["account_id"] == first["account_id"])
+                  & (rows["region"] == first["region"])]
+    files = sorted(set(series["file"])) if "file" in series else []
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    more = f"; {int(bad.sum()) - 1} other series-days too" if bad.sum() > 1 else ""
+    raise SourceError(
+        f"series service={first['service']!r} account_id={first['account_id']!r} "
+        f"region={first['region']!r} sums to {first['cost']} on "
+        f"{pd.Timestamp(first['usage_date']).date()} (in {shown or 'the export'}){more}: a cost "
+        "too large to store; fix or remove those line items and rerun the day. Nothing was "
+        "written."
+    )
+
+
 def daily_rows(
     rows: pd.DataFrame,
     source: str,
@@ -149,6 +172,7 @@ def daily_rows(
         return schema.empty_frame(schema.RAW_COLUMNS)
     keys = ["usage_date", *schema.SERIES_KEY, "currency"]
     daily = rows.groupby(keys, as_index=False, sort=False).agg(cost=("cost", "sum"))
+    _check_finite(daily, rows)
     daily["usage_date"] = pd.to_datetime(daily["usage_date"]).dt.date
     daily["estimated"] = (estimated(daily["usage_date"].tolist()) if estimated is not None
                           else False)
