@@ -12,7 +12,7 @@ DAGSTER_HOME ?= $(CURDIR)/.sentinel/dagster
 SENTINEL_DATA_DIR ?= $(CURDIR)/.sentinel/data
 RUN_ENV := DAGSTER_HOME=$(DAGSTER_HOME) SENTINEL_DATA_DIR=$(SENTINEL_DATA_DIR)
 
-.PHONY: install install-dev demo test dev lint validate bench clean browser postgres
+.PHONY: install install-dev demo test test-fast dev lint validate bench clean browser postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ postgres:
 
 test: $(DEV_STAMP) lint validate browser postgres
 	SENTINEL_CHROMIUM=$(CHROMIUM) PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
+
+# The quick loop: unit tests only (no PostgreSQL, chromium, fake servers or Dagster runs; what
+# "integration" means is in sentinel_pipeline_tests/conftest.py).
+test-fast: $(DEV_STAMP) lint
+	$(BIN)/pytest -q -m "not integration"
 
 # Benchmarks print their figures; they are not tests (see the README for what each measures).
 # Dev install: cost_explorer_requests.py borrows the tests' fake Cost Explorer.

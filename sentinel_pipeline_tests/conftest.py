@@ -1,10 +1,34 @@
-"""Shared fixtures: a tmp data dir and Dagster instance, and a helper to run the daily job."""
+"""Shared fixtures: a tmp data dir and Dagster instance, and a helper to run the daily job.
+
+Tests come in two layers (README, "Testing"). A test is ``integration`` when it needs something
+outside the Python process under test or runs Dagster for real:
+
+- a server or another process: PostgreSQL, chromium and the Dagster webserver, the moto S3
+  server, the local Slack / Anthropic / Cost Explorer fakes, a ``sentinel`` or ``dagster``
+  subprocess;
+- a Dagster instance: a job, asset, sensor or schedule executed on an instance (the ``instance``
+  fixture, the shared demo backfill, ``materialize``, ``execute_in_process``, the CLI commands
+  that run the pipeline).
+
+Everything else (detection, sources and storage on tmp_path files, messages, checks, settings,
+loading the Definitions) is a unit test: ``pytest -m "not integration"`` runs only those, with no
+PostgreSQL, browser, fake server or Dagster run. The mark is added here from what a test uses
+(its fixtures and the helpers it calls, see ``_needs_integration``), or written on the test when
+that cannot be seen; ``_unit_tests_stay_in_process`` fails a test left unmarked that opens a
+socket, starts a process, creates a stored Dagster instance or starts a run, so the mark stays
+true as tests are added.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
+import socket
+import subprocess
+import sys
+import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,6 +56,96 @@ for _variable in VARIABLES.values():
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+# ------------------------------------------------------------------ test layers
+# Names whose use (a call, an attribute, a global) makes a test integration, wherever they appear
+# in the test, its fixtures or the helpers of sentinel_pipeline_tests they call.
+INTEGRATION_NAMES = frozenset({
+    # a Dagster instance running something
+    "DagsterInstance", "instance_for_test", "materialize", "materialize_to_memory",
+    "execute_in_process",
+    # servers and processes
+    "local_server", "ThreadedMotoServer", "subprocess", "Popen", "sync_playwright", "psycopg2",
+})
+_TEST_PACKAGE = "sentinel_pipeline_tests"
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):  # nested functions, lambdas, comprehensions
+            names |= _code_names(const)
+    return names
+
+
+def _needs_integration(func: Callable[..., Any], seen: set[int]) -> bool:
+    """True if ``func`` or a function of the test package it refers to uses INTEGRATION_NAMES."""
+    func = inspect.unwrap(func)
+    func = getattr(getattr(func, "hypothesis", None), "inner_test", func)
+    code = getattr(func, "__code__", None)
+    if code is None or id(code) in seen:
+        return False
+    seen.add(id(code))
+    names = _code_names(code)
+    if names & INTEGRATION_NAMES:
+        return True
+    namespace = getattr(func, "__globals__", {})
+    for name in names:
+        target = namespace.get(name)
+        target = inspect.unwrap(target) if callable(target) else None
+        if (isinstance(target, types.FunctionType)
+                and target.__module__.startswith(_TEST_PACKAGE)
+                and _needs_integration(target, seen)):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("integration") or not isinstance(item, pytest.Function):
+            continue
+        seen: set[int] = set()
+        fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs
+                    if d.func.__module__.startswith(_TEST_PACKAGE)
+                    and d.argname != "_unit_tests_stay_in_process"]
+        if any(_needs_integration(f, seen) for f in [item.function, *fixtures]):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request: pytest.FixtureRequest,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit test (not marked integration) may not reach outside the process or run Dagster."""
+    if request.node.get_closest_marker("integration"):
+        return
+
+    def refuse(what: str) -> Callable[..., Any]:
+        def refused(*_args: object, **_kwargs: object) -> Any:
+            # pytest.fail raises a BaseException: no `except Exception` in the code under test
+            # can swallow it.
+            pytest.fail(f"{request.node.nodeid} {what} but is not marked integration: mark it "
+                        "@pytest.mark.integration (see conftest.py for what that means)")
+        return refused
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("opened a network connection"))
+    monkeypatch.setattr(socket.socket, "bind", refuse("started a server"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("started a process"))
+    # Resolving a resource's config builds an in-memory (ephemeral) instance: allowed. A stored
+    # instance, or a run on any instance, is not.
+    create_instance = dg.DagsterInstance.__init__
+
+    def ephemeral_only(self: dg.DagsterInstance, *args: Any, **kwargs: Any) -> None:
+        kind = kwargs.get("instance_type", args[0] if args else None)
+        if getattr(kind, "name", None) != "EPHEMERAL":
+            refuse("created a stored Dagster instance")()
+        create_instance(self, *args, **kwargs)
+
+    monkeypatch.setattr(dg.DagsterInstance, "__init__", ephemeral_only)
+    for method in ("create_run", "create_run_for_job"):
+        monkeypatch.setattr(dg.DagsterInstance, method, refuse("ran a Dagster job"))
+    if "psycopg2" in sys.modules:
+        monkeypatch.setattr(sys.modules["psycopg2"], "connect", refuse("connected to PostgreSQL"))
 
 
 @pytest.fixture

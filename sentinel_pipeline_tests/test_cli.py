@@ -176,6 +176,7 @@ def test_demo_refuses_to_overwrite_a_real_source(sentinel_env: Path, capsys: Cap
     assert code == 2 and "SENTINEL_SOURCE=focus" in err
 
 
+@pytest.mark.integration  # `sentinel demo` runs the pipeline on the Dagster instance
 def test_demo_prints_alerts_with_explanations(sentinel_env: Path, capsys: Capture) -> None:
     from datetime import UTC, datetime, timedelta
 
