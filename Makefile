@@ -12,7 +12,8 @@ DAGSTER_HOME ?= $(CURDIR)/.sentinel/dagster
 SENTINEL_DATA_DIR ?= $(CURDIR)/.sentinel/data
 RUN_ENV := DAGSTER_HOME=$(DAGSTER_HOME) SENTINEL_DATA_DIR=$(SENTINEL_DATA_DIR)
 
-.PHONY: install install-dev demo test test-fast dev lint validate bench clean browser postgres
+.PHONY: install install-dev demo test test-fast dev lint typecheck validate bench clean browser \
+	postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,9 @@ dev: $(RUNTIME_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
 validate: $(RUNTIME_STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
@@ -64,7 +68,7 @@ postgres:
 	  $(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; \
 	fi
 
-test: $(DEV_STAMP) lint validate browser postgres
+test: $(DEV_STAMP) lint typecheck validate browser postgres
 	SENTINEL_CHROMIUM=$(CHROMIUM) PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pytest -q
 
 # The quick loop: unit tests only (no PostgreSQL, chromium, fake servers or Dagster runs; what
