@@ -3,8 +3,8 @@
 For each trial a `sentinel backfill` subprocess is killed with SIGKILL at a random moment after
 it wrote its first file, then the same command is run again to completion; the tables must then
 equal, byte for byte, a clean run of the same days, and no run may be left STARTED in the
-instance (the next command marks the killed one failed). Two backfills of the same days on the same data dir at once must
-also end with the clean bytes. Prints one row per fault.
+instance (the next command marks the killed one failed). Two backfills of the same days on the
+same data dir at once must also end with the clean bytes. Prints one row per fault.
 
     python benchmarks/faults.py [--trials 5] [--days 40] [--seed 7]
 """
