@@ -36,8 +36,14 @@ def run_checks() -> list[Check]:
     try:
         from sentinel_pipeline.storage import TableStore
 
-        TableStore(data_dir).check_writable()
+        store = TableStore(data_dir)
+        store.check_writable()
         checks.append((True, f"data dir {data_dir} is writable"))
+        from sentinel_pipeline.delivery.ledger import DeliveryLedger
+
+        ledger = DeliveryLedger(store)  # reads and checks it whole: damage is a LedgerError
+        checks.append((True, f"delivery ledger: {len(ledger.alerts)} alert(s) delivered, "
+                             f"{len(ledger.data['pending'])} post(s) pending"))
     except SentinelError as exc:
         checks.append((False, str(exc)))
 

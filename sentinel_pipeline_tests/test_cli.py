@@ -169,6 +169,18 @@ def test_doctor_fails_on_a_broken_source(sentinel_env: Path, capsys: Capture,
     assert "set SENTINEL_SOURCE_PATH to" in failed[0]  # the fix
 
 
+def test_doctor_reports_a_damaged_delivery_ledger(sentinel_env: Path, capsys: Capture) -> None:
+    code, out, _ = _run(["doctor"], capsys)
+    assert code == 0 and "[ok] delivery ledger: 0 alert(s) delivered, 0 post(s) pending" in out
+    ledger = sentinel_env / "_delivery" / "ledger.json"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.write_text("[1, 2]")
+    code, out, _ = _run(["doctor"], capsys)
+    failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
+    assert code == 1 and len(failed) == 1 and str(ledger) in failed[0]
+    assert "restore" in failed[0]  # the fix
+
+
 def test_demo_refuses_to_overwrite_a_real_source(sentinel_env: Path, capsys: Capture,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENTINEL_SOURCE", "focus")
