@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sentinel_pipeline.cli import failure_messages
+from sentinel_pipeline.cli import failure_messages, open_instance
 from sentinel_pipeline.defs.sensors import abandoned_cli_runs_sensor, fail_abandoned_cli_runs
 from sentinel_pipeline.errors import SourceError
 from sentinel_pipeline.sources.cur import read_cur
@@ -127,7 +127,8 @@ def test_a_killed_cli_run_is_marked_failed_by_the_next_command(
     while not started and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.2)
         if (home / "history" / "runs.db").exists():
-            with dg.DagsterInstance.get() as instance:
+            # Through the CLI's lock: the backfill may still be creating the schema.
+            with open_instance() as instance:
                 started = list(instance.get_runs(dg.RunsFilter(
                     statuses=[dg.DagsterRunStatus.STARTED])))
     assert started, "the backfill never started"
