@@ -241,19 +241,19 @@ def test_degenerate_series(constant: list[float | None]) -> None:
     assert np.isfinite(found[["expected_cost", "score"]].to_numpy()).all()
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    scale=st.sampled_from([0.25, 2.0, 8.0, 1024.0]),
-    jump=st.floats(0, 5),
-)
-def test_scaling_every_cost_does_not_change_which_days_alert(
-    seed: int, scale: float, jump: float
-) -> None:
+# Twelve series from ~$3 to ~$400 a day, each with a jump on one of days 88..93, judged on those
+# six days: the $ and % bars bind for some series and not others, so a dollar bar that is not
+# scaled with min_impact (or costs rounded to cents or dollars) shows up as a changed flag. Each
+# judged day costs a baselines pass, a series almost nothing.
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([0.25, 2.0, 8.0, 1024.0]))
+def test_scaling_every_cost_does_not_change_which_days_alert(seed: int, scale: float) -> None:
     rng = np.random.default_rng(seed)
-    values = list(rng.lognormal(5, 0.3, 100))
-    values[90] *= 1 + jump
-    rows = series(values) + series(list(rng.lognormal(3, 0.5, 100)), service="B")
+    rows: list[dict] = []
+    for i in range(12):
+        values = rng.lognormal(rng.uniform(1, 6), rng.uniform(0.05, 0.5), 94)
+        values[88 + i % 6] *= 1 + rng.uniform(0, 5)
+        rows += series(list(values), service=f"S{i}")
     config = DetectionConfig(min_impact=20.0)
     # Powers of two scale floats exactly, so the comparison is exact, not approximate.
     scaled_config = DetectionConfig(min_impact=20.0 * scale)
@@ -263,7 +263,7 @@ def test_scaling_every_cost_does_not_change_which_days_alert(
         return sorted(zip(found["usage_date"], found["service"], found["kind"], found["alert"],
                           strict=True))
 
-    assert flags(run(rows, 80, 99, config)) == flags(run(scaled, 80, 99, scaled_config))
+    assert flags(run(rows, 88, 93, config)) == flags(run(scaled, 88, 93, scaled_config))
 
 
 def test_fallback_explanation_names_the_episode_start() -> None:
