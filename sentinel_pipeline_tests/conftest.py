@@ -174,18 +174,22 @@ def run_days(
     end: date,
     run_config: dict[str, Any] | None = None,
     raise_on_error: bool = True,
+    assets: list[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Run the real daily job of the Definitions for a day or a range, in one run."""
+    """Run the real daily job of the Definitions for a day or a range, in one run (only
+    ``assets`` of it when given: the others' files must be there already)."""
     from sentinel_pipeline.definitions import defs
 
     job = defs.resolve_job_def("sentinel_daily_job")
+    selection = [dg.AssetKey(a) for a in assets] if assets else None
     if start == end:
         return job.execute_in_process(instance=instance, partition_key=start.isoformat(),
-                                      run_config=run_config, raise_on_error=raise_on_error)
+                                      run_config=run_config, raise_on_error=raise_on_error,
+                                      asset_selection=selection)
     tags = {"dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": end.isoformat()}
     return job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
-                                  raise_on_error=raise_on_error)
+                                  raise_on_error=raise_on_error, asset_selection=selection)
 
 
 BACKFILL_START = date(2025, 1, 1)
