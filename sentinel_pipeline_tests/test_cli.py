@@ -189,17 +189,24 @@ def test_demo_refuses_to_overwrite_a_real_source(sentinel_env: Path, capsys: Cap
 
 
 @pytest.mark.integration  # `sentinel demo` runs the pipeline on the Dagster instance
-def test_demo_prints_alerts_with_explanations(sentinel_env: Path, capsys: Capture) -> None:
-    from datetime import UTC, datetime, timedelta
+def test_demo_prints_alerts_with_explanations(sentinel_env: Path, capsys: Capture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
 
+    from sentinel_pipeline import cli
     from sentinel_pipeline.sources.demo import demo_known_anomalies
 
-    code, out, err = _run(["demo", "--days", "60"], capsys)
+    # A fixed "yesterday" whose last 20 days hold four known anomalies of four kinds, so 20 days
+    # (plus the 35 days of history the demo adds) prove what 60 would, in half the run.
+    end = date(2025, 3, 24)
+    monkeypatch.setattr(cli, "_yesterday", lambda: end)
+    code, out, err = _run(["demo", "--days", "20"], capsys)
     assert code == 0, err
+    assert "2025-03-05..2025-03-24 (and 35 days of history before)" in out
     assert "alert(s):" in out and "Explanations:" in out
     assert "where to look:" in out
-    end = datetime.now(UTC).date() - timedelta(days=1)
-    known = demo_known_anomalies(end - timedelta(days=59), end - timedelta(days=3))
+    known = demo_known_anomalies(end - timedelta(days=19), end - timedelta(days=3))
+    assert len(known) >= 4 and known["kind"].nunique() >= 2
     lines = out.splitlines()
     found = [k for k in known.itertuples()
              if any(line.startswith(str(k.start_date + timedelta(days=d))) and k.service in line
