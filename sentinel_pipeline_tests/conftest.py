@@ -210,16 +210,24 @@ class Backfill:
 
 @pytest.fixture(scope="session")
 def demo_backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
-    """90 days of demo data through the four assets, in one run, on a real test instance."""
+    """90 days of demo data through the four assets, in one run, on a real Dagster instance.
+
+    The instance is ephemeral: Dagster's own SQL event log and run storage, in an in-memory
+    SQLite database. A 90-day run stores ~800 events; on disk each is a commit and a file sync,
+    about a quarter of the run's time. Tests of the stored instance use the ``instance`` fixture.
+    """
     root = tmp_path_factory.mktemp("backfill")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SENTINEL_DATA_DIR", str(root / "data"))
         mp.setenv("SENTINEL_SOURCE", "demo")
         mp.setenv("SLACK_BOT_TOKEN", "")
         (root / "instance").mkdir()
-        with dg.instance_for_test(temp_dir=str(root / "instance")) as test_instance:
+        test_instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "instance"))
+        try:
             result = run_days(test_instance, BACKFILL_START, BACKFILL_END)
             yield Backfill(test_instance, root / "data", result)
+        finally:
+            test_instance.dispose()
 
 
 @pytest.fixture
