@@ -163,9 +163,17 @@ def sentinel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance of the test's own: ephemeral, i.e. Dagster's SQL run storage and event
+    log in an in-memory SQLite database. The same storage code as SQLite files in DAGSTER_HOME,
+    without a file sync per event (a run of a few days stores hundreds). The stored instances
+    are tested where they matter: the CLI on DAGSTER_HOME (test_cli, test_faults), PostgreSQL
+    (test_production), the UI's webserver (test_ui_browser)."""
     (tmp_path / "instance").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as test_instance:
+    test_instance = dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "instance"))
+    try:
         yield test_instance
+    finally:
+        test_instance.dispose()
 
 
 def run_days(
@@ -212,9 +220,8 @@ class Backfill:
 def demo_backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
     """90 days of demo data through the four assets, in one run, on a real Dagster instance.
 
-    The instance is ephemeral: Dagster's own SQL event log and run storage, in an in-memory
-    SQLite database. A 90-day run stores ~800 events; on disk each is a commit and a file sync,
-    about a quarter of the run's time. Tests of the stored instance use the ``instance`` fixture.
+    The instance is ephemeral, as the ``instance`` fixture's: a 90-day run stores ~800 events,
+    and on disk each is a commit and a file sync, about a quarter of the run's time.
     """
     root = tmp_path_factory.mktemp("backfill")
     with pytest.MonkeyPatch.context() as mp:
