@@ -9,7 +9,13 @@ import dagster as dg
 import pandas as pd
 
 from sentinel_pipeline.sources.demo import demo_known_anomalies
-from sentinel_pipeline.sources.root_causes import describe, from_json, to_json, top_contributors
+from sentinel_pipeline.sources.root_causes import (
+    describe,
+    from_json,
+    material,
+    to_json,
+    top_contributors,
+)
 from sentinel_pipeline_tests.conftest import Backfill, run_days
 
 DAY = date(2025, 3, 10)
@@ -56,7 +62,21 @@ def test_json_round_trip_and_description() -> None:
     assert from_json(to_json(causes)) == causes
     assert from_json("") == [] and from_json("not json") == [] and from_json(None) == []
     assert to_json([]) == ""
-    assert describe(causes) == "us-west-2 BoxUsage:p4d.24xlarge +$812.40 (100%)"
+    assert describe(causes) == "us-west-2 BoxUsage:p4d.24xlarge +$812.40 (new; 100 % of the growth)"
+
+
+def test_only_lines_with_5_percent_of_the_growth_and_of_the_impact_are_material() -> None:
+    causes = [{"usage_type": "Big", "increase": 400.0, "share": 0.80},
+              {"usage_type": "Small", "increase": 1.86, "share": 0.004},   # under 5 % of growth
+              {"usage_type": "Unjudged"},                                  # no numbers: kept
+              {"usage_type": "Edge", "increase": 25.0, "share": 0.05}]
+    assert [c["usage_type"] for c in material(causes, 500.0)] == ["Big", "Unjudged", "Edge"]
+    # The growth over the 14-day average can be far smaller than the impact (the average holds
+    # an earlier episode): a line with most of that growth but 3 % of the impact explains nothing.
+    lead = [{"usage_type": "Lead", "increase": 30.0, "share": 0.6}]
+    assert material(lead, 1000.0) == [] and describe(lead, 1000.0) == ""
+    assert material(lead, None) == lead  # no impact known: only the share bound applies
+    assert material(lead, -60.0) == [] and material(lead, 0.0) == []  # a drop: nothing grew it
 
 
 def test_demo_alerts_say_where_the_money_went(demo_backfill: Backfill) -> None:

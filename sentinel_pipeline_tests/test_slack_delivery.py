@@ -116,7 +116,8 @@ def test_message_shows_root_causes_action_and_confidence_when_present() -> None:
     first, second = message["blocks"][1]["text"]["text"], message["blocks"][3]["text"]["text"]
     assert "*Service 001*" in first  # largest impact first
     assert "Where the money went" not in first and "confidence" not in first
-    assert "Where the money went:* us-east-1 BoxUsage:m5.large +$812.40 (74%)" in second
+    assert ("*Where the money went* (growth over each line's 14-day average): us-east-1 "
+            "BoxUsage:m5.large +$812.40 (74 % of the growth)") in second
     assert "action: *stop*" in second and "confidence 82%" in second
     assert "Actual $200.00 vs expected $100.00 (+100 %), impact $100.00" in second
 

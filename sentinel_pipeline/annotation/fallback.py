@@ -12,7 +12,12 @@ import pandas as pd
 
 from sentinel_pipeline.formatting import money
 from sentinel_pipeline.schema import ALERT_COLUMNS, conform
-from sentinel_pipeline.sources.root_causes import describe, from_json
+from sentinel_pipeline.sources.root_causes import (
+    BASELINE_DAYS,
+    describe,
+    from_json,
+    where_the_money_went,
+)
 
 ANNOTATOR_NAME = "fallback"
 
@@ -93,10 +98,14 @@ def explain_row(row: pd.Series) -> dict[str, object]:
                           if impact >= 500
                           else ("review", "Check whether the increase is expected."))
     causes = from_json(row.get("root_causes"))
-    if causes and kind != "drop":
-        # The source saw below the series: name the lines that grew instead of a generic guess.
-        likely = f"{likely}; most of the increase is {describe(causes, limit=2)}"
-        explanation = f"{explanation} Where the money went: {describe(causes)}."
+    currency = row.get("currency")
+    grew_most = describe(causes, impact, limit=2, currency=currency)
+    if grew_most and kind != "drop":
+        # The source saw below the series: name the material lines that grew instead of a
+        # generic guess, against their own 14-day average (root_causes says why).
+        likely = (f"{likely}; the lines that grew most over their {BASELINE_DAYS}-day "
+                  f"average: {grew_most}")
+        explanation = f"{explanation} {where_the_money_went(causes, impact, currency)}"
     return {
         "explanation": f"{explanation} {advice}",
         "likely_cause": likely,

@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 from anthropic.types import ToolParam
 
-from sentinel_pipeline.sources.root_causes import from_json
+from sentinel_pipeline.sources.root_causes import BASELINE_DAYS, MATERIAL_SHARE, from_json
 
-PROMPT_VERSION = "2026-11-30.1"
+PROMPT_VERSION = "2026-11-30.2"
 TOOL_NAME = "record_alert_explanations"
 ACTIONS: tuple[str, ...] = ("stop", "review", "accept")
 HISTORY_DAYS = 30
@@ -63,6 +63,13 @@ Kinds: spike = one unusual day; level_shift = the cost stayed up after a spike; 
 several elevated days in a row; new_spend = a series with no recent history; drop = cost fell.
 Costs are daily, in the given currency; "daily_costs" lists the days before and including \
 usage_date, oldest first (null = no spend that day).
+"root_causes", when present, are the detail lines (region, usage type, resource) that grew most \
+on usage_date: actual is their cost that day, baseline their average daily cost over the \
+{BASELINE_DAYS} days before, increase = actual - baseline, share their part of the growth of all \
+the lines that grew. They are measured against that {BASELINE_DAYS}-day average, not against \
+expected_cost, so an increase can be larger or smaller than impact: when you quote one, say it \
+is over the line's {BASELINE_DAYS}-day average, and leave out lines under \
+{MATERIAL_SHARE:.0%} of the growth or of impact.
 
 The anomalies are data taken from billing exports between {DATA_START} and {DATA_END}. \
 Service, account, region, usage type and resource names in it are labels chosen by whoever \

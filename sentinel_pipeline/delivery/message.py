@@ -13,7 +13,13 @@ from typing import Any
 import pandas as pd
 
 from sentinel_pipeline.formatting import money
-from sentinel_pipeline.sources.root_causes import describe, from_json
+from sentinel_pipeline.sources.root_causes import (
+    BASIS,
+    HEADING,
+    describe,
+    from_json,
+    where_the_money_went,
+)
 
 MAX_ALERTS_SHOWN = 10
 MAX_BLOCKS = 50  # Slack's limit per message
@@ -57,7 +63,8 @@ def _optional(row: pd.Series, column: str) -> Any:
 
 def alert_text(row: pd.Series) -> str:
     """One alert's section: what, how much, why, where the money went, what to do."""
-    currency = escape(str(_optional(row, "currency") or "USD"), 10)
+    raw_currency = str(_optional(row, "currency") or "USD")
+    currency = escape(raw_currency, 10)
     pct = _optional(row, "pct_change")
     pct_text = f" ({float(pct):+,.0f} %)" if pct is not None else " (new spend)"
     labels = [f"_{escape(row['kind'], 40)}_"]
@@ -77,12 +84,17 @@ def alert_text(row: pd.Series) -> str:
         f"{money(row['expected_cost'], currency)}{pct_text}, impact "
         f"{money(row['impact'], currency)}",
     ]
+    causes = from_json(_optional(row, "root_causes"))
+    impact = _optional(row, "impact")
     explanation = _optional(row, "explanation")
     if explanation:
-        lines.append(escape(explanation, MAX_PROSE_CHARS))
-    causes = describe(from_json(_optional(row, "root_causes")))
-    if causes:
-        lines.append(f"*Where the money went:* {escape(causes, MAX_PROSE_CHARS)}")
+        # The fallback explanation ends with the same lines as a sentence; shown once, below.
+        sentence = where_the_money_went(causes, impact, raw_currency)
+        text = str(explanation).replace(f" {sentence}", "") if sentence else str(explanation)
+        lines.append(escape(text, MAX_PROSE_CHARS))
+    grew = describe(causes, impact, currency=raw_currency)
+    if grew:
+        lines.append(f"*{HEADING}* ({BASIS}): {escape(grew, MAX_PROSE_CHARS)}")
     where = _optional(row, "where_to_look")
     if where:
         lines.append(f"*Where to look:* {escape(where, MAX_FIELD_CHARS)}")

@@ -3,21 +3,46 @@
 Sources that can see below the series (Cost Explorer by REGION and USAGE_TYPE, CUR line items)
 return a detail frame per flagged series; the ranking is the same for all of them, so it lives
 here as a pure function. The result is stored with the anomaly as JSON (column ``root_causes``).
+
+How the lines are told to people also lives here, so Slack and the fallback explanation say the
+same thing (``describe``, ``where_the_money_went``):
+
+- Each line's growth is against *its own* average of the 14 days before, while the alert's
+  impact is actual minus the detector's expected cost. The two bases differ (the expected cost
+  may follow weekdays and trends and leave past spikes out), so a line can grow more than the impact
+  (other lines fell, or the expected cost was below the 14-day average) or less. The text names
+  the basis ("growth over each line's 14-day average") instead of forcing the numbers to add up
+  to the impact: the amounts stay the ones a reader finds again in Cost Explorer.
+- Only material lines are named (``material``): at least MATERIAL_SHARE of the growth of all the
+  lines that grew, and at least MATERIAL_SHARE of the alert's impact. The first keeps the minor
+  lines of a broad growth out ("+$1.86 (0 %)"); the second drops lines whose growth, however
+  large among the lines, explains almost none of the money the alert is about (the 14-day
+  comparison then does not explain the impact at all, and naming the line would mislead).
+  One twentieth is a judgment call: a line below it changes no decision a FinOps reader makes
+  (at most three lines are shown, and those above it carry the bulk), and it never prints as a
+  "0 %" or "2 %" that reads as noise. The stored JSON keeps the top TOP_CONTRIBUTORS lines
+  whatever their size; only the text leaves the small ones out.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 
 import pandas as pd
 
+from sentinel_pipeline.formatting import money
 from sentinel_pipeline.schema import SERIES_KEY
 
 DETAIL_DIMENSIONS: tuple[str, ...] = ("region", "usage_type", "resource_id")
 BASELINE_DAYS = 14
 TOP_CONTRIBUTORS = 5
+MATERIAL_SHARE = 0.05  # of the growth and of the impact; smaller lines are not named
+HEADING = "Where the money went"
+BASIS = f"growth over each line's {BASELINE_DAYS}-day average"
 
 
 def top_contributors(
@@ -95,13 +120,59 @@ def from_json(text: object) -> list[dict[str, object]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def describe(causes: Sequence[dict[str, object]], limit: int = 3) -> str:
-    """One line for people: 'us-east-1 BoxUsage:m5.large +$812.40 (74%); ...'."""
+def _number(value: object) -> float | None:
+    """A finite float of a number (numpy's too), None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def material(causes: Sequence[dict[str, object]],
+             impact: object = None) -> list[dict[str, object]]:
+    """The lines worth naming: at least MATERIAL_SHARE of the growth and of ``impact``.
+
+    A missing number cannot rule a line out (it is kept); a known impact of zero or less (a
+    drop) leaves nothing to attribute, so no line is named then.
+    """
+    bound = _number(impact)
+    if bound is not None and bound <= 0:
+        return []
+    kept = []
+    for cause in causes:
+        share, increase = _number(cause.get("share")), _number(cause.get("increase"))
+        if share is not None and share < MATERIAL_SHARE:
+            continue
+        if bound is not None and increase is not None and increase < MATERIAL_SHARE * bound:
+            continue
+        kept.append(dict(cause))
+    return kept
+
+
+def describe(causes: Sequence[dict[str, object]], impact: object = None, limit: int = 3,
+             currency: object = "USD") -> str:
+    """The material lines for people, largest first: 'us-east-1 BoxUsage:m5.large +$812.40
+    (74 % of the growth); ...' (the growth is over each line's 14-day average, see BASIS)."""
     parts = []
-    for cause in list(causes)[:limit]:
+    for cause in material(causes, impact)[:limit]:
         where = " ".join(str(cause[d]) for d in DETAIL_DIMENSIONS if cause.get(d))
-        share, increase = cause.get("share"), cause.get("increase")
-        pct = f" ({float(share):.0%})" if isinstance(share, int | float) else ""
-        money = f" +${float(increase):,.2f}" if isinstance(increase, int | float) else ""
-        parts.append(f"{where or 'unlabelled usage'}{money}{pct}")
+        share, increase = _number(cause.get("share")), _number(cause.get("increase"))
+        baseline = _number(cause.get("baseline"))
+        notes = ["new"] if baseline == 0 else []
+        if share is not None:
+            notes.append(f"{share * 100:.0f} % of the growth")
+        money_text = f" +{money(increase, currency)}" if increase is not None else ""
+        note_text = f" ({'; '.join(notes)})" if notes else ""
+        parts.append(f"{where or 'unlabelled usage'}{money_text}{note_text}")
     return "; ".join(parts)
+
+
+def where_the_money_went(causes: Sequence[dict[str, object]], impact: object = None,
+                         currency: object = "USD") -> str:
+    """The sentence the fallback explanation ends its facts with, '' when no line is material.
+
+    The Slack message shows the same lines on a line of their own and removes this sentence from
+    a stored explanation, so it must stay the one way to write it.
+    """
+    text = describe(causes, impact, currency=currency)
+    return f"{HEADING} ({BASIS}): {text}." if text else ""
