@@ -195,6 +195,23 @@ def test_120_alerts_in_one_day_one_message_per_channel_with_chart(tmp_path: Path
         assert again.sent == 0 and again.already_sent == 120 and len(slack.posts) == 2
 
 
+def test_chart_title_escapes_billing_names_as_the_message_does(tmp_path: Path) -> None:
+    """The upload's title carries the service, account and region: it is escaped like the
+    message, so a name cannot mention the channel or a user, nor add a link."""
+    evil = "Billing <!channel> <@U123> & co"
+    store = TableStore(str(tmp_path / "data"))
+    _write_day(store, [_alert(0, service=evil, account_id="1000", region="<!here>")])
+    _write_costs(store, [evil])
+    with fake_slack() as slack:
+        result = deliver_day(store, SlackSink(TOKEN, slack.url, timeout=5),
+                             DeliveryLedger(store), Router("#finops"), DAY.isoformat())
+        assert result.sent == 1 and len(slack.files) == 1
+        (title,) = [f["title"] for f in slack.files[0]["files"]]
+    assert title == ("Billing &lt;!channel&gt; &lt;@U123&gt; &amp; co (1000, &lt;!here&gt;), "
+                     "2025-03-01")
+    assert "<" not in title and ">" not in title
+
+
 def test_a_failed_second_channel_keeps_the_first_delivered(tmp_path: Path) -> None:
     from sentinel_pipeline.delivery.sinks import DeliveryError
 

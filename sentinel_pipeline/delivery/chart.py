@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from sentinel_pipeline.delivery.message import MAX_FIELD_CHARS, escape
 from sentinel_pipeline.schema import same_series
 from sentinel_pipeline.storage import TableStore
 
@@ -78,3 +79,11 @@ def alert_chart(store: TableStore, alert: pd.Series) -> bytes:
     day = pd.Timestamp(alert["usage_date"]).date()
     title = f"{alert['service']} · {alert['account_id']} · {alert['region']}"
     return render_series_chart(costs, expected, day, title)
+
+
+def upload_title(alert: pd.Series, day: str) -> str:
+    """The chart's title in Slack, escaped as the message is: billing names cannot mention
+    (``<!channel>``, ``<@U123>``) or link there. The title drawn in the PNG stays raw: a
+    picture cannot mention anyone."""
+    return (f"{escape(alert['service'], MAX_FIELD_CHARS)} ({escape(alert['account_id'], 64)}, "
+            f"{escape(alert['region'], 64)}), {day}")

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from sentinel_pipeline.delivery.chart import alert_chart
+from sentinel_pipeline.delivery.chart import alert_chart, upload_title
 from sentinel_pipeline.delivery.ledger import (
     COMMAND,
     DeliveryLedger,
@@ -259,7 +259,7 @@ def _attach_chart(store: TableStore, sink: AlertSink, channel: str, root: Posted
     try:
         png = alert_chart(store, top)
         sink.upload_png(channel, root, f"{stem}-chart", png,
-                        title=f"{top['service']} ({top['account_id']}, {top['region']}), {day}")
+                        title=upload_title(top, day))
     except Exception as exc:  # noqa: BLE001 - any chart problem must not block the alert
         warn(f"{day}: chart for {channel} not attached ({type(exc).__name__}: {exc}); "
              "the alert text was delivered.")
