@@ -63,7 +63,7 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float
 
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A demo backfill into a tmp DAGSTER_HOME, then the real webserver on it; yields its URL."""
+    """A demo backfill into a tmp DAGSTER_HOME and the real webserver on it; yields its URL."""
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         pytest.fail(INSTALL_CHROMIUM.format(path=CHROMIUM), pytrace=False)
     root = tmp_path_factory.mktemp("ui")
@@ -73,22 +73,30 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "SENTINEL_DATA_DIR": str(root / "data"),
            "SENTINEL_SOURCE": "demo", "SLACK_BOT_TOKEN": "", "ANTHROPIC_API_KEY": ""}
+    port = _free_port()
+    log = root / "webserver.log"
+    webserver_bin = Path(sys.executable).with_name("dagster-webserver")
     with pytest.MonkeyPatch.context() as mp:
         for name in ("DAGSTER_HOME", "SENTINEL_DATA_DIR", "SENTINEL_SOURCE", "SLACK_BOT_TOKEN",
                      "ANTHROPIC_API_KEY"):
             mp.setenv(name, env[name])
-        with dg.DagsterInstance.get() as instance:
-            assert run_days(instance, *BACKFILL).success
-    port = _free_port()
-    log = root / "webserver.log"
-    webserver_bin = Path(sys.executable).with_name("dagster-webserver")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(webserver_bin), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # The instance's storage exists before the webserver opens it; the webserver then loads
+        # the code location (seconds) while the backfill runs, on the other core.
+        instance = dg.DagsterInstance.get()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(webserver_bin), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            with instance:
+                assert run_days(instance, *BACKFILL).success
+            url = f"http://127.0.0.1:{port}"
+            _wait_for(f"{url}/server_info", proc, log, seconds=90)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_for(f"{url}/server_info", proc, log, seconds=90)
         yield url
     finally:
         proc.terminate()
