@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -79,11 +80,19 @@ def _store() -> Any:
 
 
 # ------------------------------------------------------------------------ dates
+_DAY_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _parse_day(value: str, option: str) -> date:
+    """YYYY-MM-DD only: Python 3.11's date.fromisoformat also takes 20251120 and 2025-W47-4,
+    which a typo could turn into a day nobody meant."""
     try:
+        if not _DAY_FORMAT.fullmatch(value):
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD.") from exc
+        raise ConfigError(f"{option} {value!r} is not a date: use YYYY-MM-DD, "
+                          "e.g. 2025-03-01.") from exc
 
 
 def _yesterday() -> date:

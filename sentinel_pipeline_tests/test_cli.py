@@ -61,6 +61,10 @@ def test_backfill_runs_on_the_dagster_instance_and_writes_each_day(
         (["--start", "2024-06-01", "--end", "2024-06-03"], "SENTINEL_START_DATE"),
         (["--start", "2025-01-01", "--end", "2999-01-01"], "last complete day"),
         (["--start", "03/01/2025", "--end", "2025-03-02"], "--start '03/01/2025' is not a date"),
+        # Python 3.11's date.fromisoformat takes these; a typo must not pick a day silently
+        (["--start", "20250201", "--end", "2025-02-02"], "--start '20250201' is not a date: "
+         "use YYYY-MM-DD"),
+        (["--start", "2025-02-01", "--end", "2025-W06-1"], "--end '2025-W06-1' is not a date"),
         (["--start", "2025-02-01", "--end", "2025-02-02", "--lookback-days", "5"],
          "lookback_days=5"),
     ],
