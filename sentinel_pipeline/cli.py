@@ -25,8 +25,16 @@ TABLE_LIMIT_CHARS = 60
 
 
 # ------------------------------------------------------------------ environment
-def _prepare_environment() -> None:
-    """Give DAGSTER_HOME its documented default, so runs land in the instance the UI reads."""
+def _quiet_warnings() -> None:
+    """Dagster's beta/preview warnings say nothing a Sentinel user can act on."""
+    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
+
+
+def _prepare_dagster_home() -> None:
+    """Give DAGSTER_HOME its documented default, so runs land in the instance the UI reads.
+    Only commands that run the pipeline call it: reading commands and doctor create nothing
+    (run from another folder, the relative default would leave a stray ./.sentinel/)."""
     home = Path(settings.read("DAGSTER_HOME")).resolve()
     try:
         home.mkdir(parents=True, exist_ok=True)
@@ -42,8 +50,6 @@ def _prepare_environment() -> None:
         aside = home / f".dagster.yaml.{os.getpid()}"
         aside.write_text("telemetry:\n  enabled: false\n")
         os.replace(aside, instance_yaml)
-    warnings.filterwarnings("ignore", category=Warning, module="dagster")
-    warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
 
 
 @contextmanager
@@ -77,6 +83,33 @@ def _store() -> Any:
     from sentinel_pipeline.storage import TableStore
 
     return TableStore(_data_dir())
+
+
+_FIX_NO_DATA = ("run `sentinel demo` (demo data) or `sentinel backfill --start D --end D` "
+                "first, or set SENTINEL_DATA_DIR to the folder or s3:// URL your runs write to")
+
+
+def _read_table(table: str, start: date, end: date) -> pd.DataFrame:
+    """The table's rows in [start, end] for a reading command. A data dir that does not exist
+    or holds no such table is an error naming SENTINEL_DATA_DIR, not an empty answer (most
+    often the command runs from another folder than the runs, with the relative default);
+    nothing is created. A table without a day in the range says which days it has."""
+    store = _store()
+    days = store.partitions(table)
+    if not days:
+        where = f"SENTINEL_DATA_DIR={store.root}"
+        if not store.is_s3:
+            path = Path(store.root)
+            if not path.is_absolute():
+                where += f" ({path.resolve()}, relative to this folder)"
+            if not path.exists():
+                raise ConfigError(f"{where} does not exist: {_FIX_NO_DATA}.")
+        raise ConfigError(f"{where} holds no {table} table: {_FIX_NO_DATA}.")
+    rows = store.read_range(table, start, end)
+    if not any(start <= day <= end for day in days):
+        print(f"note: {table} has no day in {start}..{end}; it holds {days[0]}..{days[-1]} "
+              f"({len(days)} day(s)).", file=sys.stderr)
+    return rows
 
 
 # ------------------------------------------------------------------------ dates
@@ -149,6 +182,7 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if detection:
         run_config["resources"] = {"detection": {"config": detection}}
+    _prepare_dagster_home()
     with open_instance() as instance:
         for run_id in fail_abandoned_cli_runs(instance):
             print(f"Run {run_id} was left running by a sentinel command that is gone: marked "
@@ -267,7 +301,7 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
     from sentinel_pipeline.schema import ANOMALY_COLUMNS, conform
 
     start, end = _day_range(args)
-    rows = _store().read_range("cost_anomalies", start, end)
+    rows = _read_table("cost_anomalies", start, end)
     rows = conform(rows, ANOMALY_COLUMNS)
     if args.min_score is not None:
         rows = rows[rows["score"].abs() >= args.min_score]
@@ -283,7 +317,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
     from sentinel_pipeline.schema import RAW_COLUMNS, conform
 
     start, end = _day_range(args)
-    rows = conform(_store().read_range("raw_daily_costs", start, end), RAW_COLUMNS)
+    rows = conform(_read_table("raw_daily_costs", start, end), RAW_COLUMNS)
     for column, value in (("service", args.service), ("region", args.region),
                           ("account_id", args.account)):
         if value:
@@ -298,7 +332,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from sentinel_pipeline.schema import RAW_COLUMNS, conform
 
     start, end = _day_range(args)
-    rows = conform(_store().read_range("raw_daily_costs", start, end), RAW_COLUMNS)
+    rows = conform(_read_table("raw_daily_costs", start, end), RAW_COLUMNS)
     summary = (rows.groupby(["service", "currency"], as_index=False)
                .agg(total_cost=("cost", "sum"), days=("usage_date", "nunique"))
                .sort_values("total_cost", ascending=False))
@@ -372,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _prepare_environment()
+        _quiet_warnings()
         return int(args.func(args))
     except SentinelError as exc:
         print(f"sentinel {args.command}: error: {exc}", file=sys.stderr)

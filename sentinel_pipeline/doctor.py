@@ -47,8 +47,7 @@ def run_checks() -> list[Check]:
     except SentinelError as exc:
         checks.append((False, str(exc)))
 
-    home = os.environ.get("DAGSTER_HOME", "")
-    checks.append((bool(home) and Path(home).is_dir(), f"DAGSTER_HOME={home or '(not set)'}"))
+    checks.append(_dagster_home_check())
 
     try:
         from sentinel_pipeline.definitions import defs
@@ -76,3 +75,19 @@ def run_checks() -> list[Check]:
                          f"{annotator.model}"
                          + ("" if key_set else " (explanations are the deterministic fallback)")))
     return checks
+
+
+def _dagster_home_check() -> Check:
+    """DAGSTER_HOME as the next `sentinel demo`/`backfill` will use it. Doctor creates nothing:
+    a folder not there yet is fine when it can be created."""
+    home = Path(settings.read("DAGSTER_HOME")).resolve()
+    if home.is_dir():
+        return True, f"DAGSTER_HOME={home}"
+    fix = "set DAGSTER_HOME to a writable folder"
+    if home.exists():
+        return False, f"DAGSTER_HOME={home} is not a folder: {fix}."
+    parent = next(p for p in home.parents if p.exists())
+    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return True, (f"DAGSTER_HOME={home} (not created yet: the first `sentinel demo` or "
+                      "`sentinel backfill` creates it)")
+    return False, f"DAGSTER_HOME={home} cannot be created under {parent}: {fix}."

@@ -76,6 +76,7 @@ def test_backfill_rejects_bad_options_and_writes_nothing(
     assert code != 0
     assert needle in err
     assert not list(sentinel_env.rglob("*.parquet"))
+    assert not (sentinel_env.parent / "dagster").exists()  # DAGSTER_HOME: only a run makes it
 
 
 def test_unknown_method_is_refused_by_name(sentinel_env: Path, capsys: Capture) -> None:
@@ -94,6 +95,39 @@ def test_unwritable_data_dir_is_reported(sentinel_env: Path, tmp_path: Path, cap
     code, _, err = _run(["backfill", "--start", "2025-02-01", "--end", "2025-02-01"], capsys)
     assert code == 1
     assert "Cannot write" in err and "SENTINEL_DATA_DIR" in err
+
+
+@pytest.mark.parametrize("command", ["anomalies", "costs", "summary"])
+def test_reading_commands_refuse_a_missing_data_dir_and_create_nothing(
+    sentinel_env: Path, tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    # The documented defaults are relative: run from a folder without them, nothing is there.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("SENTINEL_DATA_DIR", "./.sentinel/data")
+    monkeypatch.delenv("DAGSTER_HOME")
+    code, out, err = _run([command, "--start", "2025-03-01", "--end", "2025-03-07"], capsys)
+    assert code == 2 and out == ""
+    assert f"SENTINEL_DATA_DIR=.sentinel/data ({elsewhere}/.sentinel/data, relative to this " \
+           "folder) does not exist" in err
+    assert "sentinel demo" in err and "sentinel backfill" in err and len(err.splitlines()) == 1
+    assert list(elsewhere.iterdir()) == []
+    # An absolute data dir holding other things but not the table: the same, naming the table.
+    (sentinel_env / "_delivery").mkdir(parents=True)
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(sentinel_env))
+    code, _, err = _run([command, "--start", "2025-03-01", "--end", "2025-03-07"], capsys)
+    assert code == 2 and f"SENTINEL_DATA_DIR={sentinel_env} holds no " in err
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "dagster").exists()
+
+
+def test_reading_commands_say_which_days_a_table_holds(backfilled_env: Backfill,
+                                                       capsys: Capture) -> None:
+    code, out, err = _run(["costs", "--start", "2026-01-01", "--end", "2026-01-31"], capsys)
+    assert code == 0 and out.strip() == "(no rows)"
+    assert "raw_daily_costs has no day in 2026-01-01..2026-01-31; it holds " \
+           "2025-01-01..2025-03-31 (90 day(s))" in err
 
 
 def test_anomalies_csv_has_a_header_and_one_row_per_anomaly(
