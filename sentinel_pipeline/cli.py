@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sentinel_pipeline import settings
@@ -223,6 +224,8 @@ def _detection_options(args: argparse.Namespace) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------- output
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return "" if pd.isna(value) else f"{value:,.2f}"
     if value is None or value is pd.NA:
@@ -305,10 +308,12 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
     rows = conform(rows, ANOMALY_COLUMNS)
     if args.min_score is not None:
         rows = rows[rows["score"].abs() >= args.min_score]
+    if args.alerts_only:
+        rows = rows[rows["alert"].fillna(False).astype(bool)]
     rows = rows.sort_values(["usage_date", "impact"], ascending=[True, False])
     columns = ANOMALY_COLUMNS if args.format != "table" else [
         "usage_date", "service", "account_id", "region", "actual_cost", "expected_cost",
-        "impact", "pct_change", "score", "kind"]
+        "impact", "pct_change", "score", "kind", "alert"]
     _emit(rows, columns, args.format)
     return 0
 
@@ -385,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     anomalies = sub.add_parser("anomalies", help="list anomalies found")
     ranged(anomalies)
     anomalies.add_argument("--min-score", type=float, help="only |score| at least this")
+    anomalies.add_argument("--alerts-only", action="store_true",
+                           help="only rows that raised an alert (what annotated_alerts explains "
+                           "and Slack receives), not the later days of an episode or drops")
     anomalies.set_defaults(func=cmd_anomalies)
 
     costs = sub.add_parser("costs", help="daily costs, filtered")

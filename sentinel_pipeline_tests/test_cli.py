@@ -168,6 +168,25 @@ def test_anomalies_table_format(backfilled_env: Backfill, capsys: Capture) -> No
     assert set(lines[1].replace(" ", "")) == {"-"}
 
 
+def test_anomalies_show_which_rows_alert_and_alerts_only(backfilled_env: Backfill,
+                                                          capsys: Capture) -> None:
+    store = TableStore(str(backfilled_env.data_dir))
+    window = ["--start", "2025-03-01", "--end", "2025-03-31"]
+    stored = store.read_range("cost_anomalies", date(2025, 3, 1), date(2025, 3, 31))
+    alerts = store.read_range("annotated_alerts", date(2025, 3, 1), date(2025, 3, 31))
+    assert 0 < len(alerts) == stored["alert"].sum() < len(stored)
+    code, out, _ = _run(["anomalies", *window], capsys)
+    assert code == 0
+    header, _, *rows = out.splitlines()
+    assert header.split()[-1] == "alert" and len(rows) == len(stored)
+    assert sum(row.split()[-1] == "yes" for row in rows) == len(alerts)
+    code, out, _ = _run(["anomalies", *window, "--alerts-only", "--format", "csv"], capsys)
+    listed = pd.read_csv(io.StringIO(out), dtype=str)
+    assert code == 0 and set(listed["alert"]) == {"True"}
+    assert sorted(zip(listed["usage_date"], listed["service"], strict=True)) == sorted(
+        (str(d), s) for d, s in zip(alerts["usage_date"], alerts["service"], strict=True))
+
+
 def test_costs_filters_and_summary_totals(backfilled_env: Backfill, capsys: Capture) -> None:
     service = "Amazon Simple Storage Service"
     code, out, _ = _run(["costs", "--service", service, "--start", "2025-03-01", "--end",
