@@ -120,7 +120,9 @@ def test_a_killed_cli_run_is_marked_failed_by_the_next_command(
     """kill -9 of `sentinel backfill` mid-run leaves its run STARTED; the next command (or the
     daemon's sensor) marks it failed, naming the gone process, and only that run."""
     home, data = tmp_path / "home", tmp_path / "data"
-    first = _cli(home, data, "backfill", "--start", "2025-01-01", "--end", "2025-12-31")
+    # 90 days: Dagster logs a planned event per asset and day before the run is STARTED (a year
+    # took ~15 s to get there), and the run still lasts seconds after, time enough to kill it.
+    first = _cli(home, data, "backfill", "--start", "2025-01-01", "--end", "2025-03-31")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     deadline = time.monotonic() + 120
     started: list[dg.DagsterRun] = []
