@@ -223,11 +223,22 @@ def _detection_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------- output
-def _fmt(value: Any) -> str:
+# Decimals of each number column, the same in every format: money to the cent, percentages to
+# a tenth, robust scores to a hundredth. Unlisted float columns get 2 in tables, none elsewhere.
+_DECIMALS: dict[str, int] = {
+    **dict.fromkeys(("cost", "actual_cost", "expected_cost", "lower", "upper", "impact",
+                     "total_cost"), 2),
+    "pct_change": 1, "share_pct": 1, "score": 2,
+}
+# Columns stored as JSON text: an array in JSON output ("" -> []), the text in CSV.
+_JSON_TEXT_COLUMNS = frozenset({"root_causes"})
+
+
+def _fmt(value: Any, column: str = "") -> str:
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return "" if pd.isna(value) else f"{value:,.2f}"
+        return "" if pd.isna(value) else f"{value:,.{_DECIMALS.get(column, 2)}f}"
     if value is None or value is pd.NA:
         return ""
     text = str(value)
@@ -235,20 +246,50 @@ def _fmt(value: Any) -> str:
 
 
 def format_table(df: pd.DataFrame, columns: list[str]) -> str:
-    """A plain aligned text table."""
-    cells = [[_fmt(v) for v in row] for row in df[columns].itertuples(index=False)]
+    """A plain aligned text table, numbers right-aligned."""
+    cells = [[_fmt(v, c) for v, c in zip(row, columns, strict=True)]
+             for row in df[columns].itertuples(index=False)]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    right = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+             for c in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w)
+                         for v, w, r in zip(values, widths, right, strict=True)).rstrip()
+
+    lines = [line(columns), "  ".join("-" * w for w in widths)]
+    lines += [line(r) for r in cells]
     return "\n".join(lines)
+
+
+def _rounded(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    out = df[columns].copy()
+    for column in columns:
+        if column in _DECIMALS and pd.api.types.is_float_dtype(out[column]):
+            out[column] = out[column].round(_DECIMALS[column])
+    return out
+
+
+def _json_value(column: str, value: Any) -> Any:
+    """One cell as JSON: days as YYYY-MM-DD, missing as null, JSON text as what it holds."""
+    if column in _JSON_TEXT_COLUMNS:
+        return json.loads(value) if isinstance(value, str) and value.strip() else []
+    if value is None or (not isinstance(value, str | list | dict) and pd.isna(value)):
+        return None
+    if isinstance(value, datetime):  # also pd.Timestamp; the date columns hold whole days
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _emit(df: pd.DataFrame, columns: list[str], fmt: str) -> None:
     if fmt == "csv":
-        sys.stdout.write(df[columns].to_csv(index=False))
+        sys.stdout.write(_rounded(df, columns).to_csv(index=False))
     elif fmt == "json":
-        records = json.loads(df[columns].to_json(orient="records", date_format="iso"))
+        rounded = _rounded(df, columns)
+        records = [{c: _json_value(c, v) for c, v in zip(columns, row, strict=True)}
+                   for row in rounded.itertuples(index=False)]
         print(json.dumps(records, indent=2))
     else:
         print(format_table(df, columns) if len(df) else "(no rows)")
@@ -343,7 +384,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
                .sort_values("total_cost", ascending=False))
     total = summary["total_cost"].sum()
     summary["share_pct"] = summary["total_cost"] / total * 100 if total else 0.0
-    print(f"Cost per service, {start}..{end}: total {total:,.2f}")
+    if args.format == "table":  # csv and json stay parseable: the data only
+        print(f"Cost per service, {start}..{end}: total {total:,.2f}")
     _emit(summary, ["service", "total_cost", "share_pct", "days", "currency"], args.format)
     return 0
 
