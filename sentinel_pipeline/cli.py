@@ -364,14 +364,36 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
     start, end = _day_range(args)
     rows = conform(_read_table("raw_daily_costs", start, end), RAW_COLUMNS)
-    for column, value in (("service", args.service), ("region", args.region),
-                          ("account_id", args.account)):
-        if value:
-            rows = rows[rows[column] == value]
+    rows = _filtered(rows, [("--service", "service", args.service),
+                            ("--region", "region", args.region),
+                            ("--account", "account_id", args.account)], f"{start}..{end}")
     rows = rows.sort_values(["usage_date", "service", "account_id", "region"])
     _emit(rows, ["usage_date", "service", "account_id", "region", "cost", "currency"],
           args.format)
     return 0
+
+
+def _filtered(rows: pd.DataFrame, filters: list[tuple[str, str, str | None]],
+              window: str) -> pd.DataFrame:
+    """Rows whose column contains each given text, ignoring case: names are long and spelled
+    differently per source (--service cloudwatch finds AmazonCloudWatch and Amazon
+    CloudWatch). A filter that matches nothing says so on stderr, with the largest values
+    there are, rather than leaving an empty answer to guess at."""
+    given = [(option, column, text.strip()) for option, column, text in filters
+             if text and text.strip()]
+    keep = pd.Series(True, index=rows.index)
+    for option, column, text in given:
+        match = rows[column].astype(str).str.contains(text, case=False, regex=False)
+        if len(rows) and not match.any():
+            largest = (rows.groupby(column)["cost"].sum().sort_values(ascending=False)
+                       .index[:5])
+            print(f"note: {option} {text!r} matches no {column} in {window}; the largest "
+                  f"there: {', '.join(map(str, largest))}", file=sys.stderr)
+        keep &= match
+    if len(given) > 1 and keep.sum() == 0 and len(rows):
+        named = " ".join(f"{option} {text!r}" for option, _, text in given)
+        print(f"note: {named} match no row together in {window}", file=sys.stderr)
+    return rows[keep]
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -410,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="materialise the last N days of demo data (plus 35 days "
                           "of history before them), print their alerts")
-    demo.add_argument("--days", type=int, default=60)
+    demo.add_argument("--days", type=int, default=60,
+                      help="days to show, ending yesterday (default 60)")
     demo.set_defaults(func=cmd_demo)
 
     backfill = sub.add_parser("backfill", help="materialise all assets for days, in one run")
@@ -427,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     def ranged(p: argparse.ArgumentParser) -> None:
         p.add_argument("--start", help="first day, YYYY-MM-DD (default: 30 days before --end)")
         p.add_argument("--end", help="last day, YYYY-MM-DD (default: yesterday)")
-        p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+        p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="table (default), or csv / json: the data only, numbers rounded")
 
     anomalies = sub.add_parser("anomalies", help="list anomalies found")
     ranged(anomalies)
@@ -439,9 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     costs = sub.add_parser("costs", help="daily costs, filtered")
     ranged(costs)
-    costs.add_argument("--service")
-    costs.add_argument("--region")
-    costs.add_argument("--account")
+    for flag, what, example in (("--service", "services", "cloudwatch"),
+                                ("--region", "regions", "eu-"),
+                                ("--account", "account ids", "4029")):
+        costs.add_argument(flag, help=f"only {what} containing this text, ignoring case "
+                           f"(e.g. {flag} {example})")
     costs.set_defaults(func=cmd_costs)
 
     summary = sub.add_parser("summary", help="cost per service")

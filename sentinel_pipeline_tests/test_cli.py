@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -242,6 +243,40 @@ def test_costs_filters_and_summary_totals(backfilled_env: Backfill, capsys: Capt
     summary = pd.read_csv(io.StringIO(out))  # the data only: no title line in csv
     assert summary["total_cost"].sum() == pytest.approx(raw["cost"].sum(), abs=0.005 * len(summary))
     assert summary["total_cost"].is_monotonic_decreasing
+
+
+def test_cost_filters_match_part_of_a_name_ignoring_case_and_say_when_nothing_matched(
+    backfilled_env: Backfill, capsys: Capture
+) -> None:
+    window = ["--start", "2025-03-01", "--end", "2025-03-07", "--format", "csv"]
+    code, out, _ = _run(["costs", *window, "--service", "Amazon CloudWatch"], capsys)
+    exact = pd.read_csv(io.StringIO(out), dtype=str)
+    code, out, err = _run(["costs", *window, "--service", "cloudwatch", "--region", "EU-"],
+                          capsys)
+    assert code == 0 and err == ""
+    found = pd.read_csv(io.StringIO(out), dtype=str)
+    assert len(found) and set(found["service"]) == {"Amazon CloudWatch"}
+    assert found["region"].str.startswith("eu-").all()
+    assert len(found) < len(exact) and set(found["account_id"]) <= set(exact["account_id"])
+    code, out, err = _run(["costs", *window[:4], "--service", "cloudwach"], capsys)
+    assert code == 0 and out.strip() == "(no rows)"
+    assert "--service 'cloudwach' matches no service in 2025-03-01..2025-03-07" in err
+    assert "Amazon Elastic Compute Cloud - Compute" in err  # the largest service there
+    code, out, err = _run(["costs", *window[:4], "--service", "lambda", "--region", "eu-"],
+                          capsys)
+    assert "--service 'lambda' --region 'eu-' match no row together" in err
+
+
+def test_every_option_has_help() -> None:
+    from sentinel_pipeline.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) >= {"demo", "backfill", "anomalies", "costs", "summary",
+                                     "doctor"}
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, f"sentinel {name} {'/'.join(action.option_strings)}"
 
 
 def test_doctor_passes_on_defaults_and_never_prints_secrets(
