@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
+import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from sentinel_pipeline import settings
 from sentinel_pipeline.errors import ConfigError, SentinelError
 
 DEMO_WARMUP_DAYS = 35
+_debug = False  # --debug (set by main): tracebacks and Dagster's full run log
 TABLE_LIMIT_CHARS = 60
 
 
@@ -180,7 +183,11 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
     else:
         tags |= {"dagster/asset_partition_range_start": start.isoformat(),
                  "dagster/asset_partition_range_end": end.isoformat()}
-    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if _debug:  # Dagster's own console log: every event, failures with their stack traces
+        run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
+    else:
+        job = job.with_logger_defs({"progress": _progress_logger()})
+        run_config = {"loggers": {"progress": {"config": {"log_level": "INFO"}}}}
     if detection:
         run_config["resources"] = {"detection": {"config": detection}}
     _prepare_dagster_home()
@@ -193,8 +200,7 @@ def run_pipeline(start: date, end: date, detection: dict[str, Any] | None = None
             raise_on_error=False,
         )
     if not result.success:
-        raise SentinelError(f"Run {result.run_id} failed:\n"
-                            + "\n".join(failure_messages(result) or ["see the Dagster UI"]))
+        raise SentinelError(f"run {result.run_id} failed: {failure_line(result)}")
     print(f"Run {result.run_id} materialised {start}..{end} "
           f"({(end - start).days + 1} day(s)); open `make dev` to see it in the UI.")
 
@@ -212,6 +218,60 @@ def failure_messages(result: Any) -> list[str]:
         if parts:
             messages.append("\n  caused by: ".join(parts))
     return messages
+
+
+def failure_line(result: Any) -> str:
+    """Why an in-process run failed, in one line: each failed step and the root of its error
+    (a step that used up its retries says only "Exceeded max_retries"; the cause says why).
+    Our errors and dg.Failure carry the fix in their message; anything else is a bug, whose
+    traceback --debug shows."""
+    parts = []
+    for event in result.all_events:
+        if not event.is_step_failure or event.step_failure_data.error is None:
+            continue
+        error = event.step_failure_data.error
+        while error.cause is not None:
+            error = error.cause
+        text = " ".join(error.message.split())
+        kind, _, message = text.partition(": ")
+        if kind.startswith("sentinel_pipeline.") or kind.endswith(".Failure"):
+            text = message
+        else:
+            text += " (unexpected: rerun with --debug for the traceback)"
+        parts.append(f"{event.step_key}: {text}")
+    return "; ".join(parts) or "no step failed; see the run in the Dagster UI (make dev)"
+
+
+class _ProgressHandler(logging.Handler):
+    """A run's progress as one short line per message its steps log (context.log.info and
+    up), on stderr. Errors are left out: the command ends with one line saying why the run
+    failed, and --debug shows Dagster's full log with the tracebacks instead."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            return
+        meta = getattr(record, "dagster_meta", None) or {}
+        message = str(meta.get("orig_message") or record.getMessage())
+        step = meta.get("step_key")
+        if step and not message.startswith(str(step)):
+            message = f"{step}: {message}"
+        if record.levelno >= logging.WARNING:
+            message = f"warning: {message}"
+        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        print(f"{stamp} {message}", file=sys.stderr)
+
+
+def _progress_logger() -> Any:
+    import dagster as dg
+
+    @dg.logger(dg.Field({"log_level": dg.Field(str, is_required=False, default_value="INFO")}),
+               description="Sentinel CLI progress: one line per step message, no tracebacks")
+    def progress(context: dg.InitLoggerContext) -> logging.Logger:
+        log = logging.Logger("sentinel", level=context.logger_config["log_level"])
+        log.addHandler(_ProgressHandler())
+        return log
+
+    return progress
 
 
 def _detection_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -428,15 +488,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="sentinel", description="Cloud cost anomaly detection "
                                      "on Dagster: every command runs on the Dagster instance.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print its traceback; runs print Dagster's full log")
+    # Also accepted after the command (sentinel backfill ... --debug); SUPPRESS keeps a
+    # --debug given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="as `sentinel --debug`: tracebacks and Dagster's full run log")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="materialise the last N days of demo data (plus 35 days "
-                          "of history before them), print their alerts")
+    demo = sub.add_parser("demo", parents=[common], help="materialise the last N days of demo "
+                          "data (plus 35 days of history before them), print their alerts")
     demo.add_argument("--days", type=int, default=60,
                       help="days to show, ending yesterday (default 60)")
     demo.set_defaults(func=cmd_demo)
 
-    backfill = sub.add_parser("backfill", help="materialise all assets for days, in one run")
+    backfill = sub.add_parser("backfill", parents=[common],
+                              help="materialise all assets for days, in one run")
     backfill.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     backfill.add_argument("--end", required=True, help="last day (inclusive), YYYY-MM-DD")
     backfill.add_argument("--method", choices=METHODS, help="detection method (default robust)")
@@ -453,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                        help="table (default), or csv / json: the data only, numbers rounded")
 
-    anomalies = sub.add_parser("anomalies", help="list anomalies found")
+    anomalies = sub.add_parser("anomalies", parents=[common], help="list anomalies found")
     ranged(anomalies)
     anomalies.add_argument("--min-score", type=float, help="only |score| at least this")
     anomalies.add_argument("--alerts-only", action="store_true",
@@ -461,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "and Slack receives), not the later days of an episode or drops")
     anomalies.set_defaults(func=cmd_anomalies)
 
-    costs = sub.add_parser("costs", help="daily costs, filtered")
+    costs = sub.add_parser("costs", parents=[common], help="daily costs, filtered")
     ranged(costs)
     for flag, what, example in (("--service", "services", "cloudwatch"),
                                 ("--region", "regions", "eu-"),
@@ -470,23 +538,47 @@ def build_parser() -> argparse.ArgumentParser:
                            f"(e.g. {flag} {example})")
     costs.set_defaults(func=cmd_costs)
 
-    summary = sub.add_parser("summary", help="cost per service")
+    summary = sub.add_parser("summary", parents=[common], help="cost per service")
     ranged(summary)
     summary.set_defaults(func=cmd_summary)
 
-    doctor = sub.add_parser("doctor", help="check configuration, credentials and storage")
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="check configuration, credentials and storage")
     doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. An error is one line on stderr saying what to fix; its traceback only
+    with --debug."""
+    global _debug
     args = build_parser().parse_args(argv)
+    _debug = bool(getattr(args, "debug", False))
+    prefix = f"sentinel {args.command}: error:"
     try:
         _quiet_warnings()
         return int(args.func(args))
     except SentinelError as exc:
-        print(f"sentinel {args.command}: error: {exc}", file=sys.stderr)
+        if _debug:
+            traceback.print_exc()
+        print(f"{prefix} {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        print(f"{prefix} interrupted (a run it started is marked failed by the next command)",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `sentinel costs | head` stopped reading: nothing to say
+        try:  # and no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except Exception as exc:  # a bug, not a user error: still one line, the rest with --debug
+        if _debug:
+            raise
+        print(f"{prefix} unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -81,6 +81,52 @@ def test_backfill_rejects_bad_options_and_writes_nothing(
     assert not (sentinel_env.parent / "dagster").exists()  # DAGSTER_HOME: only a run makes it
 
 
+@pytest.mark.integration  # the run is made and fails on the Dagster instance
+def test_a_failed_run_ends_with_one_error_line_and_no_traceback(
+    sentinel_env: Path, tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENTINEL_SOURCE", "focus")
+    monkeypatch.setenv("SENTINEL_SOURCE_PATH", str(tmp_path / "exports"))
+    args = ["backfill", "--start", "2025-02-01", "--end", "2025-02-02"]
+    code, out, err = _run(args, capsys)
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    # the step's progress, then why the run failed and the fix; no stack trace, no repeats
+    assert "raw_daily_costs: Fetching focus costs for 2025-02-01..2025-02-02" in lines[0]
+    assert len(lines) == 2, err
+    assert re.fullmatch(r"sentinel backfill: error: run [0-9a-f-]{36} failed: raw_daily_costs: "
+                        r"cost source path '.*/exports' does not exist; set "
+                        r"SENTINEL_SOURCE_PATH to the folder .*", lines[1])
+    code, out, err = _run([*args, "--debug"], capsys)  # Dagster's full log and tracebacks
+    assert code == 1 and "Stack Trace:" in err and "STEP_FAILURE" in err
+    assert err.splitlines()[-1].startswith("sentinel backfill: error: run ")
+
+
+def test_errors_are_one_line_and_their_traceback_is_for_debug(
+    sentinel_env: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = _run(["summary", "--start", "2025-13-01"], capsys)
+    assert code == 2 and out == ""
+    assert err == "sentinel summary: error: --start '2025-13-01' is not a date: use " \
+                  "YYYY-MM-DD, e.g. 2025-03-01.\n"
+    for debug in (["--debug", "summary"], ["summary", "--debug"]):
+        code, _, err = _run([*debug, "--start", "2025-13-01"], capsys)
+        assert code == 2 and err.startswith("Traceback") and "ConfigError" in err
+        assert err.splitlines()[-1].startswith("sentinel summary: error: --start '2025-13-01'")
+
+    from sentinel_pipeline import cli
+
+    def broken(args: argparse.Namespace) -> int:
+        raise KeyError("cost")
+
+    monkeypatch.setattr(cli, "cmd_summary", broken)  # a bug, not a user error
+    code, _, err = _run(["summary"], capsys)
+    assert code == 1 and err == "sentinel summary: error: unexpected KeyError: 'cost' " \
+                                "(rerun with --debug for the traceback)\n"
+    with pytest.raises(KeyError):
+        main(["summary", "--debug"])
+
+
 def test_unknown_method_is_refused_by_name(sentinel_env: Path, capsys: Capture) -> None:
     code, _, err = _run(["backfill", "--start", "2025-02-01", "--end", "2025-02-02",
                          "--method", "magic"], capsys)
