@@ -347,6 +347,71 @@ def test_doctor_fails_on_a_broken_source(sentinel_env: Path, capsys: Capture,
     assert "set SENTINEL_SOURCE_PATH to" in failed[0]  # the fix
 
 
+def _focus_files(folder: Path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return str(folder)
+
+
+FOCUS_HEADER = "ChargePeriodStart,ServiceName,SubAccountId,BilledCost\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "bad", "problem"),
+    [
+        ({"a.csv": "name,age\nbob,3\n", "b.csv": "x\n1\n"}, "a.csv",
+         "missing required column(s) ChargePeriodStart, ServiceName, SubAccountId, BilledCost"),
+        ({"2025/01.csv": FOCUS_HEADER + "2025-01-01T00:00:00Z,EC2,1,3\n",
+          "2025/02.csv": FOCUS_HEADER + "yesterday,EC2,1,3\n"}, "2025/02.csv",
+         "column ChargePeriodStart has the value 'yesterday' at data row 1 (line 2) that is not "
+         "a date"),
+        ({"a.csv": FOCUS_HEADER + "2025-01-01T00:00:00Z,EC2,1,$3.00\n"}, "a.csv",
+         "column BilledCost has the value '$3.00' at data row 1 (line 2) that is not a number"),
+        ({"a.parquet": "not parquet at all"}, "a.parquet", "cannot be read as Parquet"),
+    ],
+)
+def test_doctor_reads_a_sample_of_the_focus_files(
+    sentinel_env: Path, tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, str], bad: str, problem: str,
+) -> None:
+    monkeypatch.setenv("SENTINEL_SOURCE", "focus")
+    monkeypatch.setenv("SENTINEL_SOURCE_PATH", _focus_files(tmp_path / "exports", files))
+    code, out, _ = _run(["doctor"], capsys)
+    failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
+    assert code == 1 and len(failed) == 1, out
+    assert f"{tmp_path / 'exports' / bad}" in failed[0] and problem in failed[0]
+    good = {"a.csv": FOCUS_HEADER + "2025-01-01T00:00:00Z,EC2,1,3\n" * 4}
+    monkeypatch.setenv("SENTINEL_SOURCE_PATH", _focus_files(tmp_path / "good", good))
+    code, out, _ = _run(["doctor"], capsys)
+    assert code == 0 and "sampled 1: columns and first 4 row(s) parse" in out
+
+
+def test_doctor_reads_the_schema_of_a_cur_data_file(
+    sentinel_env: Path, tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sentinel_pipeline_tests import cur_fakes as fake
+
+    export = tmp_path / "cur" / fake.EXPORT
+    monkeypatch.setenv("SENTINEL_SOURCE", "cur")
+    monkeypatch.setenv("SENTINEL_SOURCE_PATH", str(export))
+    january, february = tmp_path / "cur" / fake.data_key("2025-01"), \
+        tmp_path / "cur" / fake.data_key("2025-02")
+    january.parent.mkdir(parents=True)
+    january.write_bytes(fake.parquet_bytes([fake.Item(date(2025, 1, 3), 5.0)]))
+    code, out, _ = _run(["doctor"], capsys)
+    assert code == 0 and f"the columns of {january} are as needed" in out
+    february.parent.mkdir(parents=True)  # the latest period: some other Parquet file
+    pq.write_table(pa.table({"day": ["2025-02-01"], "amount": [3.0]}), february)
+    code, out, _ = _run(["doctor"], capsys)
+    failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
+    assert code == 1 and len(failed) == 1, out
+    assert f"{february}: missing CUR 2.0 column(s) line_item_usage_start_date" in failed[0]
+
+
 def test_doctor_reports_a_damaged_delivery_ledger(sentinel_env: Path, capsys: Capture) -> None:
     code, out, _ = _run(["doctor"], capsys)
     assert code == 0 and "[ok] delivery ledger: 0 alert(s) delivered, 0 post(s) pending" in out

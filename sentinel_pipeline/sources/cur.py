@@ -182,17 +182,22 @@ def estimated_days(days: np.ndarray | Sequence[dt.date], today: dt.date) -> np.n
 
 
 def check_export(path: str, cost: str, line_item_types: str) -> tuple[bool, str]:
-    """For `sentinel doctor`: the settings are valid and the export can be listed."""
+    """For `sentinel doctor`: the settings are valid, the export can be listed, and a data
+    file of its latest delivered period (as its manifest lists them) has the columns the
+    cost measure needs, the usage date a timestamp: a folder of other Parquet fails here,
+    naming the file."""
     try:
         check_cost(cost)
         parse_line_item_types(line_item_types)
         export = _Export.open(path)
+        sampled = export.check_sample(cost)
     except SourceError as exc:
         return False, str(exc)
     periods = sorted(export.periods)
     manifests = sum(1 for p in export.periods.values() if p.manifest)
     return True, (f"source: CUR 2.0 export {path}, billing periods {periods[0]} to "
-                  f"{periods[-1]} ({len(periods)}, {manifests} with a manifest), cost {cost}")
+                  f"{periods[-1]} ({len(periods)}, {manifests} with a manifest), cost {cost}; "
+                  f"the columns of {sampled} are as needed")
 
 
 def read_cur(
@@ -455,6 +460,35 @@ class _Export:
             chosen.append(found)
         return chosen
 
+    def check_sample(self, cost: str) -> str:
+        """For `sentinel doctor`: the schema of the first data file of the latest period that
+        has files is what a run needs; the file checked, as users see it."""
+        delivered = [name for name in sorted(self.periods) if self.periods[name].files]
+        month = dt.date.fromisoformat(f"{(delivered or sorted(self.periods))[-1]}-01")
+        files, _ = self.files_for(month, month)  # says why when the period has no file
+        if not files:  # a manifest listing no file
+            raise SourceError(f"no CUR 2.0 data file for billing period {month:%Y-%m} under "
+                              f"{self.path!r}; {_FIX_PATH}")
+        with os_errors(files[0].display, reading=True):
+            self._dataset(files[0], [DATE, ACCOUNT, SERVICE, ITEM_TYPE, *cost_columns(cost)])
+        return files[0].display
+
+    def _dataset(self, file: _File, needed: list[str]) -> ds.Dataset:
+        """The file as a dataset, once its schema has the needed columns and a timestamp
+        usage date."""
+        dataset = ds.dataset(file.path, filesystem=self.fs, format="parquet")
+        names = dataset.schema.names
+        missing = [c for c in needed if c not in names]
+        if missing:
+            raise SourceError(_missing_message(file.display, missing, names))
+        kind = dataset.schema.field(DATE).type
+        if not pa.types.is_timestamp(kind):
+            raise SourceError(
+                f"{file.display}: column {DATE} is {kind}, not a timestamp; CUR 2.0 "
+                f"Parquet stores it as a timestamp: re-export the file from AWS Data Exports"
+            )
+        return dataset
+
     def scan(
         self,
         file: _File,
@@ -466,17 +500,9 @@ class _Export:
     ) -> Iterator[pa.RecordBatch]:
         """The file's line items in [start, end] (and `extra`), only the columns asked for."""
         with os_errors(file.display, reading=True):
-            dataset = ds.dataset(file.path, filesystem=self.fs, format="parquet")
+            dataset = self._dataset(file, needed)
             names = dataset.schema.names
-            missing = [c for c in needed if c not in names]
-            if missing:
-                raise SourceError(_missing_message(file.display, missing, names))
             kind = dataset.schema.field(DATE).type
-            if not pa.types.is_timestamp(kind):
-                raise SourceError(
-                    f"{file.display}: column {DATE} is {kind}, not a timestamp; CUR 2.0 "
-                    f"Parquet stores it as a timestamp: re-export the file from AWS Data Exports"
-                )
             zone = dt.UTC if kind.tz else None
             first = dt.datetime(start.year, start.month, start.day, tzinfo=zone)
             last = first + dt.timedelta(days=(end - start).days + 1)

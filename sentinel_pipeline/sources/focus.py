@@ -669,12 +669,30 @@ class FocusSource(CostSource):
         return RootCauses(focus_root_causes(self.path, alerts, self.cost_column))
 
     def check(self, today: dt.date) -> Check:
+        """The settings, the listing, and a sample read: the first, middle and last file's
+        header must have the needed columns and their first batch must parse (dates and
+        costs on every row), so a folder of other CSVs fails here, naming the file."""
         try:
             self._require_path()
-            _canonical_cost_column(self.cost_column)
+            cost_column = _canonical_cost_column(self.cost_column)
             fs, root, display_root = open_filesystem(self.path)
             files = _list_files(fs, root, display_root, self.path)
+            sample = [files[i] for i in sorted({0, len(files) // 2, len(files) - 1})]
+            rows = sum(_check_file(fs, f, d, cost_column) for f, d in sample)
         except SentinelError as exc:
             return False, str(exc)
         return True, (f"source: FOCUS exports under {self.path} ({len(files)} file(s), cost "
-                      f"column {_canonical_cost_column(self.cost_column)})")
+                      f"column {cost_column}; sampled {len(sample)}: columns and first "
+                      f"{rows:,} row(s) parse)")
+
+
+def _check_file(fs: pafs.FileSystem, file_path: str, display: str, cost_column: str) -> int:
+    """For `sentinel doctor`: read the file's header and first batch as a run would, whatever
+    their days; the rows read. Raises SourceError naming the file and the problem."""
+    with _file_batches(fs, file_path, display, cost_column) as (layout, _, batches, is_csv):
+        batch = next(iter(batches), None)
+        if batch is None or batch.num_rows == 0:
+            return 0
+        every_day = np.datetime64("0001-01-01", "D"), np.datetime64("9999-12-31", "D")
+        _aggregate_batch(batch, layout, display, is_csv, 0, *every_day)
+        return int(batch.num_rows)
