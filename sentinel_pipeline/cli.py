@@ -564,8 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix} {' '.join(str(exc).split())}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
-        print(f"{prefix} interrupted (a run it started is marked failed by the next command)",
-              file=sys.stderr)
+        note = (": rerun the days (the run is not complete)"
+                if args.command in ("demo", "backfill") else "")
+        print(f"{prefix} interrupted{note}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `sentinel costs | head` stopped reading: nothing to say
         try:  # and no second error when Python flushes stdout at exit
