@@ -54,6 +54,8 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("SENTINEL_SLACK_ROUTES", "",
              "YAML file routing accounts / services to channels ('' = all to SLACK_CHANNEL)"),
     Variable("SENTINEL_DAGSTER_URL", "", "Dagster UI base URL, for links in messages"),
+    Variable("SENTINEL_FAILURE_SENSOR_INTERVAL", "60",
+             "seconds between the run-failure sensor's looks for failed runs"),
     Variable("DAGSTER_HOME", "./.sentinel/dagster", "the Dagster instance folder (CLI)"),
 )}
 
@@ -86,6 +88,20 @@ def start_date(environ: Mapping[str, str] | None = None) -> date:
             f"SENTINEL_START_DATE={raw!r} is not a date: use the form YYYY-MM-DD, "
             f"e.g. {default('SENTINEL_START_DATE')}."
         ) from exc
+
+
+def failure_sensor_interval(environ: Mapping[str, str] | None = None) -> int:
+    """SENTINEL_FAILURE_SENSOR_INTERVAL, validated. Like the partitions, a sensor's interval is
+    part of the definitions the daemon reads when the code location loads."""
+    raw = read("SENTINEL_FAILURE_SENSOR_INTERVAL", environ)
+    if not raw.isdigit() or int(raw) < 1:
+        from sentinel_pipeline.errors import ConfigError
+
+        raise ConfigError(
+            f"SENTINEL_FAILURE_SENSOR_INTERVAL={raw!r} is not a whole number of seconds (at "
+            f"least 1): e.g. {default('SENTINEL_FAILURE_SENSOR_INTERVAL')}."
+        )
+    return int(raw)
 
 
 # ---------------------------------------------------------------- sources

@@ -7,6 +7,7 @@ SLACK_BOT_TOKEN is set, otherwise the outbox folder under the data dir (dry run)
 
 import socket
 import warnings
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -21,9 +22,9 @@ from sentinel_pipeline.defs.resources import (
 from sentinel_pipeline.delivery.deliver import deliver_day
 from sentinel_pipeline.delivery.failure import build_failure_message
 from sentinel_pipeline.delivery.ledger import DeliveryLedger
-from sentinel_pipeline.delivery.sinks import DeliveryError, OutboxSink
+from sentinel_pipeline.delivery.sinks import DeliveryError, OutboxSink, post_metadata
 from sentinel_pipeline.process import HOST_TAG, PID_TAG, is_gone
-from sentinel_pipeline.settings import start_date
+from sentinel_pipeline.settings import failure_sensor_interval, start_date
 from sentinel_pipeline.storage import TableStore
 
 ALERTS_KEY = dg.AssetKey("annotated_alerts")
@@ -92,42 +93,87 @@ def alert_delivery_sensor(
     return dg.SensorResult(cursor=str(cursor))
 
 
-@dg.run_failure_sensor(
-    name="run_failure_alert_sensor",
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts a short message (job, run, failed step and error, link) to SLACK_CHANNEL "
-    "when a Sentinel run fails, or writes it to the outbox in dry run.",
-)
-def run_failure_alert_sensor(
-    context: dg.RunFailureSensorContext, storage: StorageResource, alert_sink: AlertSinkResource
-) -> None:
-    run = context.dagster_run
-    steps = []
-    for event in context.get_step_failure_events():
-        error = getattr(event.event_specific_data, "error", None)
-        steps.append((event.step_key or "?", error.message if error else event.message or ""))
-    tags = run.tags
+# ------------------------------------------------------------------ failed runs
+# Dagster's run-failure sensors watch only runs launched from their own code location unless
+# told otherwise: a run's code location comes from its remote origin, which runs launched from
+# the UI, a schedule or a sensor have, and in-process runs (`sentinel backfill`/`demo`, which
+# call execute_in_process on the instance) have not. So the default sensor skipped every CLI
+# run, and a CLI run killed and marked failed later. This one watches every failed run of the
+# instance and keeps those of Sentinel's jobs, whatever launched them; the tag written on a run
+# once its failure is posted keeps it from being posted twice (a cursor reset, or a second
+# Sentinel code location on the same instance).
+FAILURE_ALERT_TAG = "sentinel/failure_alert"
+
+
+def is_sentinel_run(run: dg.DagsterRun, repository: dg.RepositoryDefinition | None) -> bool:
+    """A run of one of this repository's jobs (the implicit asset job included: a UI
+    "Materialize") over its own assets and checks only. Without a repository (a sensor
+    evaluated outside a code location), every run counts."""
+    if repository is None:
+        return True
+    if not repository.has_job(run.job_name):
+        return False
+    ours = repository.asset_graph.get_all_asset_keys()
+    return (set(run.asset_selection or ()) <= ours
+            and {check.asset_key for check in run.asset_check_selection or ()} <= ours)
+
+
+def _run_partition(tags: Mapping[str, str]) -> str | None:
     partition = tags.get("dagster/partition")
     if not partition and tags.get("dagster/asset_partition_range_start"):
         partition = (f"{tags['dagster/asset_partition_range_start']} to "
                      f"{tags.get('dagster/asset_partition_range_end', '?')}")
+    return partition
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    minimum_interval_seconds=failure_sensor_interval(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    # Not only this code location's runs: the CLI's in-process runs have no code location.
+    # is_sentinel_run keeps Sentinel's own jobs.
+    monitor_all_code_locations=True,
+    description="Posts a short message (job, run, failed step and error, link) to SLACK_CHANNEL "
+    "when a Sentinel run fails, whether the UI, a schedule, a sensor or the sentinel command "
+    "launched it, or writes it to the outbox in dry run; once per run (the run is tagged "
+    f"{FAILURE_ALERT_TAG}).",
+)
+def run_failure_alert_sensor(
+    context: dg.RunFailureSensorContext, storage: StorageResource, alert_sink: AlertSinkResource
+) -> dg.SkipReason | None:
+    run = context.dagster_run
+    if not is_sentinel_run(run, context.repository_def):
+        return dg.SkipReason(f"Run {run.run_id} ({run.job_name}) is not a Sentinel run.")
+    current = context.instance.get_run_by_id(run.run_id) or run
+    if current.tags.get(FAILURE_ALERT_TAG):
+        return dg.SkipReason(f"Run {run.run_id} failure was already reported: "
+                             f"{current.tags[FAILURE_ALERT_TAG]}")
+    steps = []
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        steps.append((event.step_key or "?", error.message if error else event.message or ""))
     message = build_failure_message(run.job_name, run.run_id, steps,
                                     context.failure_event.message or "",
-                                    alert_sink.dagster_url, partition)
+                                    alert_sink.dagster_url, _run_partition(run.tags))
     store = storage.store()
     sink = alert_sink.sink(store)
     name = f"run-failure-{run.run_id}"
+    metadata = post_metadata(f"run-failure|{run.run_id}", kind="run_failure")
     try:
-        posted = sink.post(alert_sink.channel, name, message)
+        posted = sink.post(alert_sink.channel, name, message, metadata=metadata)
     except DeliveryError as exc:
         # Dagster moves this sensor's cursor past the run even when it raises, so keep the
         # message in the outbox before failing the tick (which shows the error in the UI).
-        kept = OutboxSink(store).post(alert_sink.channel, name, message)
+        kept = OutboxSink(store).post(alert_sink.channel, name, message, metadata=metadata)
+        context.instance.add_run_tags(run.run_id, {
+            FAILURE_ALERT_TAG: f"not sent to {sink.destination}, kept in {kept.reference}"})
         raise DeliveryError(
             f"Run {run.run_id} failure alert not sent: {exc} (kept in {kept.reference})"
         ) from exc
+    context.instance.add_run_tags(run.run_id, {
+        FAILURE_ALERT_TAG: f"{sink.destination} {alert_sink.channel} {posted.reference}"})
     context.log.info(f"Run {run.run_id} failure sent to {sink.destination} -> {posted.reference}")
+    return None
 
 
 # ------------------------------------------------------------------ restatement
