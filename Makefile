@@ -35,9 +35,12 @@ demo: $(RUNTIME_STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(RUN_ENV) $(BIN)/sentinel demo --days 60
 
+# `make dev PORT=3001` for another port.
+PORT ?= 3000
+
 dev: $(RUNTIME_STAMP)
 	mkdir -p $(DAGSTER_HOME)
-	$(RUN_ENV) $(BIN)/dagster dev -w workspace.yaml
+	$(RUN_ENV) $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
