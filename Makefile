@@ -35,12 +35,24 @@ demo: $(RUNTIME_STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(RUN_ENV) $(BIN)/sentinel demo --days 60
 
-# `make dev PORT=3001` for another port.
+# `make dev PORT=3001` for another port. `sentinel demo` records the first day it wrote in
+# $(DEMO_START); with the demo source, `make dev` starts the daily partitions there, so the UI
+# shows the demo's days rather than every day since 2025-01-01 as missing (the days after the
+# demo are shown missing until the 09:00 schedule or a backfill fills them). A
+# SENTINEL_START_DATE you set (environment or `make dev SENTINEL_START_DATE=...`) wins.
 PORT ?= 3000
+DEMO_START := $(DAGSTER_HOME)/sentinel-demo-start
 
 dev: $(RUNTIME_STAMP)
 	mkdir -p $(DAGSTER_HOME)
-	$(RUN_ENV) $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+	@start='$(SENTINEL_START_DATE)'; \
+	if [ -z "$$start" ] && [ -f '$(DEMO_START)' ] \
+	  && { [ -z '$(SENTINEL_SOURCE)' ] || [ '$(SENTINEL_SOURCE)' = demo ]; }; then \
+	  start=$$(cat '$(DEMO_START)'); \
+	  echo "Daily partitions start on $$start, the first day of the demo ($(DEMO_START));" \
+	    "set SENTINEL_START_DATE to choose another day."; \
+	fi; \
+	$(RUN_ENV) SENTINEL_START_DATE="$$start" $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -377,6 +377,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Sentinel demo: {args.days} days of synthetic costs, {start}..{end} "
           f"(and {(start - warm_start).days} days of history before), into {_data_dir()}")
     run_pipeline(warm_start, end)
+    # `make dev` starts the daily partitions on the first day written here (unless
+    # SENTINEL_START_DATE is set), so the UI shows the demo's days, not every day since the
+    # default start date as missing. Kept in DAGSTER_HOME, beside the runs it describes; written
+    # aside and renamed, so the Makefile never reads half a date.
+    record = Path(os.environ["DAGSTER_HOME"]) / "sentinel-demo-start"
+    aside = record.with_name(f".{record.name}.{os.getpid()}")
+    aside.write_text(f"{warm_start.isoformat()}\n")
+    os.replace(aside, record)
     alerts = _store().read_range("annotated_alerts", start, end)
     if len(alerts) == 0:
         print("No alerts found.")
