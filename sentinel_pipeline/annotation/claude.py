@@ -17,10 +17,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import anthropic
-from anthropic.types import MessageParam, ToolChoiceToolParam
+from typing import TYPE_CHECKING, Any
 
 from sentinel_pipeline.annotation.prompt import (
     ACTIONS,
@@ -30,6 +27,12 @@ from sentinel_pipeline.annotation.prompt import (
     TOOL_NAME,
     user_message,
 )
+
+# The SDK is imported when a request is made: it is half the time of loading the definitions
+# (every run, sensor tick, CLI command and code server), and most of them never call Claude.
+if TYPE_CHECKING:
+    import anthropic
+    from anthropic.types import MessageParam, ToolChoiceToolParam
 
 # Longest single wait between attempts, whatever the server asks (seconds).
 MAX_RETRY_WAIT = 20.0
@@ -157,6 +160,8 @@ def validate(tool_input: Any, ids: list[str]) -> dict[str, Explanation]:
 
 
 def _retryable(exc: Exception) -> bool:
+    import anthropic
+
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
         return True
     if isinstance(exc, anthropic.APIStatusError):
@@ -169,6 +174,8 @@ def _retryable(exc: Exception) -> bool:
 
 def _wait_seconds(exc: Exception, attempt: int) -> float:
     """The server's retry-after when it gives one, else exponential backoff; capped."""
+    import anthropic
+
     wait = _BACKOFF_START * 2**attempt
     if isinstance(exc, anthropic.APIStatusError):
         headers = exc.response.headers
@@ -183,6 +190,8 @@ def _wait_seconds(exc: Exception, attempt: int) -> float:
 
 def _create(client: anthropic.Anthropic, settings: ClaudeSettings, content: str) -> Any:
     """messages.create with bounded retries on 429, 5xx, timeouts and connection errors."""
+    import anthropic
+
     messages: list[MessageParam] = [{"role": "user", "content": content}]
     tool_choice: ToolChoiceToolParam = {"type": "tool", "name": TOOL_NAME}
     for attempt in range(settings.max_retries + 1):
@@ -210,6 +219,8 @@ def request_explanations(
     Tokens are added to ``usage`` as soon as an answer arrives, even one that is then refused
     or rejected: they were paid for.
     """
+    import anthropic
+
     client = anthropic.Anthropic(api_key=settings.api_key, timeout=settings.timeout_seconds,
                                  max_retries=0)
     try:

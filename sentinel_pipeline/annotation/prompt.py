@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import math
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from anthropic.types import ToolParam
 
 from sentinel_pipeline.sources.root_causes import BASELINE_DAYS, MATERIAL_SHARE, from_json
+
+if TYPE_CHECKING:  # the SDK loads only when a request is made (claude.py)
+    from anthropic.types import ToolParam
 
 PROMPT_VERSION = "2026-11-30.2"
 TOOL_NAME = "record_alert_explanations"
