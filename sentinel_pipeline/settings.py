@@ -80,6 +80,8 @@ def start_date(environ: Mapping[str, str] | None = None) -> date:
     them when it loads the code location, so this is read while definitions are built."""
     raw = read("SENTINEL_START_DATE", environ)
     try:
+        if len(raw) != 10 or raw[4] != "-" or raw[7] != "-":  # 3.11 also takes 20250101
+            raise ValueError(raw)
         return date.fromisoformat(raw)
     except ValueError as exc:
         from sentinel_pipeline.errors import ConfigError

@@ -76,8 +76,9 @@ def test_set_variables_are_bound_as_env_vars_and_read_at_run_time(
 
 
 def test_a_bad_start_date_names_the_variable_and_the_form() -> None:
-    with pytest.raises(ConfigError, match=r"SENTINEL_START_DATE='2025-13-01'.*YYYY-MM-DD"):
-        settings.start_date({"SENTINEL_START_DATE": "2025-13-01"})
+    for bad in ("2025-13-01", "20250101", "2025-W01-1"):
+        with pytest.raises(ConfigError, match=rf"SENTINEL_START_DATE='{bad}'.*YYYY-MM-DD"):
+            settings.start_date({"SENTINEL_START_DATE": bad})
     assert settings.start_date({}) == date(2025, 1, 1)
 
 
