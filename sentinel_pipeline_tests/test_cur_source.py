@@ -211,10 +211,10 @@ def _history(last: date, days: int) -> list[Item]:
 
 
 def test_pipeline_on_s3_alerts_with_cur_root_causes(
-    s3_env: str, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+    s3_env: str, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Real job: CUR on s3://, data dir on s3://, the jump traced to its usage type and
-    resource."""
+    """Real job: CUR on s3://, the jump traced to its usage type and resource. The tables are
+    in a local folder: a data dir on s3:// is covered by test_storage and test_production."""
     bucket = _bucket(s3_env)
     last = D(2025, 2, 10)
     items = _history(last, 41)  # from 2025-01-01, the first exported period
@@ -230,10 +230,10 @@ def test_pipeline_on_s3_alerts_with_cur_root_causes(
     })
     monkeypatch.setenv("SENTINEL_SOURCE", "cur")
     monkeypatch.setenv("SENTINEL_SOURCE_PATH", f"{url}/{fake.EXPORT}")
-    monkeypatch.setenv("SENTINEL_DATA_DIR", f"s3://{bucket}/sentinel")
+    monkeypatch.setenv("SENTINEL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SLACK_BOT_TOKEN", "")
     run_days(instance, last - timedelta(days=40), last)
-    store = TableStore(f"s3://{bucket}/sentinel")
+    store = TableStore(str(tmp_path / "data"))
     raw = store.read_partition("raw_daily_costs", last)
     assert raw is not None and round(raw["cost"].sum(), 6) == round(
         sum(i.cost for i in feb if i.day == last), 6)
