@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from sentinel_pipeline.defs.checks import RAW_FRESHNESS_CHECK
+from sentinel_pipeline.defs.partitions import ASSET_NAMES
 from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
 from sentinel_pipeline.delivery.deliver import post_once
 from sentinel_pipeline.delivery.digest import (
@@ -17,7 +18,6 @@ from sentinel_pipeline.delivery.digest import (
 from sentinel_pipeline.delivery.ledger import DeliveryLedger, digest_key
 from sentinel_pipeline.errors import ConfigError
 
-ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "annotated_alerts"]
 DIGEST_OP = "post_weekly_digest"
 
 sentinel_daily_job = dg.define_asset_job(

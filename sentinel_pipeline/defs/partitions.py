@@ -9,6 +9,9 @@ import dagster as dg
 
 from sentinel_pipeline.settings import start_date
 
+# The four daily tables, in the order of the flow.
+ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "annotated_alerts"]
+
 # SENTINEL_START_DATE is read here, when the code location loads: partitions are structure,
 # not run config, so Dagster needs them before any run.
 daily_partitions = dg.DailyPartitionsDefinition(
@@ -24,16 +27,21 @@ def days_in_context(context: dg.AssetExecutionContext) -> list[date]:
     return [first + timedelta(days=i) for i in range(n)]
 
 
-def earlier_days(asset: str, first: int, last: int) -> dg.AssetDep:
-    """A dependency on the days ``first``..``last`` (negative offsets) of a daily asset; the
-    first days of the partition range have no such days, which is allowed."""
-    return dg.AssetDep(
-        asset,
-        partition_mapping=dg.TimeWindowPartitionMapping(
-            start_offset=first, end_offset=last, allow_nonexistent_upstream_partitions=True
-        ),
-    )
+def first_day() -> date:
+    """The first daily partition (SENTINEL_START_DATE): no table has a day before it."""
+    return daily_partitions.start.date()
 
+
+# How the four assets depend on each other. Every dependency between them is on the *same* day
+# (plain ``deps=[...]``: Dagster's identity mapping), so a backfill of days X..Y from the UI gives
+# every selected asset exactly X..Y, and all four run together in one run. The days *before* D
+# that an asset needs (cost_baselines: raw_daily_costs D-90..D-1; cost_anomalies: its own D-1 to
+# continue episodes) are read from storage inside the asset, not declared as offset partition
+# mappings: Dagster derives the downstream days of a backfill through such mappings (raw X..Y
+# became baselines X+1..Y+90) and runs a self-dependent asset apart from the others, which split
+# a UI backfill into several runs writing days nobody selected. Each asset checks that what it
+# reads exists and fails naming the missing days and the rerun, rather than computing a day from
+# nothing; its description and per-day metadata say which days it read.
 
 # What every Sentinel table asset shares: daily partitions, one run per backfilled range.
 DAILY_TABLE: dict[str, Any] = {

@@ -3,7 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from sentinel_pipeline.defs.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.assets.common import (
+    markdown_table,
+    require_days,
+    user_errors,
+    write_days,
+)
 from sentinel_pipeline.defs.checks import ALERT_CHECK_SPECS, alert_check_results
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import AnnotatorResource, StorageResource
@@ -29,14 +34,11 @@ def annotated_alerts(
     days = days_in_context(context)
     store = storage.store()
     with user_errors():
+        require_days(store, "cost_anomalies", days, "annotated_alerts")
         to_explain = {}
         for day in days:
             anomalies = store.read_partition("cost_anomalies", day)
-            if anomalies is None:
-                raise dg.Failure(
-                    f"cost_anomalies has no partition {day}: materialise it first "
-                    f"(sentinel backfill --start {day} --end {day})."
-                )
+            assert anomalies is not None  # required above
             to_explain[day] = anomalies[anomalies["alert"]].reset_index(drop=True)
         frames, stats = annotator.explain_days(store, to_explain, context.log)
         write_days(context, store, "annotated_alerts", frames, ALERT_COLUMNS)

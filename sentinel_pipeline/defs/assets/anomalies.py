@@ -5,9 +5,14 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from sentinel_pipeline.defs.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.assets.common import (
+    markdown_table,
+    require_days,
+    user_errors,
+    write_days,
+)
 from sentinel_pipeline.defs.checks import ANOMALY_CHECK_SPECS, anomaly_check_results
-from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, earlier_days
+from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import (
     CostSourceResource,
     DetectionResource,
@@ -22,18 +27,18 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
 
 @dg.asset(
     **DAILY_TABLE,
-    deps=[
-        "raw_daily_costs",
-        "cost_baselines",
-        # The day before, to continue episodes it already alerted (rather than alert again).
-        earlier_days("cost_anomalies", -1, -1),
-    ],
+    # Same-day dependencies (partitions.py says why). The day before of cost_anomalies itself,
+    # read to continue the episodes it already alerted, is read from storage (when it exists).
+    deps=["raw_daily_costs", "cost_baselines"],
     check_specs=ANOMALY_CHECK_SPECS,
     description=(
         "Series whose cost on day D is unusual against cost_baselines: actual vs expected, "
         f"$ impact, % change, score, kind ({', '.join(ANOMALY_KINDS)}), "
         "anomaly_start and alert (True on the day an episode is first worth telling). "
-        "Empty file = quiet day."
+        "Empty file = quiet day: a day is only computed from raw_daily_costs and cost_baselines "
+        "of that same day, and fails naming the days to materialise when either is missing. "
+        "cost_anomalies of D-1 (episodes already alerted) is read from storage, not declared, "
+        "so that one run can materialise a range of days with the other assets."
     ),
 )
 def cost_anomalies(
@@ -46,6 +51,10 @@ def cost_anomalies(
     store = storage.store()
     with user_errors():
         config = detection.config()
+        # Never score a day without its own costs and baselines (an empty result would read as
+        # a quiet day): fail naming the days, e.g. a UI backfill that left cost_baselines out.
+        require_days(store, "raw_daily_costs", days, "cost_anomalies")
+        require_days(store, "cost_baselines", days, "cost_anomalies")
         raw = store.read_range("raw_daily_costs", days[0], days[-1])
         baselines = store.read_range("cost_baselines", days[0], days[-1])
         previous = store.read_partition("cost_anomalies", days[0] - timedelta(days=1))

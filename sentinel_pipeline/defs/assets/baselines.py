@@ -5,13 +5,18 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from sentinel_pipeline.defs.assets.common import markdown_table, user_errors, write_days
+from sentinel_pipeline.defs.assets.common import (
+    day_spans,
+    markdown_table,
+    user_errors,
+    write_days,
+)
 from sentinel_pipeline.defs.checks import (
     BASELINE_CHECK_SPECS,
     baseline_check_results,
     history_gaps,
 )
-from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, earlier_days
+from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, first_day
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
 from sentinel_pipeline.schema import BASELINE_COLUMNS
@@ -28,13 +33,37 @@ def _progress(context: dg.AssetExecutionContext, days: list[date]) -> Callable[[
     return log
 
 
+def history_window(day: date) -> tuple[date, date]:
+    """The raw_daily_costs days the baselines of ``day`` may read: D-90..D-1, from the first
+    partition on (the window is empty on the first day)."""
+    return max(day - timedelta(days=HISTORY_WINDOW_DAYS), first_day()), day - timedelta(days=1)
+
+
+def never_loaded(loaded: set[date], days: list[date]) -> list[date]:
+    """Raw days inside the history of ``days`` that were never materialised although an earlier
+    day of that history was: read as-is they would look like days without spend. A history with
+    no day at all yet (a first backfill) is allowed; its baselines are empty or thin, which the
+    coverage check reports."""
+    start, _ = history_window(days[0])
+    _, end = history_window(days[-1])
+    window = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    first = next((d for d in window if d in loaded), None)
+    return [] if first is None else [d for d in window if d > first and d not in loaded]
+
+
 @dg.asset(
     **DAILY_TABLE,
-    deps=[earlier_days("raw_daily_costs", -HISTORY_WINDOW_DAYS, -1)],
+    # Same-day dependency (partitions.py says why): baselines[D] runs with raw_daily_costs[D] in
+    # one run, and reads raw D-90..D-1 from storage, never D itself.
+    deps=["raw_daily_costs"],
     check_specs=BASELINE_CHECK_SPECS,
     description=(
-        "Expected cost per series for day D with its lower/upper band, computed only from "
-        "raw_daily_costs of the days before D (never D itself), by the configured method."
+        "Expected cost per series for day D with its lower/upper band, by the configured method, "
+        f"computed only from raw_daily_costs of the {HISTORY_WINDOW_DAYS} days before D (D-"
+        f"{HISTORY_WINDOW_DAYS}..D-1, never D itself), read from storage: the dependency on "
+        "raw_daily_costs is declared on the same day so a backfill materialises the days you "
+        "select. A raw day never materialised inside that history fails the "
+        "run, naming the days to backfill first."
     ),
 )
 def cost_baselines(
@@ -44,8 +73,21 @@ def cost_baselines(
     store = storage.store()
     with user_errors():
         config = detection.config()
+        missing = never_loaded(set(store.partitions("raw_daily_costs")), days)
+        if missing:
+            raise dg.Failure(
+                description=(
+                    f"cost_baselines for {day_spans(days)} reads raw_daily_costs "
+                    f"{history_window(days[0])[0]}..{history_window(days[-1])[1]}, "
+                    f"which was never materialised for {day_spans(missing)}: those days would "
+                    "count as days without spend. Backfill them first (`sentinel backfill "
+                    f"--start {missing[0]} --end {missing[-1]}`, or the four assets for those "
+                    "days in the UI), or start this range at the first of them."
+                ),
+                allow_retries=False,
+            )
         history = store.read_range(
-            "raw_daily_costs", days[0] - timedelta(days=HISTORY_WINDOW_DAYS), days[-1]
+            "raw_daily_costs", history_window(days[0])[0], days[-1]
         )
         gaps = history_gaps(history)
         if gaps:

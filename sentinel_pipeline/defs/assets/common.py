@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -47,6 +47,35 @@ def write_days(
                 f"{table}: wrote {i}/{len(days)} days ({time.monotonic() - started:.1f}s)"
             )
     return paths
+
+
+def day_spans(days: Iterable[date]) -> str:
+    """Days as consecutive spans: ``2025-03-01..2025-03-03, 2025-03-09``."""
+    spans: list[list[date]] = []
+    for day in sorted(days):
+        if spans and day - spans[-1][1] == timedelta(days=1):
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
+
+
+def require_days(store: TableStore, table: str, days: Iterable[date], needed_by: str) -> None:
+    """Fail, not retried, when ``table`` has no file for some of ``days``: a day that was never
+    computed must not be read as an empty (quiet) day. The message names the days and the fix."""
+    have = set(store.partitions(table))
+    missing = sorted(d for d in days if d not in have)
+    if missing:
+        first, last = missing[0], missing[-1]
+        raise dg.Failure(
+            description=(
+                f"{needed_by} needs {table} for {day_spans(missing)}, which was never "
+                f"materialised: materialise {table} for those days first (in the UI select "
+                f"{table} together with {needed_by} for the same days, or run "
+                f"`sentinel backfill --start {first} --end {last}`), then rerun."
+            ),
+            allow_retries=False,
+        )
 
 
 def markdown_table(df: pd.DataFrame, columns: list[str], limit: int = 10) -> str:
