@@ -1,10 +1,11 @@
 """annotated_alerts: the anomalies worth telling people about, each explained in plain words."""
 
 import dagster as dg
-import pandas as pd
 
 from sentinel_pipeline.defs.assets.common import (
+    add_day_metadata,
     markdown_table,
+    money,
     require_days,
     user_errors,
     write_days,
@@ -42,18 +43,20 @@ def annotated_alerts(
             to_explain[day] = anomalies[anomalies["alert"]].reset_index(drop=True)
         frames, stats = annotator.explain_days(store, to_explain, context.log)
         write_days(context, store, "annotated_alerts", frames, ALERT_COLUMNS)
-    found = [f for f in frames.values() if len(f)]
-    alerts = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=ALERT_COLUMNS)
-    top = alerts.sort_values("impact", ascending=False)
-    return dg.MaterializeResult(
-        check_results=alert_check_results(frames),
-        metadata={
+    for day in days:
+        alerts = frames[day]
+        top = alerts.sort_values("impact", ascending=False) if len(alerts) else alerts
+        add_day_metadata(context, day, {
             "dagster/row_count": len(alerts),
             "alerts": len(alerts),
             "annotators": ", ".join(sorted(alerts["annotator"].unique())) if len(alerts) else "",
-            **stats.metadata(),
-            "total_impact": dg.MetadataValue.float(float(alerts["impact"].clip(lower=0).sum())),
+            "total_impact": money(alerts["impact"].clip(lower=0).sum()) if len(alerts)
+            else money(0),
             "alerts_preview": dg.MetadataValue.md(markdown_table(
                 top, ["usage_date", "service", "account_id", "impact", "kind", "explanation"])),
-        }
+        })
+    # Claude's usage is counted per run (one batch of requests for all its days).
+    return dg.MaterializeResult(
+        check_results=alert_check_results(frames),
+        metadata=stats.metadata(),
     )

@@ -6,7 +6,9 @@ import dagster as dg
 import pandas as pd
 
 from sentinel_pipeline.defs.assets.common import (
+    add_day_metadata,
     markdown_table,
+    money,
     require_days,
     user_errors,
     write_days,
@@ -61,22 +63,23 @@ def cost_anomalies(
         frames = anomalies_for_days(raw, baselines, days, config, previous)
         frames, source_requests = with_root_causes(context, source, frames)
         write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
-    found = [f for f in frames.values() if len(f)]
-    everything = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
-        columns=ANOMALY_COLUMNS)
-    top = everything.sort_values("impact", ascending=False)
-    drilled = int((everything["root_causes"].fillna("") != "").sum()) if len(everything) else 0
+    for day in days:
+        rows = frames[day]
+        top = rows.sort_values("impact", ascending=False) if len(rows) else rows
+        add_day_metadata(context, day, {
+            "dagster/row_count": len(rows),
+            "anomalies": len(rows),
+            "alerts": int(rows["alert"].sum()) if len(rows) else 0,
+            "root_causes_found": int((rows["root_causes"].fillna("") != "").sum())
+            if len(rows) else 0,
+            "total_impact": money(rows["impact"].clip(lower=0).sum()) if len(rows) else money(0),
+            "top_anomalies": dg.MetadataValue.md(markdown_table(top, ANOMALY_PREVIEW)),
+        })
     return dg.MaterializeResult(
         check_results=anomaly_check_results(frames),
         metadata={
-            "dagster/row_count": len(everything),
             "method": config.method,
-            "anomalies": len(everything),
-            "alerts": int(everything["alert"].sum()) if len(everything) else 0,
-            "root_causes_found": drilled,
-            "root_cause_requests": source_requests,
-            "total_impact": dg.MetadataValue.float(float(everything["impact"].clip(lower=0).sum())),
-            "top_anomalies": dg.MetadataValue.md(markdown_table(top, ANOMALY_PREVIEW)),
+            "root_cause_requests": source_requests,  # billed calls of the whole run
         }
     )
 

@@ -4,10 +4,13 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import dagster as dg
+import pandas as pd
 
 from sentinel_pipeline.defs.assets.common import (
+    add_day_metadata,
     day_spans,
     markdown_table,
+    money,
     user_errors,
     write_days,
 )
@@ -62,7 +65,8 @@ def never_loaded(loaded: set[date], days: list[date]) -> list[date]:
         f"computed only from raw_daily_costs of the {HISTORY_WINDOW_DAYS} days before D (D-"
         f"{HISTORY_WINDOW_DAYS}..D-1, never D itself), read from storage: the dependency on "
         "raw_daily_costs is declared on the same day so a backfill materialises the days you "
-        "select. A raw day never materialised inside that history fails the "
+        "select, and each day's metadata names the history it read (history_read, "
+        "history_days_with_costs). A raw day never materialised inside that history fails the "
         "run, naming the days to backfill first."
     ),
 )
@@ -97,18 +101,31 @@ def cost_baselines(
                 "day, not a quiet one; rerun those days so baselines are not dragged down")
         frames = baselines_for_days(history, days, config, progress=_progress(context, days))
         write_days(context, store, "cost_baselines", frames, BASELINE_COLUMNS)
-    last = frames[days[-1]]
-    covered = int((last["history_days"] >= 7).sum()) if len(last) else 0
-    top = last.sort_values("expected_cost", ascending=False)
-    return dg.MaterializeResult(
-        check_results=baseline_check_results(frames, history),
-        metadata={
-            "dagster/row_count": int(sum(len(f) for f in frames.values())),
-            "method": config.method,
-            "series": len(last),
-            "series_with_7_days_history": covered,
-            "expected_total": dg.MetadataValue.float(float(last["expected_cost"].sum())),
+    history_days = _days_with_costs(history)
+    for day in days:
+        frame = frames[day]
+        start, end = history_window(day)
+        top = frame.sort_values("expected_cost", ascending=False) if len(frame) else frame
+        add_day_metadata(context, day, {
+            "dagster/row_count": len(frame),
+            "series": len(frame),
+            "series_with_7_days_history": int((frame["history_days"] >= 7).sum())
+            if len(frame) else 0,
+            "expected_total": money(frame["expected_cost"].sum() if len(frame) else 0),
+            # The partitions of raw_daily_costs this day was computed from (not declared as a
+            # partition mapping, see the description): the lineage of the day, in the UI.
+            "history_read": f"{start}..{end}" if start <= end else "none (first day)",
+            "history_days_with_costs": sum(start <= d <= end for d in history_days),
             "largest_baselines": dg.MetadataValue.md(markdown_table(
                 top, ["service", "account_id", "region", "expected_cost", "lower", "upper"])),
-        }
+        })
+    return dg.MaterializeResult(
+        check_results=baseline_check_results(frames, history),
+        metadata={"method": config.method},
     )
+
+
+def _days_with_costs(history: pd.DataFrame) -> set[date]:
+    if len(history) == 0:
+        return set()
+    return set(pd.to_datetime(history["usage_date"]).dt.date)

@@ -5,7 +5,9 @@ from datetime import timedelta
 import dagster as dg
 
 from sentinel_pipeline.defs.assets.common import (
+    add_day_metadata,
     markdown_table,
+    money,
     range_label,
     user_errors,
     write_days,
@@ -41,21 +43,26 @@ def raw_daily_costs(
         check_results = raw_check_results(
             store, frames, float(before["cost"].sum()) if before is not None and len(before)
             else None)
-    by_service = (rows.groupby("service", as_index=False)[["cost"]].sum()
-                  .sort_values("cost", ascending=False))
+    for day, path in zip(days, paths, strict=True):
+        day_rows = frames[day]
+        add_day_metadata(context, day, {
+            "dagster/row_count": len(day_rows),
+            "series": int(day_rows[SERIES_KEY].drop_duplicates().shape[0]) if len(day_rows)
+            else 0,
+            "total_cost": money(day_rows["cost"].sum() if len(day_rows) else 0),
+            "path": dg.MetadataValue.path(path),
+            "cost_by_service": dg.MetadataValue.md(markdown_table(
+                day_rows.groupby("service", as_index=False)[["cost"]].sum()
+                .sort_values("cost", ascending=False) if len(day_rows) else day_rows,
+                ["service", "cost"])),
+        })
+    # The rest is about the run (one fetch for all its days), on every day's event alike.
     return dg.MaterializeResult(
         check_results=check_results,
         metadata={
-            "dagster/row_count": len(rows),
-            "days": len(days),
-            "series": int(rows[SERIES_KEY].drop_duplicates().shape[0]) if len(rows) else 0,
-            "total_cost": dg.MetadataValue.float(float(rows["cost"].sum())),
-            "last_day_cost": dg.MetadataValue.float(float(frames[days[-1]]["cost"].sum())),
+            "run_days": range_label(days),
             "source": source.source,
-            "path": dg.MetadataValue.path(paths[0] if len(paths) == 1 else paths[0].rsplit(
-                "/date=", 1)[0]),
-            "cost_by_service": dg.MetadataValue.md(markdown_table(by_service, ["service", "cost"])),
-            "source_requests": fetched.requests,  # billed API calls (Cost Explorer)
+            "source_requests": fetched.requests,  # billed API calls (Cost Explorer), whole run
             **fetched.metadata,
         }
     )
