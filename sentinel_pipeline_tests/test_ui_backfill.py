@@ -54,6 +54,25 @@ def test_a_range_run_records_each_days_own_counts_and_totals(
     assert all(round(m["total_cost"], 2) == m["total_cost"] for m in raw.values())
 
 
+def test_the_run_queue_tags_every_run_that_writes_a_sentinel_table() -> None:
+    """Runs of the asset pages (dagster's asset job) get the tag the queue limits on; runs that
+    have it, or write nothing of Sentinel's, are left alone."""
+    from sentinel_pipeline.defs.checks import RAW_FRESHNESS_CHECK
+    from sentinel_pipeline.defs.run_queue import pipeline_tags
+
+    tag = {"sentinel/pipeline": "daily"}
+    one_asset = frozenset({dg.AssetKey("cost_baselines")})
+    assert pipeline_tags(dg.DagsterRun("__ASSET_JOB", asset_selection=one_asset)) == tag
+    assert pipeline_tags(dg.DagsterRun("__ASSET_JOB")) == tag  # every asset
+    assert pipeline_tags(dg.DagsterRun("__ASSET_JOB", asset_selection=frozenset(
+        {dg.AssetKey("elsewhere")}))) == {}
+    # the freshness sensor's run evaluates a check and writes nothing
+    assert pipeline_tags(dg.DagsterRun("__ASSET_JOB", asset_check_selection=frozenset(
+        {RAW_FRESHNESS_CHECK}))) == {}
+    assert pipeline_tags(dg.DagsterRun("sentinel_daily_job", tags=tag)) == {}
+    assert pipeline_tags(dg.DagsterRun("sentinel_weekly_digest_job")) == {}
+
+
 def test_anomalies_without_that_days_baselines_fail_naming_the_days(
     demo_backfill: Backfill, backfill_copy: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -8,6 +8,7 @@ from pydantic import Field
 from sentinel_pipeline.defs.checks import RAW_FRESHNESS_CHECK
 from sentinel_pipeline.defs.partitions import ASSET_NAMES
 from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
+from sentinel_pipeline.defs.run_queue import PIPELINE_TAG
 from sentinel_pipeline.delivery.deliver import post_once
 from sentinel_pipeline.delivery.digest import (
     build_digest,
@@ -25,7 +26,7 @@ sentinel_daily_job = dg.define_asset_job(
     # The freshness check asks whether yesterday arrived: its sensor runs it, not this job.
     selection=(dg.AssetSelection.assets(*ASSET_NAMES)
                - dg.AssetSelection.checks(RAW_FRESHNESS_CHECK)),
-    tags={"sentinel/pipeline": "daily"},
+    tags={PIPELINE_TAG: "daily"},
     description="Fetch, baseline, detect and annotate one day (or a range in a single run).",
 )
 
