@@ -38,7 +38,7 @@ __all__ = [
     "score_anomalies",
 ]
 
-HISTORY_WINDOW_DAYS = 90  # the most any method looks back; the assets' partition mapping too
+HISTORY_WINDOW_DAYS = 90  # the most any method looks back: what cost_baselines reads before D
 
 
 def _method(config: DetectionConfig) -> ModuleType:
