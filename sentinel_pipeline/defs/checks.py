@@ -241,28 +241,33 @@ def baseline_coverage(frames: Mapping[date, pd.DataFrame]) -> Rule:
                                    "series": len(last)}
 
 
-def history_gaps(history: pd.DataFrame) -> list[date]:
-    """Days without a cost row between the first and the last day the history has rows for."""
+def days_with_costs(history: pd.DataFrame) -> set[date]:
+    """The days a slice of raw_daily_costs has rows for."""
     if len(history) == 0:
+        return set()
+    return set(pd.to_datetime(history["usage_date"]).dt.date)
+
+
+def history_gaps(have: set[date]) -> list[date]:
+    """Days without a cost row between the first and the last of ``have``."""
+    if not have:
         return []
-    have = set(pd.to_datetime(history["usage_date"]).dt.date)
     first, last = min(have), max(have)
     return [d for d in (first + timedelta(days=i) for i in range((last - first).days))
             if d not in have]
 
 
-def history_complete(history: pd.DataFrame) -> Rule:
-    gaps = history_gaps(history)
+def history_complete(gaps: list[date]) -> Rule:
     return not gaps, {"empty_history_days": len(gaps),
                       "days": ", ".join(str(d) for d in gaps[:20]) or "none"}
 
 
 def baseline_check_results(
-    frames: Mapping[date, pd.DataFrame], history: pd.DataFrame
+    frames: Mapping[date, pd.DataFrame], gaps: list[date]
 ) -> list[dg.AssetCheckResult]:
     coverage, complete = BASELINE_CHECK_SPECS
     return [_result(coverage, *baseline_coverage(frames)),
-            _result(complete, *history_complete(history))]
+            _result(complete, *history_complete(gaps))]
 
 
 # ------------------------------------------------------------ cost_anomalies

@@ -4,7 +4,6 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import dagster as dg
-import pandas as pd
 
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
@@ -17,6 +16,7 @@ from sentinel_pipeline.defs.assets.common import (
 from sentinel_pipeline.defs.checks import (
     BASELINE_CHECK_SPECS,
     baseline_check_results,
+    days_with_costs,
     history_gaps,
 )
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, first_day
@@ -93,7 +93,8 @@ def cost_baselines(
         history = store.read_range(
             "raw_daily_costs", history_window(days[0])[0], days[-1]
         )
-        gaps = history_gaps(history)
+        history_days = days_with_costs(history)
+        gaps = history_gaps(history_days)
         if gaps:
             context.log.warning(
                 f"raw_daily_costs has {len(gaps)} empty day(s) inside the history read "
@@ -101,7 +102,6 @@ def cost_baselines(
                 "day, not a quiet one; rerun those days so baselines are not dragged down")
         frames = baselines_for_days(history, days, config, progress=_progress(context, days))
         write_days(context, store, "cost_baselines", frames, BASELINE_COLUMNS)
-    history_days = _days_with_costs(history)
     for day in days:
         frame = frames[day]
         start, end = history_window(day)
@@ -120,12 +120,7 @@ def cost_baselines(
                 top, ["service", "account_id", "region", "expected_cost", "lower", "upper"])),
         })
     return dg.MaterializeResult(
-        check_results=baseline_check_results(frames, history),
+        check_results=baseline_check_results(frames, gaps),
         metadata={"method": config.method},
     )
 
-
-def _days_with_costs(history: pd.DataFrame) -> set[date]:
-    if len(history) == 0:
-        return set()
-    return set(pd.to_datetime(history["usage_date"]).dt.date)
