@@ -4,8 +4,8 @@ import dagster as dg
 
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
+    impact_above_expected,
     markdown_table,
-    money,
     require_days,
     user_errors,
     write_days,
@@ -50,8 +50,7 @@ def annotated_alerts(
             "dagster/row_count": len(alerts),
             "alerts": len(alerts),
             "annotators": ", ".join(sorted(alerts["annotator"].unique())) if len(alerts) else "",
-            "total_impact": money(alerts["impact"].clip(lower=0).sum()) if len(alerts)
-            else money(0),
+            "total_impact": impact_above_expected(alerts),
             "alerts_preview": dg.MetadataValue.md(markdown_table(
                 top, ["usage_date", "service", "account_id", "impact", "kind", "explanation"])),
         })

@@ -7,8 +7,8 @@ import pandas as pd
 
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
+    impact_above_expected,
     markdown_table,
-    money,
     require_days,
     user_errors,
     write_days,
@@ -72,7 +72,7 @@ def cost_anomalies(
             "alerts": int(rows["alert"].sum()) if len(rows) else 0,
             "root_causes_found": int((rows["root_causes"].fillna("") != "").sum())
             if len(rows) else 0,
-            "total_impact": money(rows["impact"].clip(lower=0).sum()) if len(rows) else money(0),
+            "total_impact": impact_above_expected(rows),
             "top_anomalies": dg.MetadataValue.md(markdown_table(top, ANOMALY_PREVIEW)),
         })
     return dg.MaterializeResult(

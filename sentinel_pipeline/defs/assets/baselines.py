@@ -7,9 +7,9 @@ import dagster as dg
 
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
+    cents,
     day_spans,
     markdown_table,
-    money,
     user_errors,
     write_days,
 )
@@ -111,7 +111,7 @@ def cost_baselines(
             "series": len(frame),
             "series_with_7_days_history": int((frame["history_days"] >= 7).sum())
             if len(frame) else 0,
-            "expected_total": money(frame["expected_cost"].sum() if len(frame) else 0),
+            "expected_total": cents(frame["expected_cost"].sum() if len(frame) else 0),
             # The partitions of raw_daily_costs this day was computed from (not declared as a
             # partition mapping, see the description): the lineage of the day, in the UI.
             "history_read": f"{start}..{end}" if start <= end else "none (first day)",

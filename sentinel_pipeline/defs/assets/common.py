@@ -50,9 +50,15 @@ def write_days(
     return paths
 
 
-def money(value: float) -> dg.MetadataValue:
-    """An amount for the UI: rounded to cents (a float, so the partition plots can draw it)."""
+def cents(value: float) -> dg.MetadataValue:
+    """An amount for the UI: rounded to cents (a float, so the partition plots can draw it; the
+    text formatter for people is formatting.money)."""
     return dg.MetadataValue.float(round(float(value), 2))
+
+
+def impact_above_expected(rows: pd.DataFrame) -> dg.MetadataValue:
+    """The $ the rows cost above expected (drops count 0), rounded to cents."""
+    return cents(rows["impact"].clip(lower=0).sum() if len(rows) else 0)
 
 
 def add_day_metadata(

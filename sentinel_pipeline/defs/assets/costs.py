@@ -6,8 +6,8 @@ import dagster as dg
 
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
+    cents,
     markdown_table,
-    money,
     range_label,
     user_errors,
     write_days,
@@ -49,7 +49,7 @@ def raw_daily_costs(
             "dagster/row_count": len(day_rows),
             "series": int(day_rows[SERIES_KEY].drop_duplicates().shape[0]) if len(day_rows)
             else 0,
-            "total_cost": money(day_rows["cost"].sum() if len(day_rows) else 0),
+            "total_cost": cents(day_rows["cost"].sum() if len(day_rows) else 0),
             "path": dg.MetadataValue.path(path),
             "cost_by_service": dg.MetadataValue.md(markdown_table(
                 day_rows.groupby("service", as_index=False)[["cost"]].sum()
