@@ -112,6 +112,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _matplotlib_font_cache() -> None:
+    """Build matplotlib's font cache before any test: on a machine that never ran matplotlib
+    its first import runs ``fc-list``, which the unit-test guard below would take for the
+    test starting a process (a fresh CI machine failed the Slack chart test that way)."""
+    import matplotlib.font_manager  # noqa: F401  (imported for its side effect)
+
+
 @pytest.fixture(autouse=True)
 def _unit_tests_stay_in_process(request: pytest.FixtureRequest,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
