@@ -36,6 +36,7 @@ __all__ = [
     "compute_baselines",
     "detect",
     "score_anomalies",
+    "scores_for_days",
 ]
 
 HISTORY_WINDOW_DAYS = 90  # the most any method looks back: what cost_baselines reads before D
@@ -69,17 +70,16 @@ def compute_baselines(history: pd.DataFrame, day: date, config: DetectionConfig)
     return baselines_for_days(history, [day], config)[day]
 
 
-def anomalies_for_days(
+def scores_for_days(
     raw: pd.DataFrame,
     baselines: pd.DataFrame,
     days: list[date],
     config: DetectionConfig,
     previous: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
-    """Anomalies of each day: its costs scored against its own baselines.
-
-    ``previous``: the anomalies of the day before ``days`` (as stored), so an episode already
-    alerted there is continued, not alerted again.
+    """Every series of each day, scored against its own baselines; ``kind`` is "" on a normal
+    day. ``previous``: the anomalies of the day before ``days`` (as stored), so an episode
+    already alerted there is continued, not alerted again.
     """
     wanted = np.array(days, dtype="datetime64[D]")
     if len(raw):
@@ -88,7 +88,25 @@ def anomalies_for_days(
         baselines = baselines[np.isin(usage_days(baselines), wanted)]
     merged = join_actual_and_baselines(raw, baselines)
     scored = _method(config).score(merged, config, previous) if len(merged) else merged
-    return split_days(anomaly_frame(scored), days)
+    return split_days(scored, days)
+
+
+def anomalies_for_days(
+    raw: pd.DataFrame,
+    baselines: pd.DataFrame,
+    days: list[date],
+    config: DetectionConfig,
+    previous: pd.DataFrame | None = None,
+) -> dict[date, pd.DataFrame]:
+    """Anomalies of each day (the unusual rows of ``scores_for_days``), in contract order."""
+    scored = scores_for_days(raw, baselines, days, config, previous)
+    return {day: anomaly_frame(_unusual(frame)) for day, frame in scored.items()}
+
+
+def _unusual(scored: pd.DataFrame) -> pd.DataFrame:
+    if len(scored) == 0 or "kind" not in scored.columns:
+        return scored
+    return scored[scored["kind"].astype(str) != ""].reset_index(drop=True)
 
 
 def score_anomalies(

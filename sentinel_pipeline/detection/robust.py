@@ -291,7 +291,8 @@ def _elevated(excess: np.ndarray, expected: np.ndarray, z: np.ndarray,
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
           previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Classify each (day, series): spike, sustained, level_shift, new_spend, drop or nothing.
+    """Classify each (day, series): spike, sustained, level_shift, new_spend, drop or "" (a
+    normal day). Every row is returned, scored, so cost_scores can keep them all.
 
     Days are walked in order so an episode is alerted once: ``previous`` holds the anomalies of
     the day before the first one (from the table), so rerunning a single day knows which
@@ -351,7 +352,6 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["upper"] = out["upper"].fillna(0.0)
     out["anomaly_start"] = pd.Series(start, index=out.index).dt.date
     out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
-    out = out[kind != ""]
     return out.sort_values(["usage_date", "impact"], ascending=[True, False], kind="stable")
 
 

@@ -57,7 +57,8 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
           previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Flag each (day, series) with a full 7-row history by the seed rule."""
+    """Score every (day, series); those with a full 7-row history that pass the seed rule are
+    flagged (kind "spike"), the rest have kind ""."""
     has_baseline = merged["history_days"].notna().to_numpy()
     cost = merged["actual_cost"].to_numpy(dtype=float)
     mean = merged["expected_cost"].to_numpy(dtype=float)
@@ -70,12 +71,12 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
         z = (cost - mean) / std
         pct = ((cost - mean) / mean) * 100
     flagged = eligible & (z > Z_THRESHOLD) & (pct > MIN_PCT_INCREASE)
-    out = merged.loc[flagged].copy()
+    out = merged.copy()
     out["impact"] = out["actual_cost"] - out["expected_cost"]
-    out["pct_change"] = pct[flagged]
-    out["score"] = z[flagged]
-    out["kind"] = "spike"
+    out["pct_change"] = pct
+    out["score"] = z
+    out["kind"] = np.where(flagged, "spike", "")
     out["method"] = "seed"
     out["anomaly_start"] = out["usage_date"]
-    out["alert"] = True
+    out["alert"] = flagged
     return out.sort_values(["usage_date", "pct_change"], ascending=[True, False], kind="stable")
