@@ -30,10 +30,12 @@ BASELINE_COLUMNS: list[str] = [
     "upper",
     "scale",
     "history_days",
-    "elevated_days",
+    "elevated_days",  # days in a row before D that were above normal (the open episode)
     "log_scale",
-    "prior_actual",
+    "prior_actual",  # $ actual and expected over those days: the episode's money so far
     "prior_expected",
+    "cusum",  # drift statistics at D-1 (robust.py): the evidence of a slow rise (K = 0.5)
+    "cusum_large",  # and of a larger one (K = 1.5)
     "method",
 ]
 
@@ -103,6 +105,8 @@ _FLOAT_COLUMNS = {
     "log_scale",
     "prior_actual",
     "prior_expected",
+    "cusum",
+    "cusum_large",
     "confidence",
 }
 

@@ -32,16 +32,35 @@ from sentinel_pipeline.schema import SERIES_KEY, UP_KINDS
 
 LEVEL_DAYS = 14
 RESIDUAL_DAYS = 28
-RUN_DAYS = 14  # how far back an episode is traced
+RUN_DAYS = 14  # how far back an episode is traced (and the drift statistic runs)
 MAD_TO_SIGMA = 1.4826
-WEEK_MEAN_CORRECTION = 1.08  # a day's residual against a mean it is part of is ~sqrt(6/7) short
+# The noise comes from week-over-week changes of each weekday less the trimmed mean change of
+# that pair of weeks (the 7 changes without the highest and lowest, so one monthly charge does
+# not leak into the other six). Their size is read at the lower quartile, not the median: an
+# anomaly touches two changes (the week it starts and the week after), so a history that is a
+# third anomalous days would push a median up but barely moves the quartile. For normal noise of
+# sd 1 a day (a change then has sd sqrt(2)), the lower quartile of those |changes| is 0.3925
+# (by simulation; test_detection_noise.py checks it on series of known noise).
+QUARTILE_TO_SIGMA = 0.3925
 RELATIVE_SCALE_FLOOR = 0.05  # a day within 5 % of expected is never surprising
 MIN_WEEKS_FOR_PROFILE = 3  # with 3 samples a weekday median shrugs off one spike
-MIN_LOG_RESIDUALS = 14
+# Week-over-week changes needed before the noise is trusted: 3 pairs of full weeks. With fewer,
+# the young series' floor applies (2 weeks' changes once made new services look like spikes).
+MIN_LOG_RESIDUALS = 21
 YOUNG_DAYS = 14  # a series younger than this has no known weekly shape yet
 YOUNG_SCALE_FLOOR = 0.25  # so its normal weekday swings are not alerts
 WARM_HISTORY_DAYS = 35  # "new" needs a full billing month seen, or monthly fees look new
-SUSTAINED_DAYS = 3
+# Drift: one-sided CUSUMs of the day's standardised log residual open an episode whose cost
+# crept up (a ramp, a leak) before any single day is surprising. Two reference values, the
+# textbook pair for a bank of CUSUMs: K = 0.5 is quickest to see a shift of about 1 standard
+# deviation, K = 1.5 one of about 3. A day counts at most CUSUM_CAP, so one spike alone never
+# makes a drift.
+CUSUM_KS = (0.5, 1.5)
+CUSUM_CAP = 3.0
+# Until an elevated run has lasted this long its days are left out of the level (the baseline
+# does not chase an open episode); after it, the new level is taken as the new normal.
+ADOPT_DAYS = 14
+EPISODE_Z = 2.0  # drift evidence (as a z) from which an elevated run is an open episode
 RECURRING_MARGIN = 3.0  # robust std devs a same-day-last-month charge must stand out by
 REALERT_FACTOR = 2.0  # an open episode alerts again when its impact doubles
 
@@ -90,6 +109,30 @@ def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
     median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
     out[gaps] = np.where(count > 0, median, np.nan)
     return out
+
+
+def _lower_quartile(values: np.ndarray) -> np.ndarray:
+    """Row 25th percentiles ignoring NaN (linear interpolation, as numpy's default); NaN when a
+    row has none. ``values`` is used as scratch space."""
+    n, width = values.shape
+    out = np.full(n, np.nan)
+    if width == 0 or n == 0:
+        return out
+    gaps = np.isnan(values).any(axis=1)
+    if not gaps.any():
+        pos = 0.25 * (width - 1)
+        lo = int(pos)
+        hi = min(lo + 1, width - 1)
+        values.partition([lo, hi], axis=1)
+        return values[:, lo] + (pos - lo) * (values[:, hi] - values[:, lo])
+    ordered = np.sort(values, axis=1)  # NaN sorts last
+    count = width - np.isnan(ordered).sum(axis=1)
+    pos = 0.25 * np.maximum(count - 1, 0)
+    lo = pos.astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    rows = np.arange(n)
+    quartile = ordered[rows, lo] + (pos - lo) * (ordered[rows, hi] - ordered[rows, lo])
+    return np.where(count > 0, quartile, np.nan)
 
 
 def _trailing_run(flags: np.ndarray) -> np.ndarray:
@@ -154,71 +197,67 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
     factor32 = factor.astype(np.float32)
 
-    # Noise in log space, each day against its own week and weekday (level-shift proof).
-    if weeks:
-        log_res = share  # the shares are not needed any more: take their logs in place
-        with np.errstate(invalid="ignore"):
-            log_res[~(log_res > 0)] = np.nan
-            np.log(log_res, out=log_res)
-        log_res -= np.log(factor32[:, block_weekdays])[:, None, :]
-        by_day = log_res.reshape(n_series, weeks * 7)  # a view: still no copy
-        counted = (~np.isnan(by_day)).sum(axis=1)
-        # Residuals against the week's own mean and weekday share are centred on 0 by
-        # construction, so the median absolute residual is the MAD without a second pass.
-        np.abs(by_day, out=by_day)
-        log_scale = MAD_TO_SIGMA * WEEK_MEAN_CORRECTION * _median(by_day, scratch=True)
-        log_scale[counted < MIN_LOG_RESIDUALS] = np.nan
-    else:
-        log_scale = np.full(n_series, np.nan)
+    del share
+    log_scale = _noise(block, block_seen, full_week)
 
     # Level: median of the last days with the weekday effect taken out; and of the lookback.
     recent = max(n_days - RESIDUAL_DAYS, 0)
     seen_r = columns[recent:] >= first_seen[:, None]
     active_r = np.where(seen_r, values[:, recent:], np.nan)
     factor_r = factor32[:, weekdays[recent:]]
-    level_cols = min(LEVEL_DAYS, n_days - recent)
     with np.errstate(invalid="ignore", divide="ignore"):
-        level_recent = (_median(active_r[:, -level_cols:] / factor_r[:, -level_cols:])
-                        if level_cols else np.full(n_series, np.nan))
+        deseasoned = active_r / factor_r
     # The lookback's level: the median of its full weeks' means (weeks a series fully lived).
     level_long = (_median(np.where(full_week, week_mean, np.nan)) if weeks
                   else np.full(n_series, np.nan))
-    level = np.nan_to_num(np.fmax(level_recent, level_long), nan=0.0)
-    level = np.where(np.nan_to_num(level_recent) < 0, np.nan_to_num(level_recent), level)
-    expected = level * factor[:, day.weekday()]
-    model_r = level.astype(np.float32)[:, None] * factor_r
-
-    floor = np.where(age < YOUNG_DAYS, YOUNG_SCALE_FLOOR, RELATIVE_SCALE_FLOOR)
+    floor = np.where((age < YOUNG_DAYS) | np.isnan(log_scale), YOUNG_SCALE_FLOOR,
+                     RELATIVE_SCALE_FLOOR)
     log_scale = np.fmax(log_scale, np.log1p(floor))
-    has_log = np.isfinite(log_scale) & (expected > 0)
+    tail = slice(max(deseasoned.shape[1] - RUN_DAYS, 0), None)
 
-    # Linear scale, for the series whose costs are not all positive (credits, refunds).
-    linear_scale = np.zeros(n_series)
-    if (~has_log).any():
-        rows = ~has_log
-        residuals = active_r[rows] - model_r[rows]
-        residuals -= _median(residuals)[:, None]
-        np.abs(residuals, out=residuals)
-        linear_scale[rows] = np.nan_to_num(MAD_TO_SIGMA * _median(residuals, scratch=True),
-                                           nan=0.0)
-    scale = np.where(has_log, expected * np.expm1(np.nan_to_num(log_scale)), linear_scale)
-    scale = np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
+    def model(rows: np.ndarray | slice, excluded: np.ndarray) -> dict[str, np.ndarray]:
+        """Expected cost, scale and the state of the days just before ``day`` of the series
+        ``rows`` when their level leaves out their last ``excluded`` days (an open episode)."""
+        level_recent = _recent_level(deseasoned[rows], excluded)
+        level = np.nan_to_num(np.fmax(level_recent, level_long[rows]), nan=0.0)
+        level = np.where(np.nan_to_num(level_recent) < 0, np.nan_to_num(level_recent), level)
+        expected = level * factor[rows, day.weekday()]
+        model_r = level.astype(np.float32)[:, None] * factor_r[rows]
+        noise = log_scale[rows]
+        has_log = np.isfinite(noise) & (expected > 0)
+        scale = _scale(expected, has_log, noise, floor[rows], active_r[rows], model_r, config)
+        # Monthly recurring charges, on top of that day's normal cost.
+        expected, scale = _recurring(values[rows], present[rows], matrix.first, day, level,
+                                     factor[rows], weekdays, expected, scale)
+        # The days just before, judged against today's model of each weekday: how many in a
+        # row were elevated (the open episode), its money so far, and the drift statistic.
+        seen = seen_r[rows][:, tail]
+        actual_past = np.where(seen, values[rows][:, recent:][:, tail], 0.0)
+        expected_past = model_r[:, tail]
+        z_past = _z(actual_past, expected_past, noise.astype(np.float32)[:, None],
+                    scale.astype(np.float32)[:, None])
+        run = _trailing_run(seen & (actual_past > expected_past) & (z_past >= 1.0))
+        in_run = np.arange(actual_past.shape[1])[None, :] >= actual_past.shape[1] - run[:, None]
+        return {
+            "expected": expected, "scale": scale, "has_log": has_log, "run": run,
+            "run_actual": np.where(in_run, actual_past, 0.0).sum(axis=1),
+            "run_expected": np.where(in_run, expected_past, 0.0).sum(axis=1),
+            "cusum": _cusum(np.where(seen, z_past, 0.0), CUSUM_KS[0]),
+            "cusum_large": _cusum(np.where(seen, z_past, 0.0), CUSUM_KS[1]),
+        }
 
-    # Monthly recurring charges, on top of that day's normal cost.
-    expected, scale = _recurring(values, present, matrix.first, day, level, factor, weekdays,
-                                 expected, scale)
-
-    # The days just before: how many in a row were elevated against today's model of each
-    # weekday (where an episode started), and their sums (for the sustained rule).
-    tail = slice(max(model_r.shape[1] - RUN_DAYS, 0), None)
-    actual_past = np.where(seen_r[:, tail], values[:, recent:][:, tail], 0.0)
-    expected_past = model_r[:, tail]
-    z_past = _z(actual_past, expected_past, log_scale.astype(np.float32)[:, None],
-                scale.astype(np.float32)[:, None])
-    run = _trailing_run(seen_r[:, tail] & _elevated(actual_past - expected_past, expected_past,
-                                                    z_past, config))
-    prior = slice(max(actual_past.shape[1] - (SUSTAINED_DAYS - 1), 0), actual_past.shape[1])
-
+    # Twice for the series with an open episode: once to find it, once with the level from
+    # before it, so a ramp is measured against where the cost was before it began, not against
+    # itself. Only a run that is evidence of a change is left out: leaving out days that were
+    # merely high by chance would pull every level down.
+    m = model(slice(None), np.zeros(n_series, dtype=np.int64))  # views: no copy of the matrix
+    episode = np.flatnonzero((m["run"] > 0) & (m["run"] < ADOPT_DAYS)
+                             & (_drift_score(m["cusum"], m["cusum_large"]) >= EPISODE_Z))
+    if len(episode):
+        again = model(episode, m["run"][episode])
+        for name, column in again.items():
+            m[name][episode] = column
+    expected, scale, has_log = m["expected"], m["scale"], m["has_log"]
     upper = np.where(has_log, expected * np.exp(thr * np.nan_to_num(log_scale)),
                      expected + thr * scale)
     lower = np.where(has_log, expected * np.exp(-thr * np.nan_to_num(log_scale)),
@@ -230,10 +269,110 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "scale": scale,
         "log_scale": np.where(has_log, log_scale, np.nan),
         "history_days": age,
-        "elevated_days": run,
-        "prior_actual": actual_past[:, prior].sum(axis=1),
-        "prior_expected": expected_past[:, prior].sum(axis=1),
+        "elevated_days": m["run"],
+        "prior_actual": m["run_actual"],
+        "prior_expected": m["run_expected"],
+        "cusum": m["cusum"],
+        "cusum_large": m["cusum_large"],
     }, "robust")
+
+
+def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray) -> np.ndarray:
+    """Log-space noise sd per series, from the change of each weekday from one week to the next,
+    less the trimmed mean change of that pair of weeks: the weekday pattern and any level change or
+    trend cancel out, nothing is fitted to the same days (a fitted profile makes residuals too
+    small), and one spike touches two of the changes, not the scale."""
+    n_series, weeks, _ = block.shape
+    if weeks < 2:
+        return np.full(n_series, np.nan)
+    logs = np.full(block.shape, np.nan, dtype=np.float32)
+    np.log(block, out=logs, where=seen & (block > 0))
+    change = logs[:, 1:, :] - logs[:, :-1, :]
+    del logs
+    both = full_week[:, 1:] & full_week[:, :-1]
+    total, high, low = change[:, :, 0].copy(), change[:, :, 0].copy(), change[:, :, 0].copy()
+    for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow at scale
+        total += change[:, :, k]
+        np.maximum(high, change[:, :, k], out=high)
+        np.minimum(low, change[:, :, k], out=low)
+    change -= ((total - high - low) / 5)[:, :, None]  # NaN for a pair with a zero day: left out
+    change[~both] = np.nan
+    by_day = change.reshape(n_series, (weeks - 1) * 7)
+    counted = (~np.isnan(by_day)).sum(axis=1)
+    np.abs(by_day, out=by_day)  # centred on 0 by construction: no second pass for a centre
+    scale = _lower_quartile(by_day) / QUARTILE_TO_SIGMA
+    scale[counted < MIN_LOG_RESIDUALS] = np.nan
+    return scale
+
+
+def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Median of the LEVEL_DAYS weekday-adjusted days before the last ``excluded`` ones."""
+    width = deseasoned.shape[1]
+    if width == 0:
+        return np.full(deseasoned.shape[0], np.nan)
+    if not excluded.any():
+        return _median(deseasoned[:, -min(LEVEL_DAYS, width):])
+    cols = np.arange(width)[None, :]
+    end = width - excluded[:, None]
+    keep = (cols < end) & (cols >= end - LEVEL_DAYS)
+    return _median(np.where(keep, deseasoned, np.nan))
+
+
+def _scale(expected: np.ndarray, has_log: np.ndarray, log_scale: np.ndarray, floor: np.ndarray,
+           active_r: np.ndarray, model_r: np.ndarray, config: DetectionConfig) -> np.ndarray:
+    """The day's scale in $: from the log noise where costs are positive, else (credits,
+    refunds) the MAD of the recent dollar residuals."""
+    linear_scale = np.zeros(len(expected))
+    if (~has_log).any():
+        rows = ~has_log
+        residuals = active_r[rows] - model_r[rows]
+        residuals -= _median(residuals)[:, None]
+        np.abs(residuals, out=residuals)
+        linear_scale[rows] = np.nan_to_num(MAD_TO_SIGMA * _median(residuals, scratch=True),
+                                           nan=0.0)
+    scale = np.where(has_log, expected * np.expm1(np.nan_to_num(log_scale)), linear_scale)
+    return np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
+
+
+def _cusum(z: np.ndarray, k: float) -> np.ndarray:
+    """One-sided CUSUM with reference value ``k`` of standardised residuals (days in columns)."""
+    total = np.zeros(z.shape[0])
+    for j in range(z.shape[1]):
+        total = _cusum_step(total, z[:, j], k)
+    return total
+
+
+def _cusum_step(before: np.ndarray, z: np.ndarray, k: float) -> np.ndarray:
+    """A CUSUM after a day of standardised residual ``z`` (capped at CUSUM_CAP)."""
+    return np.maximum(before + np.minimum(np.nan_to_num(z, nan=0.0), CUSUM_CAP) - k, 0.0)
+
+
+def _drift_score(small: np.ndarray, large: np.ndarray) -> np.ndarray:
+    """The stronger evidence of the two CUSUMs, each as a calibrated z."""
+    return np.fmax(cusum_score(small, CUSUM_KS[0]), cusum_score(large, CUSUM_KS[1]))
+
+
+def cusum_score(total: np.ndarray, k: float = CUSUM_KS[0]) -> np.ndarray:
+    """A CUSUM value as the one-day z whose normal tail is the same false-alarm rate.
+
+    Siegmund's approximation gives the mean number of in-control days before a CUSUM with
+    reference value k first reaches h: ARL(h) = (e^(2kb) - 2kb - 1) / (2k^2), b = h + 1.166.
+    Reaching h is therefore about as rare as a day beyond the z with tail 1/ARL(h), so one
+    threshold means one false-alarm rate for the day's jump and for the run's drift.
+    """
+    b = 2 * k * (np.maximum(total, 0.0) + 1.166)
+    with np.errstate(over="ignore"):
+        log_arl = np.where(b > 30, b, np.log(np.maximum(np.expm1(b) - b, 1e-12))) \
+            - np.log(2 * k ** 2)
+    return _z_of_log_tail(-np.maximum(log_arl, np.log(2.0)))
+
+
+def _z_of_log_tail(log_p: np.ndarray) -> np.ndarray:
+    """z with upper normal tail exp(log_p) (p <= 0.5), by Abramowitz & Stegun 26.2.23
+    (error below 4.5e-4), computed from log p so tiny tails do not underflow."""
+    t = np.sqrt(-2.0 * log_p)
+    return t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (
+        1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t ** 3)
 
 
 def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
@@ -283,10 +422,10 @@ def _material(excess: np.ndarray, expected: np.ndarray, config: DetectionConfig)
 
 def _elevated(excess: np.ndarray, expected: np.ndarray, z: np.ndarray,
               config: DetectionConfig) -> np.ndarray:
-    """Still above normal: half the bars and one robust std dev, so noise inside an episode
-    does not end it (and re-alert it the next day)."""
-    return ((excess >= 0.5 * config.min_impact) & (z >= 1.0)
-            & (_pct(excess, expected) >= 0.5 * config.min_pct_change))
+    """Still above normal: one robust std dev and half the % bar, so noise inside an episode
+    does not end it (and re-alert it the next day). No $ bar: an episode's money is counted
+    over its days, so a small daily overrun still adds up."""
+    return (excess > 0) & (z >= 1.0) & (_pct(excess, expected) >= 0.5 * config.min_pct_change)
 
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
@@ -308,6 +447,8 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     run = merged["elevated_days"].fillna(0).to_numpy().astype(np.int64)
     prior_actual = merged["prior_actual"].fillna(0).to_numpy(dtype=float)
     prior_expected = merged["prior_expected"].fillna(0).to_numpy(dtype=float)
+    cusum_before = merged["cusum"].fillna(0).to_numpy(dtype=float)
+    cusum_large_before = merged["cusum_large"].fillna(0).to_numpy(dtype=float)
     # "New" only means something once the table holds a month of history for that day.
     warm = (merged.groupby("usage_date")["history_days"].transform("max").fillna(0)
             .to_numpy() >= WARM_HISTORY_DAYS)
@@ -318,17 +459,18 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     z = _z(actual, expected, log_scale, scale)
     hard = ~is_new & _material(impact, expected, config) & (z >= thr)
     elevated = ~is_new & _elevated(impact, expected, z, config)
-    days3_actual, days3_expected = prior_actual + actual, prior_expected + expected
-    z3 = _z(days3_actual, days3_expected, log_scale / np.sqrt(SUSTAINED_DAYS),
-            scale * np.sqrt(SUSTAINED_DAYS))
-    sustained = (elevated & (run >= SUSTAINED_DAYS - 1) & (z3 >= thr)
-                 & _material((days3_actual - days3_expected) / SUSTAINED_DAYS,
-                             days3_expected / SUSTAINED_DAYS, config))
+    # Drift: the evidence of a run of small rises, on the same scale as the day's z, and the
+    # money the episode has cost so far (a small overrun alerts once it adds up to min_impact).
+    drift_score = np.where(is_new, 0.0, _drift_score(_cusum_step(cusum_before, z, CUSUM_KS[0]),
+                                                     _cusum_step(cusum_large_before, z,
+                                                                 CUSUM_KS[1])))
+    run_cost = np.where(run > 0, prior_actual - prior_expected, 0.0) + impact
+    drifting = elevated & (drift_score >= thr) & (run_cost >= config.min_impact)
     new_spend = is_new & warm & (impact >= config.min_impact)
     drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -thr) & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
-    walk = _walk_episodes(merged, previous, usage_days(merged), elevated, hard | sustained,
+    walk = _walk_episodes(merged, previous, usage_days(merged), elevated, hard | drifting,
                           new_spend, drop, run, hard & (run == 0), impact)
     continuing, opens, start, opened_as, drop_opens = walk
 
@@ -345,7 +487,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["expected_cost"] = expected
     out["impact"] = impact
     out["pct_change"] = pct
-    out["score"] = np.where(is_new, new_score, z)
+    out["score"] = np.where(is_new, new_score, np.where(z >= 0, np.fmax(z, drift_score), z))
     out["kind"] = kind
     out["method"] = "robust"
     out["lower"] = out["lower"].fillna(0.0)

@@ -1,0 +1,123 @@
+"""Issue 12: an unbiased noise scale, money to date, drift against the level before an episode,
+and a score calibrated to a false-alarm rate, kept for every series and day."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sentinel_pipeline.detection import (
+    DetectionConfig,
+    baselines_for_days,
+    scores_for_days,
+)
+from sentinel_pipeline.detection.robust import QUARTILE_TO_SIGMA, cusum_score
+from sentinel_pipeline_tests.test_robust_method import alerts, day, noisy, run, series
+
+START = date(2025, 1, 1)
+WEEKLY = np.array([1.10, 1.15, 1.15, 1.15, 1.05, 0.75, 0.65])
+
+
+def known_noise(n: int, sigma: float, seed: int, base: float = 500.0) -> list[float]:
+    """Weekly pattern, 10 %/month growth and log-normal noise of a known sigma."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    weekday = np.array([(START + timedelta(days=int(i))).weekday() for i in t])
+    level = base * (1 + 0.1 / 30 * t) * WEEKLY[weekday]
+    return list(level * np.exp(rng.normal(0, sigma, n)))
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.15, 0.30])
+def test_noise_scale_is_unbiased_on_series_of_known_noise(sigma: float) -> None:
+    rows = []
+    for k in range(40):
+        rows += series(known_noise(120, sigma, seed=k), service=f"S{k}")
+    days = [START + timedelta(days=d) for d in (70, 90, 110)]
+    base = pd.concat(baselines_for_days(pd.DataFrame(rows), days, DetectionConfig()).values())
+    estimate = float(base["log_scale"].median())
+    # 120 estimates from ~56 changes each: the median is within a few % of the truth (the
+    # old estimator, fitted to the same days, came out 10 % low; the issue measured 30 % high
+    # on a history with anomalies in it).
+    assert estimate == pytest.approx(sigma, rel=0.08)
+
+
+def test_quartile_constant_matches_normal_noise() -> None:
+    """QUARTILE_TO_SIGMA is the lower quartile of |week-over-week change less the pair's
+    trimmed mean| for noise of sd 1: re-derived here by simulation."""
+    rng = np.random.default_rng(3)
+    change = rng.normal(0, 1, (400_000, 7)) - rng.normal(0, 1, (400_000, 7))
+    trimmed = (change.sum(axis=1) - change.max(axis=1) - change.min(axis=1)) / 5
+    quartile = np.quantile(np.abs(change - trimmed[:, None]), 0.25)
+    assert quartile == pytest.approx(QUARTILE_TO_SIGMA, rel=0.01)
+
+
+def test_a_small_steady_overrun_alerts_once_its_money_adds_up() -> None:
+    """+$8/day on a $40/day series: no single day is worth $20, three days are."""
+    values = noisy(120, 40, 0.02)
+    values[90:] = [v + 8 for v in values[90:]]
+    found = run(series(values), 80, 100)
+    first = alerts(found)
+    assert len(first) == 1, found[["usage_date", "impact", "score", "kind", "alert"]]
+    assert first["usage_date"].iloc[0] <= day(92)  # by its third day
+    assert first["anomaly_start"].iloc[0] == day(90)
+    # The days of the episode before and after the alert are recorded, not alerted again.
+    episode = found[found["usage_date"] >= day(90)]
+    assert (episode["kind"] != "").all() and episode["alert"].sum() == 1
+
+
+def test_a_big_bill_gets_no_alert_for_a_few_dollars() -> None:
+    values = noisy(120, 50_000, 0.02)
+    values[90:] = [v + 3 for v in values[90:]]
+    assert alerts(run(series(values), 80, 119)).empty
+
+
+def test_a_ramp_is_measured_against_the_level_before_it_began() -> None:
+    """+5 % a day for 12 days on a 5 %-noise series: alerted during the ramp, with its start
+    traced back, and the expected cost of its last day still the pre-ramp level."""
+    base = noisy(130, 1000, 0.05)
+    values = list(base)
+    for k in range(12):
+        values[100 + k] = base[100 + k] * (1 + 0.05 * (k + 1))
+    found = run(series(values), 95, 111)
+    first = alerts(found)
+    assert len(first) == 1, found[["usage_date", "expected_cost", "score", "kind", "alert"]]
+    assert day(100) <= first["usage_date"].iloc[0] <= day(104)
+    assert first["anomaly_start"].iloc[0] <= day(102)
+    last = found[found["usage_date"] == day(111)]
+    assert len(last) == 1 and last["expected_cost"].iloc[0] < 1100  # not chasing the ramp
+
+
+@pytest.mark.parametrize(("k", "h"), [(0.5, 4.0), (1.5, 1.5)])
+def test_the_drift_score_maps_to_a_false_alarm_rate(k: float, h: float) -> None:
+    """A CUSUM value is reported as the z of the same one-sided tail, so one threshold means
+    one rate: Siegmund's ARL, against a simulated CUSUM on normal noise."""
+    rng = np.random.default_rng(0)
+    n, days = 3000, 3000
+    total = np.zeros(n)
+    first = np.full(n, days)
+    for j in range(days):
+        total = np.maximum(total + np.minimum(rng.normal(0, 1, n), 3.0) - k, 0.0)
+        first = np.where((total >= h) & (first == days), j + 1, first)
+    assert (first < days).mean() > 0.99  # nearly every run crossed: the mean is not censored
+    b = 2 * k * (h + 1.166)
+    arl = (np.exp(b) - b - 1) / (2 * k * k)
+    assert first.mean() == pytest.approx(arl, rel=0.25)
+    from statistics import NormalDist
+    assert float(cusum_score(np.array([h]), k)[0]) == pytest.approx(
+        NormalDist().inv_cdf(1 - 1 / arl), abs=0.01)
+    assert (np.diff(cusum_score(np.linspace(0, 20, 50), k)) > 0).all()
+
+
+def test_every_series_and_day_is_scored() -> None:
+    rows = series(noisy(100, 300, 0.05)) + series(noisy(100, 20, 0.05, seed=2), service="S3")
+    history = pd.DataFrame(rows)
+    days = [START + timedelta(days=d) for d in range(60, 70)]
+    config = DetectionConfig()
+    base = pd.concat(baselines_for_days(history, days, config).values())
+    scored = scores_for_days(history, base, days, config)
+    assert all(len(scored[d]) == 2 for d in days)
+    frame = pd.concat(scored.values())
+    assert frame["score"].notna().all() and (frame["kind"] == "").all()
