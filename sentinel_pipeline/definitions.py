@@ -7,6 +7,7 @@ from sentinel_pipeline.defs.assets.alerts import annotated_alerts
 from sentinel_pipeline.defs.assets.anomalies import cost_anomalies
 from sentinel_pipeline.defs.assets.baselines import cost_baselines
 from sentinel_pipeline.defs.assets.costs import raw_daily_costs
+from sentinel_pipeline.defs.assets.scores import cost_scores
 from sentinel_pipeline.defs.checks import raw_freshness_checks
 from sentinel_pipeline.defs.jobs import sentinel_daily_job, sentinel_weekly_digest_job
 from sentinel_pipeline.defs.resources import resources_from_environment
@@ -20,7 +21,7 @@ from sentinel_pipeline.defs.sensors import (
 )
 
 # Dagster's default executor, but with steps in the run's own process unless the run config asks
-# for `execution: config: multiprocess: {...}`. The four assets are a chain, so step processes
+# for `execution: config: multiprocess: {...}`. The assets are (nearly) a chain, so step processes
 # ran nothing in parallel and cost a Python start-up with a code load per step: ~1 s each on an
 # idle 2-core machine, 10-20 s under load, for every run the daemon launches (the schedule, UI
 # materialisations and backfills; in-process test runs never used them).
@@ -35,7 +36,7 @@ in_process_by_default = dg.ExecutorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[raw_daily_costs, cost_baselines, cost_anomalies, annotated_alerts],
+    assets=[raw_daily_costs, cost_baselines, cost_anomalies, cost_scores, annotated_alerts],
     asset_checks=raw_freshness_checks,
     jobs=[sentinel_daily_job, sentinel_weekly_digest_job],
     schedules=[sentinel_daily_schedule, weekly_digest_schedule],

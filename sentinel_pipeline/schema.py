@@ -61,6 +61,25 @@ ANOMALY_COLUMNS: list[str] = [
     "root_causes",
 ]
 
+# cost_scores: every series on every day, scored, so users can rank, plot and threshold it
+# (cost_anomalies keeps only the unusual rows). score is in standard deviations of a one-sided
+# normal tail: a threshold of s means about P(Z > s) false alarms per series-day; kind is ""
+# on a normal day.
+SCORE_COLUMNS: list[str] = [
+    "usage_date",
+    "service",
+    "account_id",
+    "region",
+    "actual_cost",
+    "expected_cost",
+    "impact",
+    "pct_change",
+    "score",
+    "kind",
+    "method",
+    "currency",
+]
+
 # The one list of anomaly kinds (cost_anomalies.kind): a cost that went up opens or continues
 # an episode as one of the first four; a drop is reported, and posted only with alert_on_drops.
 UP_KINDS: tuple[str, ...] = ("spike", "sustained", "level_shift", "new_spend")

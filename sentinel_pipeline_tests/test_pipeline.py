@@ -17,6 +17,7 @@ from sentinel_pipeline.schema import (
     ANOMALY_COLUMNS,
     BASELINE_COLUMNS,
     RAW_COLUMNS,
+    SCORE_COLUMNS,
 )
 from sentinel_pipeline.sources.demo import demo_known_anomalies
 from sentinel_pipeline.storage import TableStore
@@ -26,6 +27,7 @@ TABLES = {
     "raw_daily_costs": RAW_COLUMNS,
     "cost_baselines": BASELINE_COLUMNS,
     "cost_anomalies": ANOMALY_COLUMNS,
+    "cost_scores": SCORE_COLUMNS,
     "annotated_alerts": ALERT_COLUMNS,
 }
 
@@ -40,6 +42,7 @@ def test_definition_graph_is_pinned() -> None:
         "raw_daily_costs": set(),
         "cost_baselines": {"raw_daily_costs"},
         "cost_anomalies": {"raw_daily_costs", "cost_baselines"},
+        "cost_scores": {"raw_daily_costs", "cost_baselines"},
         "annotated_alerts": {"cost_anomalies"},
     }
     for key in TABLES:
@@ -114,6 +117,32 @@ def test_demo_known_anomalies_are_detected(demo_backfill: Backfill) -> None:
                       & (found["usage_date"] <= event.start_date + timedelta(days=2))]
         hits += len(match) > 0
     assert hits == len(known), f"found {hits} of {len(known)} known anomalies"
+
+
+def test_cost_scores_keep_every_series_and_agree_with_cost_anomalies(
+        demo_backfill: Backfill) -> None:
+    store = TableStore(str(demo_backfill.data_dir))
+    start = demo_backfill.start + timedelta(days=35)
+    raw = store.read_range("raw_daily_costs", start, demo_backfill.end)
+    scores = store.read_range("cost_scores", start, demo_backfill.end)
+    anomalies = store.read_range("cost_anomalies", start, demo_backfill.end)
+    key = ["usage_date", "service", "account_id", "region"]
+    for frame in (raw, scores, anomalies):
+        frame["usage_date"] = pd.to_datetime(frame["usage_date"]).dt.date
+    # Every series that had a cost that day has a score (quiet ones included).
+    series_days = raw[key].drop_duplicates()
+    assert len(series_days.merge(scores[key], on=key)) == len(series_days)
+    assert scores["score"].notna().all()
+    # The unusual rows of cost_scores are exactly cost_anomalies, kind for kind.
+    unusual = scores[scores["kind"] != ""]
+    pairs = unusual.merge(anomalies, on=key, suffixes=("", "_anomaly"))
+    assert len(pairs) == len(unusual) == len(anomalies)
+    assert (pairs["kind"] == pairs["kind_anomaly"]).all()
+    # A known anomaly's day ranks near the top of its day's scores.
+    known = demo_known_anomalies(start, demo_backfill.end).iloc[0]
+    day = scores[scores["usage_date"] == known.start_date].sort_values("score", ascending=False)
+    top = day.head(3)
+    assert ((top["service"] == known.service) & (top["account_id"] == known.account_id)).any()
 
 
 def test_alerts_carry_explanations_and_metadata(demo_backfill: Backfill) -> None:

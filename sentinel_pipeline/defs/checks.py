@@ -302,6 +302,35 @@ def anomaly_check_results(frames: Mapping[date, pd.DataFrame]) -> list[dg.AssetC
     return [_result(ANOMALY_CHECK_SPECS[0], *anomalies_consistent(frames))]
 
 
+# ------------------------------------------------------------ cost_scores
+SCORE_CHECK_SPECS = [dg.AssetCheckSpec(
+    "every_series_scored", asset="cost_scores",
+    description="Each day has one row per series and no infinite score; series the method "
+    "could not score yet (seed: under 8 days of history) are counted as unscored (warns: a "
+    "duplicate or an infinite score means the table cannot be ranked).")]
+
+
+def scores_complete(frames: Mapping[date, pd.DataFrame]) -> Rule:
+    """One row per series a day, no infinite score; NaN (not scorable yet) is counted."""
+    problems: list[str] = []
+    unscored = 0
+    for day, rows in sorted(frames.items()):
+        if len(rows) == 0:
+            continue
+        if rows.duplicated(["service", "account_id", "region"]).any():
+            problems.append(f"{day}: a series scored twice")
+        score = rows["score"].to_numpy(dtype=float)
+        if np.isinf(score).any():
+            problems.append(f"{day}: {int(np.isinf(score).sum())} infinite scores")
+        unscored += int(np.isnan(score).sum())
+    return not problems, {"problems": "; ".join(problems[:10]) or "none",
+                          "unscored_series_days": unscored}
+
+
+def score_check_results(frames: Mapping[date, pd.DataFrame]) -> list[dg.AssetCheckResult]:
+    return [_result(SCORE_CHECK_SPECS[0], *scores_complete(frames))]
+
+
 # ------------------------------------------------------------ annotated_alerts
 ALERT_CHECK_SPECS = [dg.AssetCheckSpec(
     "explained", asset="annotated_alerts",

@@ -9,8 +9,9 @@ import dagster as dg
 
 from sentinel_pipeline.settings import start_date
 
-# The four daily tables, in the order of the flow.
-ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "annotated_alerts"]
+# The daily tables, in the order of the flow (cost_scores sits beside cost_anomalies).
+ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "cost_scores",
+               "annotated_alerts"]
 
 # SENTINEL_START_DATE is read here, when the code location loads: partitions are structure,
 # not run config, so Dagster needs them before any run.

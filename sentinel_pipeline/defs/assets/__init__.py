@@ -1,1 +1,1 @@
-"""The four daily-partitioned assets; each module is one step of the flow."""
+"""The daily-partitioned assets; each module is one step of the flow."""
