@@ -32,6 +32,7 @@ BASELINE_COLUMNS: list[str] = [
     "history_days",
     "elevated_days",  # days in a row before D that were above normal (the open episode)
     "log_scale",
+    "noise_df",  # degrees of freedom of log_scale (how sure the noise estimate is)
     "prior_actual",  # $ actual and expected over those days: the episode's money so far
     "prior_expected",
     "cusum",  # drift statistics at D-1 (robust.py): the evidence of a slow rise (K = 0.5)
@@ -122,6 +123,7 @@ _FLOAT_COLUMNS = {
     "pct_change",
     "score",
     "log_scale",
+    "noise_df",
     "prior_actual",
     "prior_expected",
     "cusum",

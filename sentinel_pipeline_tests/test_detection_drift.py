@@ -121,3 +121,27 @@ def test_every_series_and_day_is_scored() -> None:
     assert all(len(scored[d]) == 2 for d in days)
     frame = pd.concat(scored.values())
     assert frame["score"].notna().all() and (frame["kind"] == "").all()
+
+
+def test_scores_on_pure_noise_follow_the_normal_tail() -> None:
+    """The score is calibrated: on series of pure weekly-patterned noise (3-30 %), the share of
+    series-days above s is about P(Z > s) (before the t correction it was 14 times too high
+    at 4)."""
+    from statistics import NormalDist
+    rng = np.random.default_rng(5)
+    n, count = 150, 300
+    dates = [START + timedelta(days=i) for i in range(n)]
+    weekday = np.array([d.weekday() for d in dates])
+    frames = [pd.DataFrame({"usage_date": dates, "service": f"s{k}", "account_id": "a",
+                            "region": "r", "currency": "USD",
+                            "cost": 300 * WEEKLY[weekday]
+                            * np.exp(rng.normal(0, rng.uniform(0.03, 0.3), n))})
+              for k in range(count)]
+    history = pd.concat(frames)
+    days = dates[70:]
+    config = DetectionConfig()
+    base = pd.concat(baselines_for_days(history, days, config).values())
+    score = pd.concat(scores_for_days(history, base, days, config).values())["score"]
+    for s in (2.0, 2.5, 3.0):
+        expected = 1 - NormalDist().cdf(s)
+        assert 0.6 * expected < (score > s).mean() < 1.8 * expected, s

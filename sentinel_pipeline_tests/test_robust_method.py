@@ -147,10 +147,11 @@ def test_sustained_moderate_increase_alerts_once_with_its_start() -> None:
     assert len(flagged) == 1
     first = flagged.iloc[0]
     assert first["kind"] == "sustained" and first["anomaly_start"] == day(100)
-    # Needs 3 days; on a series with 15 % daily noise, noise can delay it by a few more.
-    assert day(102) <= first["usage_date"] <= day(105)
+    # +40 % is ~2.2 noise sd a day: the drift statistic reaches the calibrated threshold (3.75,
+    # about 9 false alarms in 100,000 series-days) after 4-5 such days; noise moves it a day.
+    assert day(102) <= first["usage_date"] <= day(106)
     later = found[(found["usage_date"] > first["usage_date"]) & (found["kind"] != "drop")]
-    assert len(later) >= 2 and set(later["anomaly_start"]) == {day(100)}
+    assert len(later) >= 1 and set(later["anomaly_start"]) == {day(100)}
 
 
 def test_rerun_of_one_day_continues_the_episode_of_the_day_before() -> None:

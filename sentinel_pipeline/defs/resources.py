@@ -109,7 +109,8 @@ class DetectionResource(dg.ConfigurableResource):
     min_pct_change: float = Field(default=settings.MIN_PCT_CHANGE,
                                   description="smallest % change to alert on")
     score_threshold: float = Field(default=settings.SCORE_THRESHOLD,
-                                   description="robust standard deviations")
+                                   description="calibrated score: about P(Z > s) false "
+                                   "alarms per series-day (3.75: 9 in 100,000)")
     lookback_days: int = Field(default=settings.LOOKBACK_DAYS,
                                description="days of history for the baseline (14-90)")
     alert_on_drops: bool = Field(default=settings.ALERT_ON_DROPS,

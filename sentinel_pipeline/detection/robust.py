@@ -42,6 +42,13 @@ MAD_TO_SIGMA = 1.4826
 # full of anomalies, was tried: it gained nothing on the public benchmark and, being noisier,
 # raised false alerts in-repo from 0.69 to 0.83 per 100 series-month.)
 MEDIAN_CHANGE_TO_SIGMA = 0.8379
+# A scale estimated from a few dozen changes is itself uncertain, so a residual over it has
+# Student-t tails, not normal ones: with 8 weeks of changes a "4 sigma" day was 14 times as
+# common as the normal tail says. The scale from m changes is worth m / CHANGES_PER_DF degrees
+# of freedom (the MAD's 37 % efficiency, each day in two changes; measured by simulation), and
+# the expected cost, a median of LEVEL_DAYS days, adds its own error: scores convert the t back
+# to the normal z of the same tail, so a threshold s means P(Z > s) false alarms a series-day.
+CHANGES_PER_DF = 2.7
 RELATIVE_SCALE_FLOOR = 0.05  # a day within 5 % of expected is never surprising
 MIN_WEEKS_FOR_PROFILE = 3  # with 3 samples a weekday median shrugs off one spike
 # Week-over-week changes needed before the noise is trusted: 3 pairs of full weeks. With fewer,
@@ -174,7 +181,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     factor32 = factor.astype(np.float32)
 
     del share
-    log_scale = _noise(block, block_seen, full_week)
+    log_scale, noise_df = _noise(block, block_seen, full_week)
 
     # Level: median of the last days with the weekday effect taken out; and of the lookback.
     recent = max(n_days - RESIDUAL_DAYS, 0)
@@ -211,7 +218,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         actual_past = np.where(seen, values[rows][:, recent:][:, tail], 0.0)
         expected_past = model_r[:, tail]
         z_past = _z(actual_past, expected_past, noise.astype(np.float32)[:, None],
-                    scale.astype(np.float32)[:, None])
+                    scale.astype(np.float32)[:, None], noise_df[rows, None])
         run = _trailing_run(seen & (actual_past > expected_past) & (z_past >= 1.0))
         in_run = np.arange(actual_past.shape[1])[None, :] >= actual_past.shape[1] - run[:, None]
         return {
@@ -244,6 +251,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "upper": upper,
         "scale": scale,
         "log_scale": np.where(has_log, log_scale, np.nan),
+        "noise_df": np.where(has_log, noise_df, np.nan),
         "history_days": age,
         "elevated_days": m["run"],
         "prior_actual": m["run_actual"],
@@ -253,14 +261,15 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     }, "robust")
 
 
-def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray) -> np.ndarray:
+def _noise(block: np.ndarray, seen: np.ndarray,
+           full_week: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Log-space noise sd per series, from the change of each weekday from one week to the next,
     less the trimmed mean change of that pair of weeks: the weekday pattern and any level change or
     trend cancel out, nothing is fitted to the same days (a fitted profile makes residuals too
     small), and one spike touches two of the changes, not the scale."""
     n_series, weeks, _ = block.shape
     if weeks < 2:
-        return np.full(n_series, np.nan)
+        return np.full(n_series, np.nan), np.full(n_series, np.nan)
     logs = np.full(block.shape, np.nan, dtype=np.float32)
     np.log(block, out=logs, where=seen & (block > 0))
     change = logs[:, 1:, :] - logs[:, :-1, :]
@@ -278,7 +287,7 @@ def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray) -> np.nda
     np.abs(by_day, out=by_day)  # centred on 0 by construction: the MAD needs no second pass
     scale = _median(by_day, scratch=True) / MEDIAN_CHANGE_TO_SIGMA
     scale[counted < MIN_LOG_RESIDUALS] = np.nan
-    return scale
+    return scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
 
 
 def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
@@ -383,12 +392,26 @@ def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 def _z(actual: np.ndarray, expected: np.ndarray, log_scale: np.ndarray,
-       scale: np.ndarray) -> np.ndarray:
-    """Surprise in robust std devs: in log space where costs are positive, else in dollars."""
+       scale: np.ndarray, noise_df: np.ndarray) -> np.ndarray:
+    """Surprise as a calibrated z: in log space where costs are positive (a t over the
+    estimated scale, turned into the normal z of the same tail), else in dollars."""
     with np.errstate(invalid="ignore", divide="ignore"):
         linear = (actual - expected) / scale
-        in_logs = _log_ratio(actual, expected) / log_scale
+        in_logs = _t_to_z(_log_ratio(actual, expected) / (log_scale * LEVEL_ERROR), noise_df)
     return np.where(np.isfinite(in_logs), in_logs, linear)
+
+
+# The expected cost is a median of LEVEL_DAYS days: its own error adds pi/2 / LEVEL_DAYS of a
+# day's variance to a residual.
+LEVEL_ERROR = float(np.sqrt(1 + np.pi / 2 / LEVEL_DAYS))
+
+
+def _t_to_z(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """The normal z with the same tail as Student's t with ``df`` degrees of freedom (Wallace,
+    1959: accurate to a few hundredths in the tails from df ~ 5); unchanged where df is NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = ((8 * df + 1) / (8 * df + 3)) * np.sqrt(df * np.log1p(t * t / df))
+    return np.where(np.isfinite(df), np.sign(t) * z, t)
 
 
 def _material(excess: np.ndarray, expected: np.ndarray, config: DetectionConfig) -> np.ndarray:
@@ -420,6 +443,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     expected = np.where(is_new, 0.0, merged["expected_cost"].fillna(0).to_numpy(dtype=float))
     scale = merged["scale"].fillna(_abs_floor(config)).to_numpy(dtype=float)
     log_scale = merged["log_scale"].to_numpy(dtype=float, na_value=np.nan)
+    noise_df = merged["noise_df"].to_numpy(dtype=float, na_value=np.nan)
     run = merged["elevated_days"].fillna(0).to_numpy().astype(np.int64)
     prior_actual = merged["prior_actual"].fillna(0).to_numpy(dtype=float)
     prior_expected = merged["prior_expected"].fillna(0).to_numpy(dtype=float)
@@ -432,7 +456,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     impact = actual - expected
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(expected > 0, impact / expected * 100.0, np.nan)
-    z = _z(actual, expected, log_scale, scale)
+    z = _z(actual, expected, log_scale, scale, noise_df)
     hard = ~is_new & _material(impact, expected, config) & (z >= thr)
     elevated = ~is_new & _elevated(impact, expected, z, config)
     # Drift: the evidence of a run of small rises, on the same scale as the day's z, and the
