@@ -95,6 +95,7 @@ test-fast: $(DEV_STAMP) lint
 # Dev install: cost_explorer_requests.py borrows the tests' fake Cost Explorer.
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.quality.run
+	$(BIN)/python -m benchmarks.public.run
 	$(BIN)/python benchmarks/detection_speed.py
 	$(BIN)/python benchmarks/backfill.py --days 240 --series 70
 	$(BIN)/python benchmarks/backfill.py --days 365 --series 1000
