@@ -36,7 +36,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 BACKFILL = (date(2025, 1, 1), date(2025, 2, 9))  # 40 days, with a known spike on 2025-01-20
-ASSETS = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "annotated_alerts"]
+ASSETS = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "cost_scores",
+          "annotated_alerts"]
 TIMEOUT_MS = 20_000
 
 
@@ -131,7 +132,7 @@ def _open(page, url: str, *texts: str, shot: str) -> None:  # noqa: ANN001  (pla
         page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
 
 
-def test_catalog_lists_the_four_assets(webserver: str, page) -> None:  # noqa: ANN001
+def test_catalog_lists_the_daily_assets(webserver: str, page) -> None:  # noqa: ANN001
     _open(page, f"{webserver}/assets", *ASSETS, shot="assets")
 
 
