@@ -218,7 +218,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         actual_past = np.where(seen, values[rows][:, recent:][:, tail], 0.0)
         expected_past = model_r[:, tail]
         z_past = _z(actual_past, expected_past, noise.astype(np.float32)[:, None],
-                    scale.astype(np.float32)[:, None], noise_df[rows, None])
+                    scale.astype(np.float32)[:, None], noise_df[rows, None].astype(np.float32))
         run = _trailing_run(seen & (actual_past > expected_past) & (z_past >= 1.0))
         in_run = np.arange(actual_past.shape[1])[None, :] >= actual_past.shape[1] - run[:, None]
         return {
@@ -321,7 +321,7 @@ def _scale(expected: np.ndarray, has_log: np.ndarray, log_scale: np.ndarray, flo
 
 def _cusum(z: np.ndarray, k: float) -> np.ndarray:
     """One-sided CUSUM with reference value ``k`` of standardised residuals (days in columns)."""
-    total = np.zeros(z.shape[0])
+    total = np.zeros(z.shape[0], dtype=z.dtype)
     for j in range(z.shape[1]):
         total = _cusum_step(total, z[:, j], k)
     return total
@@ -408,10 +408,15 @@ LEVEL_ERROR = float(np.sqrt(1 + np.pi / 2 / LEVEL_DAYS))
 
 def _t_to_z(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     """The normal z with the same tail as Student's t with ``df`` degrees of freedom (Wallace,
-    1959: accurate to a few hundredths in the tails from df ~ 5); unchanged where df is NaN."""
+    1959: accurate to a few hundredths in the tails from df ~ 5); unchanged where df is NaN.
+    Computed in t's precision (float32 over the days before D, a million series at a time)."""
+    df = np.asarray(df, dtype=t.dtype)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = ((8 * df + 1) / (8 * df + 3)) * np.sqrt(df * np.log1p(t * t / df))
-    return np.where(np.isfinite(df), np.sign(t) * z, t)
+        z = np.log1p(t * t / df)
+        z *= df
+        np.sqrt(z, out=z)
+        z *= (8 * df + 1) / (8 * df + 3)
+    return np.where(np.isfinite(df), np.copysign(z, t), t)
 
 
 def _material(excess: np.ndarray, expected: np.ndarray, config: DetectionConfig) -> np.ndarray:
