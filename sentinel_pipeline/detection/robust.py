@@ -169,8 +169,18 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     block_weekdays = weekdays[offset:offset + 7]
     profile = np.ones((n_series, 7))
     by_weekday = np.ascontiguousarray(share.transpose(2, 0, 1))  # one copy, then in place
+    # A weekday's share is the median over the weeks it had spend, once it had spend in
+    # MIN_WEEKS_FOR_PROFILE of them (else it is a no-spend weekday: 0). Counting a day without
+    # spend as a share of 0 made a series that skips a fifth of its days at random expect almost
+    # nothing on a weekday that happened to skip 5 weeks in 9, and alert on its next ordinary day.
+    spent = present[:, offset:].reshape(n_series, weeks, 7).transpose(2, 0, 1)
     for j, w in enumerate(block_weekdays if weeks else []):
-        profile[:, w] = _median(by_weekday[j], scratch=True)
+        skipped = block_seen[:, :, j] & ~spent[j]
+        if skipped.any():
+            by_weekday[j][skipped] = np.nan
+        median = _median(by_weekday[j], scratch=True)
+        idle = (block_seen[:, :, j] & spent[j]).sum(axis=1) < MIN_WEEKS_FOR_PROFILE
+        profile[:, w] = np.where(idle & block_seen[:, :, j].any(axis=1), 0.0, median)
     del by_weekday
     profile = np.nan_to_num(profile, nan=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
