@@ -173,15 +173,16 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     # MIN_WEEKS_FOR_PROFILE of them (else it is a no-spend weekday: 0). Counting a day without
     # spend as a share of 0 made a series that skips a fifth of its days at random expect almost
     # nothing on a weekday that happened to skip 5 weeks in 9, and alert on its next ordinary day.
-    spent = present[:, offset:].reshape(n_series, weeks, 7).transpose(2, 0, 1)
+    spent = block_seen & present[:, offset:].reshape(n_series, weeks, 7)
+    seen_weeks, spent_weeks = block_seen.sum(axis=1), spent.sum(axis=1)  # per weekday
     for j, w in enumerate(block_weekdays if weeks else []):
-        skipped = block_seen[:, :, j] & ~spent[j]
-        if skipped.any():
-            by_weekday[j][skipped] = np.nan
-        median = _median(by_weekday[j], scratch=True)
-        idle = (block_seen[:, :, j] & spent[j]).sum(axis=1) < MIN_WEEKS_FOR_PROFILE
-        profile[:, w] = np.where(idle & block_seen[:, :, j].any(axis=1), 0.0, median)
+        if (spent_weeks[:, j] < seen_weeks[:, j]).any():
+            by_weekday[j][block_seen[:, :, j] & ~spent[:, :, j]] = np.nan
+        profile[:, w] = _median(by_weekday[j], scratch=True)
     del by_weekday
+    if weeks:
+        idle = (spent_weeks < MIN_WEEKS_FOR_PROFILE) & (seen_weeks > 0)
+        profile[:, block_weekdays] = np.where(idle, 0.0, profile[:, block_weekdays])
     profile = np.nan_to_num(profile, nan=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = profile / profile.mean(axis=1, keepdims=True)
@@ -406,9 +407,13 @@ def _z(actual: np.ndarray, expected: np.ndarray, log_scale: np.ndarray,
     """Surprise as a calibrated z: in log space where costs are positive (a t over the
     estimated scale, turned into the normal z of the same tail), else in dollars."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        linear = (actual - expected) / scale
-        in_logs = _t_to_z(_log_ratio(actual, expected) / (log_scale * LEVEL_ERROR), noise_df)
-    return np.where(np.isfinite(in_logs), in_logs, linear)
+        z = _t_to_z(_log_ratio(actual, expected) / (log_scale * LEVEL_ERROR), noise_df)
+        linear = ~np.isfinite(z)
+        if linear.any():  # credits, refunds, days without spend: only those are divided
+            shape = np.broadcast_shapes(actual.shape, expected.shape, scale.shape)
+            dollars = np.broadcast_to(actual - expected, shape)
+            z[linear] = dollars[linear] / np.broadcast_to(scale, shape)[linear]
+    return z
 
 
 # The expected cost is a median of LEVEL_DAYS days: its own error adds pi/2 / LEVEL_DAYS of a
@@ -422,11 +427,17 @@ def _t_to_z(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     Computed in t's precision (float32 over the days before D, a million series at a time)."""
     df = np.asarray(df, dtype=t.dtype)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.log1p(t * t / df)
+        z = t * t
+        z /= df
+        np.log1p(z, out=z)
         z *= df
         np.sqrt(z, out=z)
         z *= (8 * df + 1) / (8 * df + 3)
-    return np.where(np.isfinite(df), np.copysign(z, t), t)
+        np.copysign(z, t, out=z)
+    no_df = ~np.isfinite(df)
+    if no_df.any():
+        z = np.where(no_df, t, z)
+    return z
 
 
 def _material(excess: np.ndarray, expected: np.ndarray, config: DetectionConfig) -> np.ndarray:
