@@ -98,15 +98,19 @@ def anomalies_for_days(
     config: DetectionConfig,
     previous: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
-    """Anomalies of each day (the unusual rows of ``scores_for_days``), in contract order."""
+    """Anomalies of each day (the unusual rows of ``scores_for_days``), in contract order,
+    listed as the method lists them (robust: largest $ impact first; seed: largest % rise)."""
     scored = scores_for_days(raw, baselines, days, config, previous)
-    return {day: anomaly_frame(_unusual(frame)) for day, frame in scored.items()}
+    column, ascending = _method(config).ANOMALY_ORDER
+    return {day: anomaly_frame(_unusual(frame, column, ascending))
+            for day, frame in scored.items()}
 
 
-def _unusual(scored: pd.DataFrame) -> pd.DataFrame:
+def _unusual(scored: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
     if len(scored) == 0 or "kind" not in scored.columns:
         return scored
-    return scored[scored["kind"].astype(str) != ""].reset_index(drop=True)
+    rows = scored[scored["kind"].astype(str) != ""]
+    return rows.sort_values(column, ascending=ascending, kind="stable").reset_index(drop=True)
 
 
 def score_anomalies(

@@ -72,6 +72,10 @@ RECURRING_MARGIN = 3.0  # robust std devs a same-day-last-month charge must stan
 REALERT_FACTOR = 2.0  # an open episode alerts again when its impact doubles
 
 
+# How a day's anomalies are listed: largest $ impact first.
+ANOMALY_ORDER = ("impact", False)
+
+
 def history_days(config: DetectionConfig) -> int:
     return config.lookback_days
 
@@ -518,9 +522,9 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["method"] = "robust"
     out["lower"] = out["lower"].fillna(0.0)
     out["upper"] = out["upper"].fillna(0.0)
-    out["anomaly_start"] = pd.Series(start, index=out.index).dt.date
+    out["anomaly_start"] = start  # numpy days: made dates for the anomalies only (conform)
     out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
-    return out.sort_values(["usage_date", "impact"], ascending=[True, False], kind="stable")
+    return out
 
 
 OPENED_SPIKE, OPENED_SUSTAINED = 1, 2

@@ -23,6 +23,10 @@ MIN_PCT_INCREASE = 50.0
 MIN_DAY_COST = 1.0
 
 
+# How a day's anomalies are listed: the blog's order, largest % increase first.
+ANOMALY_ORDER = ("pct_change", False)
+
+
 def history_days(config: DetectionConfig) -> int:
     """Days before D the rule looks at: the 30-day window ends on D itself."""
     return WINDOW_DAYS - 1
@@ -79,4 +83,4 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["method"] = "seed"
     out["anomaly_start"] = out["usage_date"]
     out["alert"] = flagged
-    return out.sort_values(["usage_date", "pct_change"], ascending=[True, False], kind="stable")
+    return out
