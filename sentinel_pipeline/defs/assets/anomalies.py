@@ -22,6 +22,7 @@ from sentinel_pipeline.defs.resources import (
 )
 from sentinel_pipeline.detection import anomalies_for_days
 from sentinel_pipeline.schema import ANOMALY_COLUMNS, ANOMALY_KINDS
+from sentinel_pipeline.storage import TableStore
 
 ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost",
                    "expected_cost", "impact", "score", "kind"]
@@ -53,14 +54,8 @@ def cost_anomalies(
     store = storage.store()
     with user_errors():
         config = detection.config()
-        # Never score a day without its own costs and baselines (an empty result would read as
-        # a quiet day): fail naming the days, e.g. a UI backfill that left cost_baselines out.
-        require_days(store, "raw_daily_costs", days, "cost_anomalies")
-        require_days(store, "cost_baselines", days, "cost_anomalies")
-        raw = store.read_range("raw_daily_costs", days[0], days[-1])
-        baselines = store.read_range("cost_baselines", days[0], days[-1])
-        previous = store.read_partition("cost_anomalies", days[0] - timedelta(days=1))
-        frames = anomalies_for_days(raw, baselines, days, config, previous)
+        frames = anomalies_for_days(*scoring_inputs(store, days, "cost_anomalies"), days, config,
+                                    previous_anomalies(store, days))
         frames, source_requests = with_root_causes(context, source, frames)
         write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
     for day in days:
@@ -82,6 +77,23 @@ def cost_anomalies(
             "root_cause_requests": source_requests,  # billed calls of the whole run
         }
     )
+
+
+def scoring_inputs(store: TableStore, days: list[date],
+                   needed_by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The costs and baselines of ``days``. Never score a day without them (an empty result
+    would read as a quiet day): fail naming the days, e.g. a UI backfill that left
+    cost_baselines out."""
+    require_days(store, "raw_daily_costs", days, needed_by)
+    require_days(store, "cost_baselines", days, needed_by)
+    return (store.read_range("raw_daily_costs", days[0], days[-1]),
+            store.read_range("cost_baselines", days[0], days[-1]))
+
+
+def previous_anomalies(store: TableStore, days: list[date]) -> pd.DataFrame | None:
+    """cost_anomalies of the day before ``days`` (None if never written): the episodes already
+    open, so they are continued, not alerted again."""
+    return store.read_partition("cost_anomalies", days[0] - timedelta(days=1))
 
 
 def with_root_causes(

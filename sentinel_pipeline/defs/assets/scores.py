@@ -1,14 +1,12 @@
 """cost_scores: every series on every day with its score, not only the unusual ones."""
 
-from datetime import timedelta
-
 import dagster as dg
 import numpy as np
 
+from sentinel_pipeline.defs.assets.anomalies import previous_anomalies, scoring_inputs
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
     markdown_table,
-    require_days,
     user_errors,
     write_days,
 )
@@ -48,12 +46,8 @@ def cost_scores(
     store = storage.store()
     with user_errors():
         config = detection.config()
-        require_days(store, "raw_daily_costs", days, "cost_scores")
-        require_days(store, "cost_baselines", days, "cost_scores")
-        raw = store.read_range("raw_daily_costs", days[0], days[-1])
-        baselines = store.read_range("cost_baselines", days[0], days[-1])
-        previous = store.read_partition("cost_anomalies", days[0] - timedelta(days=1))
-        frames = scores_for_days(raw, baselines, days, config, previous)
+        frames = scores_for_days(*scoring_inputs(store, days, "cost_scores"), days, config,
+                                 previous_anomalies(store, days))
         write_days(context, store, "cost_scores", frames, SCORE_COLUMNS)
     for day in days:
         rows = frames[day]
