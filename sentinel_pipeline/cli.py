@@ -518,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--method", choices=METHODS, help="detection method (default robust)")
     backfill.add_argument("--min-impact", type=float, help="smallest $ change to alert on")
     backfill.add_argument("--min-pct-change", type=float, help="smallest %% change to alert on")
-    backfill.add_argument("--score-threshold", type=float, help="robust std devs to alert on")
+    backfill.add_argument("--score-threshold", type=float,
+                          help="calibrated score: about P(Z > s) false alarms a series-day")
     backfill.add_argument("--lookback-days", type=int, help="history days for the baseline")
     backfill.add_argument("--alert-on-drops", action="store_true", help="alert on cost drops")
     backfill.set_defaults(func=cmd_backfill)

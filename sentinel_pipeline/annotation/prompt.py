@@ -62,7 +62,10 @@ action).
 - confidence: 0 to 1, how sure you are of the likely cause.
 
 Kinds: spike = one unusual day; level_shift = the cost stayed up after a spike; sustained = \
-several elevated days in a row; new_spend = a series with no recent history; drop = cost fell.
+a cost that crept up over several days (a ramp, a leak, a forgotten fleet) until its total above \
+expected since anomaly_start was worth telling; new_spend = a series with no recent history; \
+drop = cost fell. score: how surprising the day (or the run of days) is, as a normal z: 4 is \
+about a 1-in-30,000 day for that series.
 Costs are daily, in the given currency; "daily_costs" lists the days before and including \
 usage_date, oldest first (null = no spend that day).
 "root_causes", when present, are the detail lines (region, usage type, resource) that grew most \
