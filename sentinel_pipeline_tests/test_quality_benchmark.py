@@ -54,7 +54,12 @@ def test_default_patterns_are_all_present_and_well_formed() -> None:
     assert {"weekly", "growth", "noisy", "monthly_only", "monthly_extra", "weekly_charge",
             "tiny", "credits", "refunds", "quiet"} <= traps
     worthy = events[events["kind"] != "drop"]
-    assert (worthy["extra_per_day"] >= 50).all()
+    on_first_day = worthy[~worthy["kind"].isin(["ramp", "small_bill_overrun"])]
+    assert (on_first_day["extra_per_day"] >= 50).all()
+    # A ramp is material on its last day, a small-bill overrun over its days, neither on day 1.
+    assert (worthy["extra_total"] >= 50).all()
+    overrun = worthy[worthy["kind"] == "small_bill_overrun"]
+    assert (overrun["extra_per_day"] < 20).all()
 
 
 def test_labels_match_the_costs() -> None:

@@ -29,12 +29,21 @@ Events (``EVENT_KINDS``), each placed at least ``warmup_days`` after the first d
 * ``new_spend``: a brand-new series at $100-$2,000/day with no row before its start;
 * ``small_series_spike``: +$100..$400 for one day on a series costing $2-$20/day in an account
   whose biggest series costs at least 20 times more;
-* ``drop``: cost -50..-90 % for 3-10 days (labeled, but not worth an alert by default).
+* ``drop``: cost -50..-90 % for 3-10 days (labeled, but not worth an alert by default);
+* ``ramp``: a leak that grows, +3..+10 % of the base more each day for 7-14 days (the shape of
+  the public FinOps benchmark's gradual events), ending at >= ``min_event_impact`` a day;
+* ``contextual``: a weekend day (or both) costing what a weekday costs, on a series whose
+  weekends are 20-60 % cheaper;
+* ``small_bill_overrun``: +$6..$15 a day for 5-10 days on a $15-$60/day series: no single day
+  is worth ``min_event_impact``, the episode is.
 
-Every alert-worthy event adds at least ``min_event_impact`` dollars on its first day, so a miss
-is the detector's fault, not a label nobody would act on. ``level_shift``, ``sustained`` and
-``new_spend`` start on a weekday (deploys do), and no refund lands on an alert-worthy event's
-first four days (a refund netted against a spike would make the label unfair).
+Every alert-worthy event adds at least ``min_event_impact`` dollars on its first day (a ramp on
+its last, a small-bill overrun over its days), so a miss is the detector's fault, not a label
+nobody would act on. A ramp or an overrun counts as found when alerted before it ends.
+``level_shift``, ``sustained``, ``new_spend``, ``ramp`` and ``small_bill_overrun`` start on a
+weekday (deploys do), a ``contextual`` event on a Saturday, and no refund lands on an
+alert-worthy event's first four days (a refund netted against a spike would make the label
+unfair).
 """
 
 from __future__ import annotations
@@ -51,8 +60,12 @@ TRAPS: tuple[str, ...] = (
     "tiny", "credits", "refunds",
 )
 EVENT_KINDS: tuple[str, ...] = (
-    "spike", "level_shift", "sustained", "new_spend", "small_series_spike", "drop",
+    "spike", "level_shift", "sustained", "new_spend", "small_series_spike", "drop", "ramp",
+    "contextual", "small_bill_overrun",
 )
+# Found when alerted any day before they end, not within days of their start: their first days
+# are small by design.
+WHOLE_EPISODE_KINDS: frozenset[str] = frozenset({"ramp", "small_bill_overrun"})
 NOT_ALERT_WORTHY: frozenset[str] = frozenset({"drop"})
 # Series that are a behaviour of their own: they carry no event and no second trap.
 STANDALONE_TRAPS: frozenset[str] = frozenset({"monthly_only", "tiny", "credits"})
@@ -61,7 +74,8 @@ COMBINABLE_TRAPS: tuple[str, ...] = (
     "weekly", "growth", "monthly_extra", "weekly_charge", "refunds",
 )
 # Started by a deploy, so on a weekday (Monday to Friday).
-DEPLOYED_KINDS: frozenset[str] = frozenset({"level_shift", "sustained", "new_spend"})
+DEPLOYED_KINDS: frozenset[str] = frozenset({"level_shift", "sustained", "new_spend", "ramp",
+                                            "small_bill_overrun"})
 # A brand-new series has no month of history, so its first monthly charge or refund would be
 # news: new series only get these shapes.
 NEW_SERIES_TRAPS: frozenset[str] = frozenset({"quiet", "weekly", "growth", "noisy"})
@@ -161,9 +175,12 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 def _event_params(rng: np.random.Generator, kind: str, weekday: np.ndarray,
                   cfg: GeneratorConfig) -> dict[str, float]:
     """Start day (index) and size of one event; the base is then drawn so the size is material."""
-    start = int(rng.integers(cfg.warmup_days, len(weekday) - 11))
+    start = int(rng.integers(cfg.warmup_days, len(weekday) - 16))
     if kind in DEPLOYED_KINDS:
         while weekday[start] >= 5:
+            start += 1
+    if kind == "contextual":
+        while weekday[start] != 5:  # a Saturday
             start += 1
     params: dict[str, float] = {"start": start}
     if kind == "spike":
@@ -178,6 +195,16 @@ def _event_params(rng: np.random.Generator, kind: str, weekday: np.ndarray,
         params["duration"] = int(rng.integers(3, 11))
     elif kind == "small_series_spike":
         params["extra"] = rng.uniform(100.0, 400.0)
+    elif kind == "ramp":
+        params["step"] = rng.uniform(0.03, 0.10)
+        params["duration"] = int(rng.integers(7, 15))
+        params["frac"] = params["step"] * params["duration"]  # the last day's share of base
+    elif kind == "contextual":
+        params["pct"] = rng.uniform(0.2, 0.6)  # how much cheaper its weekends are
+        params["duration"] = int(rng.integers(1, 3))
+    elif kind == "small_bill_overrun":
+        params["extra"] = rng.uniform(6.0, 15.0)
+        params["duration"] = int(rng.integers(5, 11))
     return params
 
 
@@ -191,6 +218,8 @@ def _base_for(rng: np.random.Generator, spec: _Spec, cfg: GeneratorConfig) -> fl
         return _log_uniform(rng, 100.0, 2000.0)
     if spec.event == "small_series_spike":
         return _log_uniform(rng, 2.0, 20.0)
+    if spec.event == "small_bill_overrun":
+        return _log_uniform(rng, 15.0, 60.0)
     lo = 1.0
     if spec.params:
         share = spec.params.get("pct", spec.params.get("frac"))
@@ -223,6 +252,8 @@ def _plan(rng: np.random.Generator, n_series: int, weekday: np.ndarray,
             primary = cycle(new_traps, event)
         else:
             primary = cycle(usage_traps, event)
+        if event == "contextual":
+            primary = "weekly"  # a weekend at weekday level needs a weekday pattern
         traps = [primary]
         if primary not in STANDALONE_TRAPS and primary != "quiet" \
                 and rng.random() < cfg.extra_trap_share:
@@ -311,7 +342,8 @@ def _costs(rng: np.random.Generator, spec: _Spec, weekday: np.ndarray, dom: np.n
     if "growth" in traps:
         shape = shape * (1 + rng.uniform(0.01, 0.06)) ** (t / 30)
     if "weekly" in traps:
-        shape = shape * np.where(weekday >= 5, 1 - rng.uniform(0.2, 0.6), 1.0)
+        cut = (spec.params or {}).get("pct") if spec.event == "contextual" else None
+        shape = shape * np.where(weekday >= 5, 1 - (cut or rng.uniform(0.2, 0.6)), 1.0)
     sigma = rng.uniform(0.15, 0.35) if "noisy" in traps else rng.uniform(0.02, 0.08)
     spec.noise = float(sigma)
     usage = shape * np.exp(rng.normal(0.0, sigma, days))
@@ -374,6 +406,17 @@ def _apply_event(spec: _Spec, usage: np.ndarray, shape: np.ndarray, days: int,
     elif kind == "drop":
         end = s + int(p["duration"]) - 1
         usage[s:end + 1] *= 1 - p["pct"]
+    elif kind == "ramp":
+        end = s + int(p["duration"]) - 1
+        steps = np.arange(1, end - s + 2)
+        usage[s:end + 1] += steps * max(p["step"] * spec.base,
+                                        cfg.min_event_impact / p["duration"])
+    elif kind == "contextual":
+        end = s + int(p["duration"]) - 1
+        usage[s:end + 1] *= 1 / (1 - p["pct"])  # back at its weekday level
+    elif kind == "small_bill_overrun":
+        end = s + int(p["duration"]) - 1
+        usage[s:end + 1] += max(p["extra"], cfg.min_event_impact / p["duration"])
     return {"start": s, "end": end}
 
 

@@ -2,10 +2,11 @@
 
 Why these numbers: people act on alerts (rows with ``alert == True``), so only those count.
 Recall asks "was each event that deserves an alert alerted soon enough?" (within
-``DETECT_WITHIN_DAYS`` of its start); precision asks "was each alert about a real event?" (an
-alert on the event's series between its start and ``TRUE_AFTER_END_DAYS`` after its end counts
-as true, so the recovery from a drop or the tail of an episode is not blamed); false alerts per
-100 series-month is the noise a team lives with, independent of how many events there were.
+``DETECT_WITHIN_DAYS`` of its start; a ramp or a small-bill overrun before it ends); precision
+asks "was each alert about a real event?" (an alert on the event's series between its start and
+``TRUE_AFTER_END_DAYS`` after its end counts as true, so the recovery from a drop or the tail of
+an episode is not blamed); false alerts per 100 series-month is the noise a team lives with,
+independent of how many events there were.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.quality.generator import NOT_ALERT_WORTHY, SERIES_KEY
+from benchmarks.quality.generator import NOT_ALERT_WORTHY, SERIES_KEY, WHOLE_EPISODE_KINDS
 
 DETECT_WITHIN_DAYS = 3  # an event is detected by an alert on days [start, start + 3]
 TRUE_AFTER_END_DAYS = 2  # an alert on days [start, end + 2] of an event is a true alert
@@ -72,7 +73,12 @@ def score(anomalies: pd.DataFrame, events: pd.DataFrame, n_series: int, n_days: 
     offset = _day_gap(pairs["day"], pairs["start"])
     until_end = _day_gap(pairs["day"], pairs["end"])
     true_pairs = pairs[(offset >= 0) & (until_end <= TRUE_AFTER_END_DAYS)]
-    detect_pairs = pairs.assign(delay=offset)[(offset >= 0) & (offset <= DETECT_WITHIN_DAYS)]
+    # A ramp or a small-bill overrun is found when alerted before it ends (its first days are
+    # small by design); any other event within DETECT_WITHIN_DAYS of its start.
+    within = np.where(pairs["kind"].isin(WHOLE_EPISODE_KINDS),
+                      np.maximum(_day_gap(pairs["end"], pairs["start"]), DETECT_WITHIN_DAYS),
+                      DETECT_WITHIN_DAYS)
+    detect_pairs = pairs.assign(delay=offset)[(offset >= 0) & (offset <= within)]
 
     true_rows = set(true_pairs["row_id"])
     n_flags = len(rows)
