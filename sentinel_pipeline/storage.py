@@ -12,7 +12,8 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -191,6 +192,65 @@ class TableStore:
         """Rows of the days from start to end inclusive (missing days are skipped)."""
         n = (end - start).days + 1
         return self.read_days(table, (start + timedelta(days=i) for i in range(max(n, 0))))
+
+    def read_arrow(
+        self,
+        table: str,
+        day: date,
+        columns: Sequence[str],
+        more: Callable[[pa.Table], Sequence[str]] | None = None,
+    ) -> pa.Table | None:
+        """Only ``columns`` of one day's file, as Arrow (None when there is no file).
+
+        String columns come dictionary-encoded, so a million rows of keys cost integer codes and
+        the distinct strings, not a Python string each. A column the file lacks is left out.
+        ``more(read)`` may name further columns to read from the same file (read once): e.g.
+        the dates first, and the rest only when those dates are wanted.
+        """
+        source: Any
+        if self.is_s3:
+            data = self.read_bytes(self._partition_key(table, day))
+            if data is None:
+                return None
+            source = io.BytesIO(data)
+        else:
+            source = Path(self.root) / self._partition_key(table, day)
+            if not source.exists():
+                return None
+        with self._damage(table, day):
+            schema = pq.read_schema(source)
+            strings = [f.name for f in schema
+                       if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            parquet = pq.ParquetFile(source, read_dictionary=strings)
+            out = parquet.read(columns=[c for c in columns if c in schema.names])
+            extra = [c for c in (more(out) if more else ()) if c in schema.names
+                     and c not in out.column_names]
+            if extra:
+                rest = parquet.read(columns=extra)
+                for name in extra:
+                    out = out.append_column(name, rest.column(name))
+            return out
+
+    def iter_arrow(
+        self,
+        table: str,
+        days: Iterable[date],
+        columns: Sequence[str],
+        more: Callable[[pa.Table], Sequence[str]] | None = None,
+    ) -> Iterator[tuple[date, pa.Table]]:
+        """``read_arrow`` of each day that has a file with rows, in order; the next file is read
+        on a thread while the caller works on this one (reading and decoding Parquet releases
+        the GIL), so at most two files are in memory at once."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[pa.Table | None] | None = None
+            queue = list(days)
+            for i, day in enumerate(queue):
+                current = pending or pool.submit(self.read_arrow, table, day, columns, more)
+                pending = (pool.submit(self.read_arrow, table, queue[i + 1], columns, more)
+                           if i + 1 < len(queue) else None)
+                got = current.result()
+                if got is not None and got.num_rows:
+                    yield day, got
 
     def partitions(self, table: str) -> list[date]:
         """Days that have a file in a table."""

@@ -16,10 +16,12 @@ from types import ModuleType
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sentinel_pipeline.detection import robust, seed
 from sentinel_pipeline.detection.config import METHODS, DetectionConfig
 from sentinel_pipeline.detection.frames import (
+    CostMatrix,
     anomaly_frame,
     join_actual_and_baselines,
     split_days,
@@ -47,16 +49,19 @@ def _method(config: DetectionConfig) -> ModuleType:
 
 
 def baselines_for_days(
-    history: pd.DataFrame,
+    history: pd.DataFrame | pa.Table | Callable[[date, date], CostMatrix],
     days: list[date],
     config: DetectionConfig,
     progress: Callable[[date], None] | None = None,
 ) -> dict[date, pd.DataFrame]:
-    """Baselines of each day from rows of ``history`` strictly before it."""
+    """Baselines of each day from rows of ``history`` strictly before it. ``history`` may also
+    be a function giving the matrix of days first..last, so a caller reading files (the
+    cost_baselines asset) reads only the days the method looks at straight into it."""
     method = _method(config)
     span = timedelta(days=method.history_days(config))
     one = timedelta(days=1)
-    matrix = to_matrix(history, min(days) - span, max(days) - one)
+    first, last = min(days) - span, max(days) - one
+    matrix = history(first, last) if callable(history) else to_matrix(history, first, last)
     out: dict[date, pd.DataFrame] = {}
     for day in days:
         out[day] = method.baselines_from_matrix(matrix.window(day - span, day - one), day, config)
@@ -65,7 +70,9 @@ def baselines_for_days(
     return out
 
 
-def compute_baselines(history: pd.DataFrame, day: date, config: DetectionConfig) -> pd.DataFrame:
+def compute_baselines(
+    history: pd.DataFrame | pa.Table, day: date, config: DetectionConfig
+) -> pd.DataFrame:
     """Expected cost per series for ``day``, from rows of ``history`` strictly before it."""
     return baselines_for_days(history, [day], config)[day]
 

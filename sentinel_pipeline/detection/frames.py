@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sentinel_pipeline.schema import (
     ANOMALY_COLUMNS,
@@ -57,33 +59,233 @@ def usage_days(rows: pd.DataFrame) -> np.ndarray:
     return pd.to_datetime(column).to_numpy().astype("datetime64[D]")
 
 
-def to_matrix(rows: pd.DataFrame, first: date, last: date) -> CostMatrix:
-    """Pivot rows with usage_date in [first, last] into a dense matrix (others are dropped)."""
-    n_days = max((last - first).days + 1, 0)
-    if rows is None or len(rows) == 0 or n_days == 0:
-        empty_keys = pd.DataFrame({k: pd.Series([], dtype="string") for k in SERIES_KEY})
-        shape = (0, n_days)
-        return CostMatrix(empty_keys, first, np.zeros(shape), np.zeros(shape, dtype=bool))
-    offsets = (usage_days(rows) - np.datetime64(first, "D")).astype(np.int64)
-    inside = (offsets >= 0) & (offsets < n_days)
-    codes, uniques = _factorize(rows.loc[inside, SERIES_KEY])
-    values = np.zeros((len(uniques), n_days))
-    present = np.zeros((len(uniques), n_days), dtype=bool)
-    cost = pd.to_numeric(rows.loc[inside, "cost"]).to_numpy(dtype=float)
-    np.add.at(values, (codes, offsets[inside]), cost)
-    present[codes, offsets[inside]] = True
-    return CostMatrix(uniques, first, values, present)
+def to_matrix(rows: pd.DataFrame | pa.Table | None, first: date, last: date) -> CostMatrix:
+    """Pivot rows with usage_date in [first, last] into a dense matrix (others are dropped).
+
+    Series are in first-seen order, a (series, day) with several rows holds their sum, added in
+    row order.
+    """
+    builder = MatrixBuilder(first, last)
+    if rows is not None and len(rows):
+        builder.add(rows if isinstance(rows, pa.Table) else _arrow_rows(rows))
+    return builder.matrix()
 
 
-def _factorize(keys: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """Integer code per row and the unique series keys, in first-seen order."""
-    if len(keys) == 0:
-        return np.zeros(0, dtype=np.int64), keys.astype("string").reset_index(drop=True)
-    codes, uniques = pd.MultiIndex.from_frame(keys.astype("string")).factorize()
-    assert isinstance(uniques, pd.MultiIndex)  # a MultiIndex factorizes into a MultiIndex
-    unique_keys = uniques.to_frame(index=False)
-    unique_keys.columns = list(keys.columns)
-    return codes.astype(np.int64), unique_keys.astype("string")
+def _arrow_rows(rows: pd.DataFrame) -> pa.Table:
+    """The columns of a pandas frame that the matrix needs, as Arrow (keys as text, as the
+    series are compared as text whatever they were stored as)."""
+    columns: dict[str, pa.Array] = {
+        "usage_date": pa.array(usage_days(rows)),
+        "cost": pa.array(pd.to_numeric(rows["cost"]).to_numpy(dtype=float)),
+    }
+    for key in SERIES_KEY:
+        if key in rows.columns:
+            columns[key] = pa.array(rows[key].astype("string").array)
+    return pa.table(columns)
+
+
+class _Dictionary:
+    """One key column's distinct values across all tables added, each with a code kept for
+    good: 0 is null (a series key may lack a part), the values are 1, 2, ... in first-seen
+    order. A table's own dictionary is mapped onto it once, so rows cost one integer take."""
+
+    def __init__(self) -> None:
+        self.chunks: list[pa.Array] = []
+        self.index = pd.Index([], dtype=object)
+        self.size = 1  # codes given out, null included
+
+    def row_codes(self, column: pa.ChunkedArray | None, n_rows: int) -> np.ndarray:
+        if column is None:
+            return np.zeros(n_rows, dtype=np.int64)
+        parts = []
+        for chunk in column.chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = chunk.dictionary_encode()
+            lookup = np.append(self._codes(chunk.dictionary), 0)  # the last slot: null
+            indices = chunk.indices.fill_null(len(chunk.dictionary))
+            parts.append(lookup[indices.to_numpy()])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def _codes(self, values: pa.Array) -> np.ndarray:
+        """The code of each of a table's distinct values (null among them gets 0)."""
+        values = values.cast(pa.string())
+        objects = values.to_numpy(zero_copy_only=False)
+        codes = self.index.get_indexer(objects).astype(np.int64) + 1
+        null = np.asarray(values.is_null())
+        new = (codes == 0) & ~null
+        if new.any():
+            fresh = pd.unique(objects[new])  # a dictionary has each value once; to be sure
+            self.chunks.append(pa.array(fresh, type=pa.string()))
+            self.index = self.index.append(pd.Index(fresh, dtype=object))
+            self.size += len(fresh)
+            codes[new] = self.index.get_indexer(objects[new]) + 1
+        codes[null] = 0
+        return codes
+
+    def values(self, codes: np.ndarray) -> pa.Array:
+        return pa.concat_arrays([pa.nulls(1, pa.string()), *self.chunks]).take(pa.array(codes))
+
+
+class _SeriesIndex:
+    """Series id (a matrix row, in first-seen order) of each row's three key codes, by one
+    int64 per series: the codes packed into bits, hashed by pandas. New series go to a small
+    second index merged into the main one now and then, so a file with a few new series does not
+    rebuild the hash of a million."""
+
+    MERGE_AT = 65_536  # recent series merged into the main index above this (or 1/8 of it)
+
+    def __init__(self) -> None:
+        self.codes = np.zeros((0, 3), dtype=np.int64)  # the key codes of each series
+        self.bits = (0, 0, 0)
+        self.main = pd.Index([], dtype=np.int64)
+        self.recent = pd.Index([], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def ids(self, codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+        """The series id of each row, new series numbered in order of first appearance."""
+        a, b, c = (max(self.bits[i], max(sizes[i], 2).bit_length()) for i in range(3))
+        bits = (a, b, c)
+        if sum(bits) > 63:  # about 2 million distinct values in each part: not cost data
+            raise ValueError("too many distinct series key values to pack into 63 bits")
+        if bits != self.bits:  # a part grew past its bits: repack the series known so far
+            self.bits = bits
+            self.main, self.recent = pd.Index(self._pack(self.codes.T)), self.recent[:0]
+        packed = self._pack(codes)
+        ids = self.main.get_indexer(pd.Index(packed)).astype(np.int64)
+        missing = np.flatnonzero(ids < 0)
+        if len(missing):
+            ids[missing] = self._recent_ids(packed[missing])
+        return ids
+
+    def _recent_ids(self, packed: np.ndarray) -> np.ndarray:
+        ids = self.recent.get_indexer(pd.Index(packed)).astype(np.int64)
+        new = ids < 0
+        if new.any():
+            fresh = pd.unique(packed[new])
+            self.recent = self.recent.append(pd.Index(fresh))
+            self.codes = np.concatenate([self.codes, self._unpack(fresh)])
+            ids[new] = self.recent.get_indexer(pd.Index(packed[new]))
+        ids += len(self.main)
+        if len(self.recent) > max(len(self.main) // 8, self.MERGE_AT):
+            self.main, self.recent = self.main.append(self.recent), self.recent[:0]
+        return ids
+
+    def _pack(self, codes: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        _, b, c = self.bits
+        return np.asarray((codes[0] << (b + c)) | (codes[1] << c) | codes[2], dtype=np.int64)
+
+    def _unpack(self, packed: np.ndarray) -> np.ndarray:
+        _, b, c = self.bits
+        return np.stack([packed >> (b + c), (packed >> c) & ((1 << b) - 1),
+                         packed & ((1 << c) - 1)], axis=1)
+
+
+class MatrixBuilder:
+    """Builds the series x day matrix of [first, last] from Arrow tables added one at a time
+    (a day's file each), so the rows never exist all at once nor as Python objects: each
+    table's keys become integer codes, the codes one int64 per row, the rows summed straight
+    into the matrix. ``days`` collects the usage dates of every row added, inside the window or
+    not (which days the history has)."""
+
+    def __init__(self, first: date, last: date) -> None:
+        self.first = first
+        self.n_days = max((last - first).days + 1, 0)
+        self._origin = np.datetime64(first, "D").astype(np.int64)
+        self._dicts = {key: _Dictionary() for key in SERIES_KEY}
+        self._series = _SeriesIndex()
+        self._values = np.zeros((0, self.n_days))
+        self._present = np.zeros((0, self.n_days), dtype=bool)
+        self._day_numbers: set[int] = set()
+        self._filled: set[int] = set()  # matrix columns that rows were added to
+
+    @property
+    def days(self) -> set[date]:
+        return {d.item() for d in np.array(sorted(self._day_numbers), dtype="datetime64[D]")}
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0 or "usage_date" not in table.column_names:
+            return
+        numbers = _day_numbers(table.column("usage_date"))
+        self._note_days(numbers)
+        if self.n_days == 0 or "cost" not in table.column_names:
+            return
+        offsets = numbers - self._origin
+        inside = (offsets >= 0) & (offsets < self.n_days)
+        if not inside.all():
+            if not inside.any():
+                return
+            table, offsets = table.filter(pa.array(inside)), offsets[inside]
+        n = table.num_rows
+        names = table.column_names
+        codes = [self._dicts[k].row_codes(table.column(k) if k in names else None, n)
+                 for k in SERIES_KEY]
+        ids = self._series.ids(codes, [self._dicts[k].size for k in SERIES_KEY])
+        self._grow(len(self._series))
+        cost = table.column("cost")
+        if cost.type != pa.float64():
+            cost = pc.cast(cost, pa.float64())
+        weights = cost.to_numpy()
+        day = int(offsets[0])
+        if day not in self._filled and (offsets == day).all():
+            # A daily file and its day still empty: bincount sums a series' rows in row order
+            # from 0, as np.add.at would, in one pass instead of a scatter per row.
+            n = len(self._series)
+            self._values[:n, day] = np.bincount(ids, weights=weights, minlength=n)
+            self._present[ids, day] = True
+            self._filled.add(day)
+            return
+        flat = ids * self.n_days + offsets
+        np.add.at(self._values.reshape(-1), flat, weights)
+        self._present.reshape(-1)[flat] = True
+        self._filled.update(int(d) for d in np.unique(offsets))
+
+    def _note_days(self, numbers: np.ndarray) -> None:
+        valid = numbers[numbers != _NO_DAY]
+        if len(valid) and valid.min() == valid.max():  # a daily file: one date
+            self._day_numbers.add(int(valid[0]))
+        else:
+            self._day_numbers.update(int(d) for d in np.unique(valid))
+
+    def _grow(self, n_series: int) -> None:
+        """Room for ``n_series`` rows. Zeros come from calloc: room never written costs no RSS,
+        so it is generous (twice the series), sparing the copy of a grown matrix."""
+        if n_series <= len(self._values):
+            return
+        capacity = max(2 * n_series, 1024)
+        values = np.zeros((capacity, self.n_days))
+        present = np.zeros((capacity, self.n_days), dtype=bool)
+        values[: len(self._values)] = self._values
+        present[: len(self._present)] = self._present
+        self._values, self._present = values, present
+
+    def matrix(self) -> CostMatrix:
+        n = len(self._series)
+        codes = self._series.codes
+        keys = pd.DataFrame({key: pd.array(self._dicts[key].values(codes[:, i]), dtype="string")
+                             for i, key in enumerate(SERIES_KEY)})
+        if n == 0:
+            shape = (0, self.n_days)
+            return CostMatrix(keys, self.first, np.zeros(shape), np.zeros(shape, dtype=bool))
+        return CostMatrix(keys, self.first, self._values[:n], self._present[:n])
+
+
+_NO_DAY = np.iinfo(np.int64).min
+
+
+def _day_numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """usage_date as days since 1970 (int64; _NO_DAY where null), whatever it was stored as."""
+    if not pa.types.is_date32(column.type):
+        try:
+            column = pc.cast(column, pa.date32())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            days = usage_days(pd.DataFrame({"usage_date": column.to_pandas()}))
+            return np.where(np.isnat(days), _NO_DAY, days.astype(np.int64))
+    numbers = pc.cast(column, pa.int32()).to_numpy(zero_copy_only=False)
+    if column.null_count:
+        return np.where(np.isnan(numbers), _NO_DAY, np.nan_to_num(numbers)).astype(np.int64)
+    return numbers.astype(np.int64)
 
 
 def daily_totals(rows: pd.DataFrame) -> pd.DataFrame:

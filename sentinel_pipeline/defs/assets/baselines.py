@@ -1,9 +1,11 @@
 """cost_baselines: what each series should cost on day D, learned from the days before D."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
@@ -16,13 +18,14 @@ from sentinel_pipeline.defs.assets.common import (
 from sentinel_pipeline.defs.checks import (
     BASELINE_CHECK_SPECS,
     baseline_check_results,
-    days_with_costs,
     history_gaps,
 )
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, first_day
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
-from sentinel_pipeline.schema import BASELINE_COLUMNS
+from sentinel_pipeline.detection.frames import CostMatrix, MatrixBuilder
+from sentinel_pipeline.schema import BASELINE_COLUMNS, SERIES_KEY
+from sentinel_pipeline.storage import TableStore
 
 
 def _progress(context: dg.AssetExecutionContext, days: list[date]) -> Callable[[date], None]:
@@ -52,6 +55,41 @@ def never_loaded(loaded: set[date], days: list[date]) -> list[date]:
     window = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     first = next((d for d in window if d in loaded), None)
     return [] if first is None else [d for d in window if d > first and d not in loaded]
+
+
+class RawHistory:
+    """The raw_daily_costs days start..end, read when the method says which days it looks at
+    (``baselines_for_days`` calls it with them): those days' key and cost columns go straight
+    from the files into the series x day matrix; of the other days only the dates are read.
+    ``days`` then holds the usage dates of every day read (what the history checks need)."""
+
+    def __init__(self, store: TableStore, start: date, end: date) -> None:
+        self.store, self.start, self.end = store, start, end
+        self.days: set[date] = set()
+
+    def __call__(self, first: date, last: date) -> CostMatrix:
+        builder = MatrixBuilder(first, last)
+        for table in self.tables(first, last):
+            builder.add(table)
+        self.days = builder.days
+        return builder.matrix()
+
+    def tables(self, first: date, last: date) -> Iterator[pa.Table]:
+        """Each day's file: its dates, and its keys and costs when a date is in first..last."""
+
+        def wanted(dates: pa.Table) -> list[str]:
+            if "usage_date" not in dates.column_names:  # no dates: no row can be in the window
+                return []
+            column = dates.column("usage_date")
+            if not pa.types.is_date32(column.type):  # an odd file: read all, let the builder see
+                return [*SERIES_KEY, "cost"]
+            low, high = (x.as_py() for x in pc.min_max(column).values())
+            inside = low is not None and low <= last and high >= first
+            return [*SERIES_KEY, "cost"] if inside else []
+
+        days = (self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1))
+        for _, table in self.store.iter_arrow("raw_daily_costs", days, ["usage_date"], wanted):
+            yield table
 
 
 @dg.asset(
@@ -90,17 +128,15 @@ def cost_baselines(
                 ),
                 allow_retries=False,
             )
-        history = store.read_range(
-            "raw_daily_costs", history_window(days[0])[0], days[-1]
-        )
-        history_days = days_with_costs(history)
+        history = RawHistory(store, history_window(days[0])[0], days[-1])
+        frames = baselines_for_days(history, days, config, progress=_progress(context, days))
+        history_days = history.days
         gaps = history_gaps(history_days)
         if gaps:
             context.log.warning(
                 f"raw_daily_costs has {len(gaps)} empty day(s) inside the history read "
                 f"({', '.join(map(str, gaps[:5]))}{'...' if len(gaps) > 5 else ''}): a lost "
                 "day, not a quiet one; rerun those days so baselines are not dragged down")
-        frames = baselines_for_days(history, days, config, progress=_progress(context, days))
         write_days(context, store, "cost_baselines", frames, BASELINE_COLUMNS)
     for day in days:
         frame = frames[day]
