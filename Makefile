@@ -97,6 +97,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.quality.run
 	$(BIN)/python -m benchmarks.public.run
 	$(BIN)/python benchmarks/detection_speed.py
+	$(BIN)/python benchmarks/daily_run.py --series 100000
 	$(BIN)/python benchmarks/backfill.py --days 240 --series 70
 	$(BIN)/python benchmarks/backfill.py --days 365 --series 1000
 	$(BIN)/python benchmarks/scale.py --days 365 --series 1000 3000 10000
