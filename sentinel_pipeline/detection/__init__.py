@@ -28,6 +28,7 @@ from sentinel_pipeline.detection.frames import (
     to_matrix,
     usage_days,
 )
+from sentinel_pipeline.schema import SERIES_KEY
 
 __all__ = [
     "HISTORY_WINDOW_DAYS",
@@ -87,15 +88,46 @@ def scores_for_days(
     """Every series of each day, scored against its own baselines; ``kind`` is "" on a normal
     day. ``previous``: the anomalies of the day before ``days`` (as stored), so an episode
     already alerted there is continued, not alerted again.
+
+    A caller that passes ``raw`` and ``baselines`` without keeping them lets them be freed as
+    soon as they are joined (a year of 10,000 series is 3.65 million rows of each).
     """
+    inputs = [raw, baselines]
+    del raw, baselines
+    return _scored_days(inputs, days, config, previous)
+
+
+def _scored_days(
+    inputs: list[pd.DataFrame],
+    days: list[date],
+    config: DetectionConfig,
+    previous: pd.DataFrame | None,
+) -> dict[date, pd.DataFrame]:
+    """scores_for_days of ``[raw, baselines]``, emptying the list: each frame is dropped as
+    soon as it is no longer needed, so the range's frames are not all alive at once."""
     wanted = np.array(days, dtype="datetime64[D]")
-    if len(raw):
-        raw = raw[np.isin(usage_days(raw), wanted)]
-    if len(baselines):
-        baselines = baselines[np.isin(usage_days(baselines), wanted)]
+    raw = _rows_of(inputs.pop(0), wanted, _RAW_NEEDED)
+    baselines = _rows_of(inputs.pop(0), wanted)
     merged = join_actual_and_baselines(raw, baselines)
-    scored = _method(config).score(merged, config, previous) if len(merged) else merged
-    return split_days(scored, days)
+    del raw, baselines
+    if len(merged):
+        merged = _method(config).score(merged, config, previous)
+    return split_days(merged, days)
+
+
+_RAW_NEEDED = ["usage_date", *SERIES_KEY, "cost", "currency"]  # what the join reads of raw
+
+
+def _rows_of(frame: pd.DataFrame, wanted: np.ndarray,
+             columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of ``frame`` on the wanted days (only ``columns`` of them, those it has)."""
+    if columns is not None and len(frame.columns):
+        frame = frame[[c for c in columns if c in frame.columns]]
+    if len(frame):
+        keep = np.isin(usage_days(frame), wanted)
+        if not keep.all():
+            frame = frame[keep]
+    return frame
 
 
 def anomalies_for_days(
@@ -107,10 +139,14 @@ def anomalies_for_days(
 ) -> dict[date, pd.DataFrame]:
     """Anomalies of each day (the unusual rows of ``scores_for_days``), in contract order,
     listed as the method lists them (robust: largest $ impact first; seed: largest % rise)."""
-    scored = scores_for_days(raw, baselines, days, config, previous)
+    inputs = [raw, baselines]
+    del raw, baselines
+    scored = _scored_days(inputs, days, config, previous)
     column, ascending = _method(config).ANOMALY_ORDER
-    return {day: anomaly_frame(_unusual(frame, column, ascending))
-            for day, frame in scored.items()}
+    out = {}
+    for day in list(scored):  # each day's scores freed once its anomalies are taken
+        out[day] = anomaly_frame(_unusual(scored.pop(day), column, ascending))
+    return out
 
 
 def _unusual(scored: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:

@@ -513,7 +513,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
     new_score = impact / max(config.min_impact, _abs_floor(config)) * thr
 
-    out = merged.copy()
+    out = merged.copy(deep=False)  # copy-on-write: the columns set below are new, not merged's
     out["expected_cost"] = expected
     out["impact"] = impact
     out["pct_change"] = pct
@@ -554,19 +554,17 @@ def _walk_episodes(
         start = np.where(opens, days - run, days)
         opened_as = np.where(jump, OPENED_SPIKE, OPENED_SUSTAINED).astype(np.int8)
         return np.zeros(n, dtype=bool), opens, start, opened_as, drop.copy()
-    keys = merged[SERIES_KEY].astype("string")
-    keys_all = keys if prev is None else pd.concat(
-        [keys, prev[SERIES_KEY].astype("string")], ignore_index=True)
-    codes_all = (pd.MultiIndex.from_frame(keys_all).factorize()[0] if len(keys_all)
-                 else np.zeros(0, dtype=np.int64))
-    codes = codes_all[: len(keys)]
+    from sentinel_pipeline.detection.frames import series_codes  # noqa: PLC0415
+
+    codes_all = series_codes(merged if prev is None else [merged, prev], SERIES_KEY)
+    codes = codes_all[:n]
     n_codes = int(codes_all.max()) + 1 if len(codes_all) else 0
     open_start = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
     open_kind = np.zeros(n_codes, dtype=np.int8)
     peak = np.zeros(n_codes)
     dropping = np.zeros(n_codes, dtype=bool)
     if prev is not None:
-        prev_codes = codes_all[len(keys):]
+        prev_codes = codes_all[n:]
         up = prev["kind"].isin(UP_KINDS).to_numpy()
         open_start[prev_codes[up]] = pd.to_datetime(
             prev.loc[up, "anomaly_start"]).to_numpy().astype("datetime64[D]")

@@ -46,7 +46,9 @@ def cost_scores(
     store = storage.store()
     with user_errors():
         config = detection.config()
-        frames = scores_for_days(*scoring_inputs(store, days, "cost_scores"), days, config,
+        # The inputs are handed over, not kept here, so they are freed once joined.
+        inputs = list(scoring_inputs(store, days, "cost_scores"))
+        frames = scores_for_days(inputs.pop(0), inputs.pop(0), days, config,
                                  previous_anomalies(store, days))
         write_days(context, store, "cost_scores", frames, SCORE_COLUMNS)
     for day in days:
