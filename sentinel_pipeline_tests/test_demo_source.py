@@ -376,3 +376,21 @@ def test_a_year_of_ten_thousand_series_has_the_right_row_count() -> None:
     expected = days * (10_000 - 4) + 12 * 3 + sagemaker_days
     assert len(df) == expected
     assert df["usage_date"].nunique() == days
+
+
+def test_demo_drill_down_of_alerts_across_months_equals_one_window(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alerts over 5 months are drilled into a month at a time (so a year's backfill does not
+    generate a year of every series to explain 100 alerts); the causes are the same as from
+    one window over all of them."""
+    from sentinel_pipeline.sources import demo_detail
+
+    start, end = dt.date(2025, 1, 1), dt.date(2025, 5, 31)
+    known = demo_known_anomalies(start + dt.timedelta(days=20), end, 60)
+    alerts = known.rename(columns={"start_date": "usage_date"})[
+        ["usage_date", "service", "account_id", "region"]].reset_index(drop=True)
+    assert alerts["usage_date"].max() - alerts["usage_date"].min() > dt.timedelta(days=62)
+    chunked = demo_detail.demo_root_causes(alerts, 60)
+    monkeypatch.setattr(demo_detail, "CHUNK_DAYS", 10_000)
+    assert chunked == demo_detail.demo_root_causes(alerts, 60)
+    assert sum(bool(c) for c in chunked) >= len(alerts) - 1
