@@ -59,6 +59,17 @@ def one_day(matrix: CostMatrix, today: np.ndarray, config: DetectionConfig) -> t
     return time.perf_counter() - started, int(found["alert"].sum())
 
 
+def weekday_median_mad(values: np.ndarray, today: np.ndarray) -> np.ndarray:
+    """The plainest seasonal baseline of the same 63 days: per series the median of each
+    weekday (9 values) as expected, the MAD of the residuals as scale; today's z."""
+    n, days = values.shape
+    block = values.astype(np.float32).reshape(n, days // 7, 7)
+    expected = np.median(block, axis=1)  # (n, 7)
+    residual = np.abs(block - expected[:, None, :]).reshape(n, days)
+    scale = 1.4826 * np.median(residual, axis=1)
+    return (today - expected[:, days % 7]) / np.maximum(scale, 1e-9)
+
+
 def long_table(n: int, rng: np.random.Generator) -> pd.DataFrame:
     matrix, today = synthetic_matrix(n, HISTORY, rng)
     days = [matrix.first + timedelta(days=i) for i in range(HISTORY)] + [DAY]
@@ -105,6 +116,19 @@ def main() -> None:
     for method in ("seed", "robust"):
         seconds, alerts = one_day(matrix, today, DetectionConfig(method=method))
         print(f"  {method:6s}: {seconds:.1f} s, {alerts:,} alerts")
+    # The robust kernel beside a plain numpy weekday-median / MAD baseline of the same window
+    # (issue 14, item 4: within 2x), alternating, CPU time, best of 3 each.
+    window = matrix.window(DAY - timedelta(days=63), DAY - timedelta(days=1))
+    kernel, plain = [], []
+    for _ in range(3):
+        started = time.process_time()
+        robust.baselines_from_matrix(window, DAY, DetectionConfig())
+        kernel.append(time.process_time() - started)
+        started = time.process_time()
+        weekday_median_mad(window.values, today)
+        plain.append(time.process_time() - started)
+    print(f"  robust kernel (baselines only): {min(kernel):.1f} s CPU; numpy weekday-median/MAD "
+          f"reference: {min(plain):.1f} s CPU; ratio {min(kernel) / min(plain):.2f}x")
     # Memory the detection itself allocates on top of the matrix (numpy reports to tracemalloc).
     tracemalloc.start()
     one_day(matrix, today, DetectionConfig())
