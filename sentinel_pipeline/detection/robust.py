@@ -4,18 +4,22 @@ Why each piece is there:
 - Medians, not means, so one spike does not raise the baseline of the following days.
 - A weekday profile from each day's share of its own week, so quiet weekends and busy Mondays
   are expected, and a level shift or trend inside the lookback does not bend the profile.
-- Noise measured in log space (cost noise is multiplicative), from each day's residual against
-  its own week and weekday: noisy services need a bigger jump, flat ones do not alert on cents,
-  and a level change in the window does not inflate the noise.
+- Noise measured in log space (cost noise is multiplicative), from week-over-week changes of each
+  weekday (_noise): noisy services need a bigger jump, flat ones do not alert on cents, and a
+  level change or trend in the window does not inflate the noise.
+- Scores are calibrated z: a residual over an estimated scale has t tails, turned into the
+  normal z of the same tail, so a threshold means a false-alarm rate.
 - The expected cost is the higher of the recent level (last 14 days) and the lookback's level,
-  so the return to normal after a drop or a pause is not news.
+  so the return to normal after a drop or a pause is not news; an open episode is left out of
+  the recent level for up to ADOPT_DAYS, so a ramp is not measured against itself.
 - A charge that stood out on the same day of last month, and is known to recur (the series
   bills only on such days, or did the month before too), is expected again on top of normal.
 - Both size ($ impact, % change) and surprise (score) must pass, so tiny series never alert.
 - Episodes: consecutive elevated days are one anomaly with a start day. The first day worth it
   alerts; later days are recorded (``alert=False``) until the baseline has adapted, unless the
-  episode doubles its impact. An increase too small to alert on one day alerts once it has lasted
-  ``SUSTAINED_DAYS`` days. Drops are episodes too.
+  episode doubles its impact. An increase too small to alert on one day alerts when the drift
+  statistics (two CUSUMs) reach the threshold and its cost above expected since it began reaches
+  min_impact. Drops are episodes too.
 """
 
 from __future__ import annotations
