@@ -2,6 +2,7 @@
 
 import ctypes
 import gc
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import dagster as dg
@@ -23,7 +24,7 @@ from sentinel_pipeline.defs.resources import (
     DetectionResource,
     StorageResource,
 )
-from sentinel_pipeline.detection import anomalies_for_days
+from sentinel_pipeline.detection import DetectionConfig, anomalies_for_days
 from sentinel_pipeline.schema import (
     ANOMALY_COLUMNS,
     ANOMALY_KINDS,
@@ -62,10 +63,7 @@ def cost_anomalies(
     store = storage.store()
     with user_errors():
         config = detection.config()
-        # The inputs are handed over, not kept here, so they are freed once joined.
-        inputs = list(scoring_inputs(store, days, "cost_anomalies"))
-        frames = anomalies_for_days(inputs.pop(0), inputs.pop(0), days, config,
-                                    previous_anomalies(store, days))
+        frames = score_range(store, days, config, "cost_anomalies", anomalies_for_days)
         frames, source_requests = with_root_causes(context, source, frames)
         write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
     for day in days:
@@ -87,6 +85,15 @@ def cost_anomalies(
             "root_cause_requests": source_requests,  # billed calls of the whole run
         }
     )
+
+
+def score_range(store: TableStore, days: list[date], config: DetectionConfig, needed_by: str,
+                score: Callable[..., dict[date, pd.DataFrame]]) -> dict[date, pd.DataFrame]:
+    """``score`` (scores_for_days or anomalies_for_days) of ``days`` from their stored costs and
+    baselines and the anomalies of the day before. The inputs are handed over, not kept here,
+    so they are freed once joined."""
+    inputs = list(scoring_inputs(store, days, needed_by))
+    return score(inputs.pop(0), inputs.pop(0), days, config, previous_anomalies(store, days))
 
 
 def scoring_inputs(store: TableStore, days: list[date],

@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from sentinel_pipeline.defs.assets.anomalies import previous_anomalies, scoring_inputs
+from sentinel_pipeline.defs.assets.anomalies import score_range
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
     markdown_table,
@@ -46,10 +46,7 @@ def cost_scores(
     store = storage.store()
     with user_errors():
         config = detection.config()
-        # The inputs are handed over, not kept here, so they are freed once joined.
-        inputs = list(scoring_inputs(store, days, "cost_scores"))
-        frames = scores_for_days(inputs.pop(0), inputs.pop(0), days, config,
-                                 previous_anomalies(store, days))
+        frames = score_range(store, days, config, "cost_scores", scores_for_days)
         write_days(context, store, "cost_scores", frames, SCORE_COLUMNS)
     for day in days:
         rows = frames[day]
