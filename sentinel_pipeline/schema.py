@@ -7,13 +7,16 @@ from datetime import date, datetime
 import pandas as pd
 import pyarrow as pa
 
-SERIES_KEY: list[str] = ["service", "account_id", "region"]
+# owner: the value of the tag or cost category named by SENTINEL_OWNER_KEY (e.g. team), "" when
+# none is configured or the spend is untagged; it splits a service's spend between its owners.
+SERIES_KEY: list[str] = ["service", "account_id", "region", "owner"]
 
 RAW_COLUMNS: list[str] = [
     "usage_date",
     "service",
     "account_id",
     "region",
+    "owner",
     "cost",
     "currency",
     "estimated",
@@ -25,6 +28,7 @@ BASELINE_COLUMNS: list[str] = [
     "service",
     "account_id",
     "region",
+    "owner",
     "expected_cost",
     "lower",
     "upper",
@@ -45,6 +49,7 @@ ANOMALY_COLUMNS: list[str] = [
     "service",
     "account_id",
     "region",
+    "owner",
     "actual_cost",
     "expected_cost",
     "lower",
@@ -71,6 +76,7 @@ SCORE_COLUMNS: list[str] = [
     "service",
     "account_id",
     "region",
+    "owner",
     "actual_cost",
     "expected_cost",
     "impact",
@@ -86,6 +92,73 @@ SCORE_COLUMNS: list[str] = [
 UP_KINDS: tuple[str, ...] = ("spike", "sustained", "level_shift", "new_spend")
 ANOMALY_KINDS: tuple[str, ...] = (*UP_KINDS, "drop")
 
+# The life of an anomaly (issue 16). An *episode* is one series' run of elevated days that
+# alerted; it is named by its first day and series (episode_key). anomaly_episodes[D] holds every
+# episode open on D plus those that ended on D, with its status on D:
+#   open      alerted on D (its first day in the table)
+#   ongoing   still above expected on D
+#   resolved  back to expected on D (its last row; resolved_on = D)
+#   accepted  a user said expected / planned (feedback): it stops alerting, the level is adopted
+EPISODE_STATUSES: tuple[str, ...] = ("open", "ongoing", "resolved", "accepted")
+EPISODE_COLUMNS: list[str] = [
+    "usage_date",  # the partition day D
+    "episode_id",  # episode_key: anomaly_start|service|account_id|region[|owner]
+    "service",
+    "account_id",
+    "region",
+    "owner",
+    "kind",  # the kind it alerted as
+    "anomaly_start",
+    "alert_day",  # the day it alerted (the Slack message to follow up on)
+    "alert_key",  # delivery.ledger.alert_key of that day's row
+    "status",
+    "days",  # days from anomaly_start to D (or to its last elevated day once resolved)
+    "actual_cost",  # on D
+    "expected_cost",  # on D
+    "impact_to_date",  # $ above expected from anomaly_start to D
+    "resolved_on",  # D when status is resolved, else null
+    "verdict",  # the latest feedback (VERDICTS) or ""
+    "verdict_by",  # Slack user id of that feedback or ""
+    "currency",
+]
+
+# Feedback from Slack on an alert (issue 16): one row per (alert_key, user), the latest verdict
+# of that user. Table alert_feedback (not partitioned: {data}/alert_feedback/data.parquet).
+#   expected     the rise is real and fine: accept the new level (the episode stops alerting)
+#   planned      a planned change: same as expected
+#   not_anomaly  a false alarm: raise this series' bar for this kind of change (reversible:
+#                removing the reaction removes the row and the bar goes back)
+VERDICTS: tuple[str, ...] = ("expected", "planned", "not_anomaly")
+FEEDBACK_COLUMNS: list[str] = [
+    "alert_key",
+    "episode_id",
+    "service",
+    "account_id",
+    "region",
+    "owner",
+    "anomaly_start",
+    "kind",
+    "verdict",
+    "user_id",
+    "user_name",
+    "reason",  # text of a thread reply ("expected: nightly backfill moved"), "" for a reaction
+    "channel",
+    "message_ts",
+    "seen_at",  # ISO UTC time Sentinel first read it (Slack does not say when a reaction came)
+    "source",  # reaction | reply
+]
+
+
+def episode_key(service: object, account_id: object, region: object, owner: object,
+                anomaly_start: object) -> str:
+    """The name of an episode, stable across reruns (unowned keys as before owners existed)."""
+    start = anomaly_start.isoformat() if hasattr(anomaly_start, "isoformat") else str(anomaly_start)
+    parts = [start[:10], str(service), str(account_id), str(region)]
+    if isinstance(owner, str) and owner:
+        parts.append(owner)
+    return "|".join(parts)
+
+
 ALERT_EXTRA_COLUMNS: list[str] = [
     "explanation",
     "likely_cause",
@@ -98,9 +171,21 @@ ALERT_EXTRA_COLUMNS: list[str] = [
 ALERT_COLUMNS: list[str] = ANOMALY_COLUMNS + ALERT_EXTRA_COLUMNS
 
 _STRING_COLUMNS = {
+    "episode_id",
+    "alert_key",
+    "status",
+    "verdict",
+    "verdict_by",
+    "user_id",
+    "user_name",
+    "reason",
+    "channel",
+    "message_ts",
+    "seen_at",
     "service",
     "account_id",
     "region",
+    "owner",
     "currency",
     "source",
     "method",
@@ -129,12 +214,13 @@ _FLOAT_COLUMNS = {
     "cusum",
     "cusum_large",
     "confidence",
+    "impact_to_date",
 }
 
 
-_DATE_COLUMNS = {"usage_date", "anomaly_start"}
+_DATE_COLUMNS = {"usage_date", "anomaly_start", "alert_day", "resolved_on"}
 _BOOL_COLUMNS = {"estimated", "alert"}
-_INT_COLUMNS = {"history_days", "elevated_days"}
+_INT_COLUMNS = {"history_days", "elevated_days", "days"}
 
 
 def _as_dates(column: pd.Series) -> pd.Series:
@@ -170,7 +256,7 @@ def conform(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     out = df.copy()
     for col in columns:
         if col not in out.columns:
-            out[col] = pd.NA
+            out[col] = "" if col == "owner" else pd.NA
     for col in out.columns:
         dtype = out[col].dtype
         if col in _DATE_COLUMNS:
@@ -189,6 +275,15 @@ def conform(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
                 out[col] = pd.to_numeric(out[col]).fillna(0).astype("int64")
     extra = [c for c in out.columns if c not in columns]
     return out[columns + extra].reset_index(drop=True)
+
+
+def with_owner(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows written or built before series had an owner are unowned (""); other frames as is."""
+    if "region" in frame.columns and "owner" not in frame.columns:
+        frame = frame.copy()
+        frame.insert(int(frame.columns.get_loc("region")) + 1, "owner",
+                     pd.array([""] * len(frame), dtype=_STRING))
+    return frame
 
 
 def same_series(frame: pd.DataFrame, row: pd.Series) -> pd.Series:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentinel_pipeline.errors import DamagedPartitionError, StorageError
-from sentinel_pipeline.schema import arrow_type
+from sentinel_pipeline.schema import arrow_type, with_owner
 
 PARTITION_FILE = "data.parquet"
 
@@ -149,7 +149,26 @@ class TableStore:
         if data is None:
             return None
         with self._damage(table, day):
+            return with_owner(pq.read_table(io.BytesIO(data)).to_pandas())
+
+    def write_table(self, table: str, df: pd.DataFrame) -> str:
+        """Replace a table that is not partitioned by day ({table}/data.parquet), whole."""
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf, compression="zstd")
+        return self.write_bytes(f"{table}/data.parquet", buf.getvalue())
+
+    def read_table(self, table: str) -> pd.DataFrame | None:
+        """A table that is not partitioned by day, or None when it was never written."""
+        data = self.read_bytes(f"{table}/data.parquet")
+        if data is None:
+            return None
+        try:
             return pq.read_table(io.BytesIO(data)).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise DamagedPartitionError(
+                f"{self.display(f'{table}/data.parquet')} is damaged and cannot be read "
+                f"({type(exc).__name__}: {exc}): rematerialise the {table} asset to rewrite it."
+            ) from exc
 
     def read_schema(self, table: str, day: date) -> pa.Schema | None:
         """The Parquet schema of one day's file as written, or None when there is no file."""
@@ -223,12 +242,16 @@ class TableStore:
                        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
             parquet = pq.ParquetFile(source, read_dictionary=strings)
             out = parquet.read(columns=[c for c in columns if c in schema.names])
-            extra = [c for c in (more(out) if more else ()) if c in schema.names
-                     and c not in out.column_names]
+            wanted = list(more(out)) if more else []
+            extra = [c for c in wanted if c in schema.names and c not in out.column_names]
             if extra:
                 rest = parquet.read(columns=extra)
                 for name in extra:
                     out = out.append_column(name, rest.column(name))
+            if ("owner" in [*columns, *wanted] and "owner" not in schema.names
+                    and "region" in schema.names):  # written before owners (as with_owner)
+                out = out.append_column("owner", pa.array([""] * out.num_rows, pa.string())
+                                        .dictionary_encode())
             return out
 
     def iter_arrow(

@@ -68,6 +68,7 @@ def _series(n: int, rng: np.random.Generator) -> pd.DataFrame:
         "service": rng.choice(services, n),
         "account_id": [f"{rng.integers(10**11, 10**12)}" for _ in range(n)],
         "region": [regions[i] for i in rng.integers(0, len(regions), n)],
+        "owner": rng.choice(["", "team-a", "Team B"], n),
     }).drop_duplicates(ignore_index=True)
 
 

@@ -17,7 +17,7 @@ from sentinel_pipeline.defs.checks import days_with_costs
 from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, robust, seed
 from sentinel_pipeline.detection import frames as frames_module
 from sentinel_pipeline.detection.frames import CostMatrix, to_matrix, usage_days
-from sentinel_pipeline.schema import RAW_COLUMNS, SERIES_KEY, conform
+from sentinel_pipeline.schema import RAW_COLUMNS, SERIES_KEY, conform, with_owner
 from sentinel_pipeline.storage import TableStore
 
 DAY = date(2025, 6, 30)
@@ -27,6 +27,7 @@ def _pandas_matrix(rows: pd.DataFrame, first: date, last: date) -> CostMatrix:
     """The pivot as it was before issue 14 (string MultiIndex factorize, np.add.at): the
     reference the new path must equal."""
     n_days = (last - first).days + 1
+    rows = with_owner(rows)
     offsets = (usage_days(rows) - np.datetime64(first, "D")).astype(np.int64)
     inside = (offsets >= 0) & (offsets < n_days)
     keys = rows.loc[inside, SERIES_KEY].astype("string")

@@ -111,7 +111,11 @@ def alert_key(row: pd.Series | Mapping[Any, Any]) -> str:
     """One alert per series and day: a rerun that rescales the numbers is the same alert."""
     day = row["usage_date"]
     day = day.isoformat() if hasattr(day, "isoformat") else str(day)
-    return "|".join([day[:10], *(str(row[c]) for c in SERIES_KEY)])
+    parts = [day[:10], *(str(row[c]) for c in SERIES_KEY if c != "owner")]
+    owner = row.get("owner") if hasattr(row, "get") else None
+    if isinstance(owner, str) and owner:  # unowned keys are as before owners existed
+        parts.append(owner)
+    return "|".join(parts)
 
 
 def message_key(day: str, channel: str) -> str:

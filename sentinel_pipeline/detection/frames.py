@@ -18,6 +18,7 @@ from sentinel_pipeline.schema import (
     SERIES_KEY,
     conform,
     empty_frame,
+    with_owner,
 )
 
 
@@ -67,7 +68,7 @@ def to_matrix(rows: pd.DataFrame | pa.Table | None, first: date, last: date) -> 
     """
     builder = MatrixBuilder(first, last)
     if rows is not None and len(rows):
-        builder.add(rows if isinstance(rows, pa.Table) else _arrow_rows(rows))
+        builder.add(rows if isinstance(rows, pa.Table) else _arrow_rows(with_owner(rows)))
     return builder.matrix()
 
 
@@ -127,16 +128,16 @@ class _Dictionary:
 
 
 class _SeriesIndex:
-    """Series id (a matrix row, in first-seen order) of each row's three key codes, by one
-    int64 per series: the codes packed into bits, hashed by pandas. New series go to a small
-    second index merged into the main one now and then, so a file with a few new series does not
-    rebuild the hash of a million."""
+    """Series id (a matrix row, in first-seen order) of each row's key codes (one per part of
+    SERIES_KEY), by one int64 per series: the codes packed into bits, hashed by pandas. New
+    series go to a small second index merged into the main one now and then, so a file with a
+    few new series does not rebuild the hash of a million."""
 
     MERGE_AT = 65_536  # recent series merged into the main index above this (or 1/8 of it)
 
-    def __init__(self) -> None:
-        self.codes = np.zeros((0, 3), dtype=np.int64)  # the key codes of each series
-        self.bits = (0, 0, 0)
+    def __init__(self, parts: int = len(SERIES_KEY)) -> None:
+        self.codes = np.zeros((0, parts), dtype=np.int64)  # the key codes of each series
+        self.bits = (0,) * parts
         self.main = pd.Index([], dtype=np.int64)
         self.recent = pd.Index([], dtype=np.int64)
 
@@ -145,13 +146,13 @@ class _SeriesIndex:
 
     def ids(self, codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
         """The series id of each row, new series numbered in order of first appearance."""
-        a, b, c = (max(self.bits[i], max(sizes[i], 2).bit_length()) for i in range(3))
-        bits = (a, b, c)
-        if sum(bits) > 63:  # about 2 million distinct values in each part: not cost data
+        bits = tuple(max(self.bits[i], max(sizes[i], 2).bit_length())
+                     for i in range(len(self.bits)))
+        if sum(bits) > 63:  # millions of distinct values in the parts: not cost data
             raise ValueError("too many distinct series key values to pack into 63 bits")
         if bits != self.bits:  # a part grew past its bits: repack the series known so far
             self.bits = bits
-            self.main, self.recent = pd.Index(self._pack(self.codes.T)), self.recent[:0]
+            self.main, self.recent = pd.Index(self._pack(list(self.codes.T))), self.recent[:0]
         packed = self._pack(codes)
         ids = self.main.get_indexer(pd.Index(packed)).astype(np.int64)
         missing = np.flatnonzero(ids < 0)
@@ -172,14 +173,19 @@ class _SeriesIndex:
             self.main, self.recent = self.main.append(self.recent), self.recent[:0]
         return ids
 
-    def _pack(self, codes: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        _, b, c = self.bits
-        return np.asarray((codes[0] << (b + c)) | (codes[1] << c) | codes[2], dtype=np.int64)
+    def _shifts(self) -> list[int]:
+        """Where each part's bits start: the first part highest."""
+        return [sum(self.bits[i + 1:]) for i in range(len(self.bits))]
+
+    def _pack(self, codes: list[np.ndarray]) -> np.ndarray:
+        packed = np.zeros(len(codes[0]), dtype=np.int64)
+        for part, shift in zip(codes, self._shifts(), strict=True):
+            packed |= np.asarray(part, dtype=np.int64) << shift
+        return packed
 
     def _unpack(self, packed: np.ndarray) -> np.ndarray:
-        _, b, c = self.bits
-        return np.stack([packed >> (b + c), (packed >> c) & ((1 << b) - 1),
-                         packed & ((1 << c) - 1)], axis=1)
+        return np.stack([(packed >> shift) & ((1 << bits) - 1)
+                         for shift, bits in zip(self._shifts(), self.bits, strict=True)], axis=1)
 
 
 class MatrixBuilder:
@@ -318,6 +324,8 @@ def join_actual_and_baselines(actual: pd.DataFrame, baselines: pd.DataFrame) -> 
     is the order of the text; the value columns are then taken by row number. A year of
     10,000 series is 3.65 million rows: the merge on three text columns was the peak of a
     365-day backfill."""
+    actual = actual if actual is None else with_owner(actual)
+    baselines = baselines if baselines is None else with_owner(baselines)
     if actual is None or len(actual) == 0 or baselines is None or len(baselines) == 0:
         return _join_by_text(actual, baselines)
     keys = None if {"actual_cost", "currency"} & set(baselines.columns) else (

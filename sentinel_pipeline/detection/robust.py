@@ -32,7 +32,7 @@ import pandas as pd
 
 from sentinel_pipeline.detection.config import DetectionConfig
 from sentinel_pipeline.detection.frames import CostMatrix, baseline_frame, usage_days
-from sentinel_pipeline.schema import SERIES_KEY, UP_KINDS
+from sentinel_pipeline.schema import SERIES_KEY, UP_KINDS, with_owner
 
 LEVEL_DAYS = 14
 RESIDUAL_DAYS = 28
@@ -549,7 +549,7 @@ def _walk_episodes(
     """Day by day (vectorised over series): an elevated day of an open episode continues it
     (unless its impact doubles the episode's peak); a worthy day with no open episode opens
     one, its start traced back over the elevated run. Drops open and close the same way."""
-    prev = previous if previous is not None and len(previous) else None
+    prev = with_owner(previous) if previous is not None and len(previous) else None
     n = len(merged)
     if prev is None and (n == 0 or (days == days[0]).all()):
         # One day and nothing open before it (the daily run without history of episodes):
