@@ -281,8 +281,8 @@ def with_owner(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows written or built before series had an owner are unowned (""); other frames as is."""
     if "region" in frame.columns and "owner" not in frame.columns:
         frame = frame.copy()
-        frame.insert(int(frame.columns.get_loc("region")) + 1, "owner",
-                     pd.array([""] * len(frame), dtype=_STRING))
+        at = list(frame.columns).index("region") + 1
+        frame.insert(at, "owner", pd.Series([""] * len(frame), index=frame.index, dtype=_STRING))
     return frame
 
 
