@@ -42,6 +42,9 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
              "UnblendedCost, AmortizedCost, NetUnblendedCost or NetAmortizedCost"),
     Variable("SENTINEL_CE_RECORD_TYPES", "Usage",
              "comma-separated Cost Explorer RECORD_TYPE values detection looks at"),
+    Variable("SENTINEL_OWNER_KEY", "",
+             "tag:<key> or cost_category:<name> keying series by owner too, e.g. tag:team "
+             "('' = no owner)"),
     Variable("SENTINEL_RESTATE_DAYS", "14",
              "how far back the restatement sensor re-fetches days still estimated"),
     Variable("SENTINEL_CLAUDE_MODEL", "claude-haiku-4-5", "Claude model that explains alerts"),
@@ -104,6 +107,53 @@ def failure_sensor_interval(environ: Mapping[str, str] | None = None) -> int:
             f"least 1): e.g. {default('SENTINEL_FAILURE_SENSOR_INTERVAL')}."
         )
     return int(raw)
+
+
+@dataclass(frozen=True)
+class OwnerKey:
+    """What names a series' owner (SENTINEL_OWNER_KEY): a resource tag or a cost category.
+
+    ``kind`` is "tag" or "cost_category"; ``name`` the tag key or category name as the user
+    wrote it (sources add the spellings their exports use, e.g. CUR 2.0's ``user_team``)."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        """The keys a tag may have in an export, the user's own first: FOCUS ``Tags`` keep it
+        as is (AWS FOCUS writes ``user:team``), CUR 2.0 ``resource_tags`` write ``user_team``."""
+        if self.kind != "tag":
+            return (self.name,)
+        return tuple(dict.fromkeys((self.name, f"user_{self.name}", f"user:{self.name}")))
+
+
+OWNER_KINDS: tuple[str, ...] = ("tag", "cost_category")
+
+
+def parse_owner_key(raw: str) -> OwnerKey | None:
+    """SENTINEL_OWNER_KEY as an OwnerKey, None when blank (series have no owner).
+
+    'tag:team' and 'cost_category:Cost Center' are valid; anything else is a ConfigError
+    naming the variable and the fix, raised before any data is read."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    kind, sep, name = text.partition(":")
+    kind = kind.strip().lower().replace("-", "_")
+    name = name.strip()
+    if not sep or kind not in OWNER_KINDS or not name:
+        from sentinel_pipeline.errors import ConfigError
+
+        raise ConfigError(
+            f"SENTINEL_OWNER_KEY={raw!r} is not an owner key: write tag:<key> (a resource tag, "
+            "e.g. tag:team) or cost_category:<name> (e.g. cost_category:cost-center), or leave "
+            "it unset for no owner."
+        )
+    return OwnerKey(kind, name)
 
 
 # ---------------------------------------------------------------- sources

@@ -77,12 +77,19 @@ class CostSourceResource(dg.ConfigurableResource):
         description="SENTINEL_CUR_LINE_ITEM_TYPES: comma-separated CUR line item types counted "
         "(the others are reported in the metadata, not detected on)")
 
+    owner_key: str = Field(
+        default=default("SENTINEL_OWNER_KEY"),
+        description="SENTINEL_OWNER_KEY: tag:<key> or cost_category:<name> that names each "
+        "series' owner ('' = none)")
+
     def cost_source(self) -> CostSource:
-        """The configured source; an unknown SENTINEL_SOURCE is a ConfigError."""
+        """The configured source; an unknown SENTINEL_SOURCE or a bad SENTINEL_OWNER_KEY is a
+        ConfigError."""
         return make_source(self.source, SourceOptions(
             path=self.source_path, focus_cost=self.focus_cost, demo_series=self.demo_series,
             ce_metric=self.ce_metric, ce_record_types=self.ce_record_types,
-            cur_cost=self.cur_cost, cur_line_item_types=self.cur_line_item_types))
+            cur_cost=self.cur_cost, cur_line_item_types=self.cur_line_item_types,
+            owner_key=self.owner_key))
 
     def fetch(self, start: date, end: date) -> SourceResult:
         """Daily cost rows for the days from start to end inclusive."""
@@ -289,6 +296,7 @@ def resources_from_environment() -> Resources:
             ce_metric=_env("SENTINEL_CE_METRIC"),
             ce_record_types=_env("SENTINEL_CE_RECORD_TYPES"),
             restate_days=_env_int("SENTINEL_RESTATE_DAYS"),
+            owner_key=_env("SENTINEL_OWNER_KEY"),
         ),
         "detection": DetectionResource(),
         "annotator": AnnotatorResource(

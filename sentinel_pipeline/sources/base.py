@@ -35,6 +35,12 @@ class SourceOptions:
     ce_metric: str = settings.default("SENTINEL_CE_METRIC")
     ce_record_types: str = settings.default("SENTINEL_CE_RECORD_TYPES")
     demo_series: int = settings.DEMO_SERIES
+    owner_key: str = settings.default("SENTINEL_OWNER_KEY")  # settings.parse_owner_key syntax
+
+    @property
+    def owner(self) -> settings.OwnerKey | None:
+        """The parsed owner key (None: series have no owner); a bad one is a ConfigError."""
+        return settings.parse_owner_key(self.owner_key)
 
 
 @dataclass

@@ -120,9 +120,10 @@ def check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.da
     mixed = per_series[per_series > 1]
     if mixed.empty:
         return
-    service, account, region = mixed.index[0]
+    service, account, region, owner = mixed.index[0]
     series = rows[
         (rows["service"] == service) & (rows["account_id"] == account) & (rows["region"] == region)
+        & (rows["owner"] == owner)
     ]
     details = []
     for currency, group in series.groupby("currency", sort=True):
@@ -130,8 +131,9 @@ def check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.da
         shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
         details.append(f"{currency} (in {shown})")
     more = f"; {len(mixed) - 1} other series are mixed too" if len(mixed) > 1 else ""
+    owned = f" owner={owner!r}" if owner else ""
     raise SourceError(
-        f"series service={service!r} account_id={account!r} region={region!r} has costs in "
+        f"series service={service!r} account_id={account!r} region={region!r}{owned} has costs in "
         f"more than one currency between {start} and {end} under {path!r}: "
         f"{'; '.join(details)}{more}; export one billing currency per account, or filter the "
         f"files to one BillingCurrency"
@@ -148,7 +150,8 @@ def _check_finite(daily: pd.DataFrame, rows: pd.DataFrame) -> None:
     series = rows[(rows["usage_date"] == first["usage_date"])
                   & (rows["service"] == first["service"])
                   & (rows["account_id"] == first["account_id"])
-                  & (rows["region"] == first["region"])]
+                  & (rows["region"] == first["region"])
+                  & (rows["owner"] == first["owner"])]
     files = sorted(set(series["file"])) if "file" in series else []
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     more = f"; {int(bad.sum()) - 1} other series-days too" if bad.sum() > 1 else ""

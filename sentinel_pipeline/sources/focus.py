@@ -72,6 +72,7 @@ import pyarrow.parquet as pq
 
 from sentinel_pipeline import schema, settings
 from sentinel_pipeline.errors import ConfigError, SentinelError, SourceError
+from sentinel_pipeline.settings import OwnerKey
 from sentinel_pipeline.sources import root_causes as rc
 from sentinel_pipeline.sources.base import (
     Check,
@@ -91,6 +92,7 @@ from sentinel_pipeline.sources.exports import (
     os_errors,
     sum_groups,
 )
+from sentinel_pipeline.sources.owners import owner_values
 
 SOURCE_NAME = "focus"
 COST_COLUMNS: tuple[str, ...] = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
@@ -112,7 +114,7 @@ _FORMATS = (
     "ChargeCategory, ChargeClass) or Sentinel records (timestamp, service, account, cost; "
     "optional region, currency)"
 )
-_GROUP_KEYS = ["usage_date", "service", "account_id", "region", "currency", "category"]
+_GROUP_KEYS = ["usage_date", "service", "account_id", "region", "owner", "currency", "category"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ class _Layout:
     currency: str | None
     category: str | None
     charge_class: str | None
+    tags: str | None = None  # the Tags column, read only when an owner key is set
+    owner: OwnerKey | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -141,6 +145,7 @@ class _Layout:
             self.currency,
             self.category,
             self.charge_class,
+            self.tags,
         ]
         return list(dict.fromkeys(c for c in roles if c is not None))
 
@@ -151,8 +156,12 @@ def read_cost_files(
     end: dt.date,
     cost_column: str = settings.default("SENTINEL_FOCUS_COST"),
     charge_categories: tuple[str, ...] = COUNTED_CATEGORIES,
+    owner: OwnerKey | None = None,
 ) -> SourceResult:
     """Daily cost per series for UTC days in [start, end], from the export files under `path`.
+
+    With an owner key, each row's owner is that key's value in the ``Tags`` column (JSON text,
+    a map or a struct; "" when the row has no such tag, or the file no Tags column).
 
     Returns `schema.RAW_COLUMNS` rows (source "focus", estimated False), sorted by usage_date
     and series, with metadata `focus_excluded_cost` ({category or "correction": total} of the
@@ -170,7 +179,7 @@ def read_cost_files(
     day_end = np.datetime64(end, "D")
     parts: list[pa.Table] = []
     for file_path, display in files:
-        part = _read_file(fs, file_path, display, cost_column, day_start, day_end)
+        part = _read_file(fs, file_path, display, cost_column, day_start, day_end, owner)
         if part is not None:
             parts.append(part.append_column("file", pa.repeat(pa.scalar(display), len(part))))
     if parts:
@@ -183,7 +192,12 @@ def read_cost_files(
     kept = rows[kept_mask]
     check_one_currency(kept, path, start, end)
     out = daily_rows(kept, SOURCE_NAME, None)
+    metadata: dict[str, object] = {}
+    if owner is not None:
+        metadata = {"owner_key": str(owner),
+                    "untagged_cost": float(out.loc[out["owner"] == "", "cost"].sum())}
     return SourceResult(out, {
+        **metadata,
         "focus_files_read": len(files),
         "focus_cost_column": cost_column,
         "focus_excluded_cost": {str(k): float(v) for k, v in excluded.items()},
@@ -271,9 +285,11 @@ def _read_file(
     cost_column: str,
     start: np.datetime64,
     end: np.datetime64,
+    owner: OwnerKey | None = None,
 ) -> pa.Table | None:
     """One file's in-range rows, aggregated per series, day, currency and charge category."""
-    with _file_batches(fs, file_path, display, cost_column) as (layout, _, batches, is_csv):
+    with _file_batches(fs, file_path, display, cost_column, owner=owner) as (
+            layout, _, batches, is_csv):
         return _aggregate(batches, layout, display, is_csv, start, end)
 
 
@@ -284,6 +300,7 @@ def _file_batches(
     display: str,
     cost_column: str,
     optional: tuple[str, ...] = (),
+    owner: OwnerKey | None = None,
 ) -> Iterator[tuple[_Layout, list[str], Iterable[pa.RecordBatch], bool]]:
     """Open one file: its layout, the columns read (the layout's and whichever of `optional`
     it has), its batches, and whether it is CSV. Errors, also those raised while the batches
@@ -293,7 +310,7 @@ def _file_batches(
             with fs.open_input_file(file_path) as handle:
                 parquet = pq.ParquetFile(handle)
                 names = parquet.schema_arrow.names
-                layout = _resolve_layout(names, display, cost_column)
+                layout = _resolve_layout(names, display, cost_column, owner)
                 columns = _projection(layout, names, optional)
                 yield layout, columns, parquet.iter_batches(batch_size=_BATCH_ROWS,
                                                             columns=columns), False
@@ -301,7 +318,7 @@ def _file_batches(
         compression = None if file_path.lower().endswith(".csv") else "gzip"
         with fs.open_input_stream(file_path, compression=compression) as handle:
             names = pacsv.open_csv(handle).schema.names
-        layout = _resolve_layout(names, display, cost_column)
+        layout = _resolve_layout(names, display, cost_column, owner)
         columns = _projection(layout, names, optional)
         convert = pacsv.ConvertOptions(
             include_columns=columns,
@@ -320,7 +337,8 @@ def _projection(layout: _Layout, names: list[str], optional: tuple[str, ...]) ->
     return list(dict.fromkeys([*layout.columns, *(c for c in optional if c in names)]))
 
 
-def _resolve_layout(names: list[str], display: str, cost_column: str) -> _Layout:
+def _resolve_layout(names: list[str], display: str, cost_column: str,
+                    owner: OwnerKey | None = None) -> _Layout:
     """Recognise FOCUS or Sentinel records from the header; name what is missing otherwise."""
     lookup: dict[str, str] = {}
     for name in names:
@@ -368,6 +386,8 @@ def _resolve_layout(names: list[str], display: str, cost_column: str) -> _Layout
             currency=pick("BillingCurrency"),
             category=pick("ChargeCategory"),
             charge_class=pick("ChargeClass"),
+            tags=pick("Tags") if owner is not None else None,
+            owner=owner,
         )
     return _Layout(
         kind=kind,
@@ -379,6 +399,8 @@ def _resolve_layout(names: list[str], display: str, cost_column: str) -> _Layout
         currency=pick("currency"),
         category=None,
         charge_class=None,
+        tags=pick("tags") if owner is not None else None,
+        owner=owner,
     )
 
 
@@ -425,6 +447,7 @@ def _aggregate_batch(
             "service": _labels(taken, layout.service, UNKNOWN),
             "account_id": _labels(taken, layout.account, UNKNOWN),
             "region": _labels(taken, layout.region, GLOBAL_REGION),
+            "owner": _owners(taken, layout),
             "currency": _labels(taken, layout.currency, DEFAULT_CURRENCY, "upper"),
             "category": _category(taken, layout),
             "cost": _costs(taken.column(layout.cost), in_range, layout.cost, display, is_csv,
@@ -441,6 +464,13 @@ def _labels(
     if column is None:
         return pa.repeat(pa.scalar(default), batch.num_rows)
     return _text(batch.column(column), default, case)
+
+
+def _owners(batch: pa.RecordBatch, layout: _Layout) -> pa.Array:
+    """Each row's owner: the owner key's value in Tags, "" when untagged or no key is set."""
+    if layout.owner is None or layout.tags is None:
+        return pa.repeat(pa.scalar(""), batch.num_rows)
+    return owner_values(batch.column(layout.tags), layout.owner).fill_null("").cast(pa.string())
 
 
 def _category(batch: pa.RecordBatch, layout: _Layout) -> pa.Array:
@@ -559,6 +589,7 @@ def focus_root_causes(
     anomalies: pd.DataFrame,
     cost_column: str = settings.default("SENTINEL_FOCUS_COST"),
     charge_categories: tuple[str, ...] = COUNTED_CATEGORIES,
+    owner: OwnerKey | None = None,
 ) -> list[str]:
     """JSON top contributors (charge description or SKU, resource) of each anomaly row.
 
@@ -570,14 +601,15 @@ def focus_root_causes(
         return []
     cost_column = _canonical_cost_column(cost_column)
     days, start, end = rc.window(anomalies)
-    wanted = set(zip(anomalies["service"].astype(str), anomalies["account_id"].astype(str),
-                     anomalies["region"].astype(str), strict=True))
+    wanted = set(schema.with_owner(anomalies)[schema.SERIES_KEY].astype(str)
+                 .itertuples(index=False, name=None))
     keep = {c.strip().lower() for c in charge_categories}
     fs, root, display_root = open_filesystem(path)
     files = [(f, d) for f, d in _list_files(fs, root, display_root, path)
              if _period_overlaps(_relative(f, root), start, end)]
     parts = [part for f, d in files
-             if (part := _detail_file(fs, f, d, cost_column, start, end, wanted)) is not None]
+             if (part := _detail_file(fs, f, d, cost_column, start, end, wanted, owner))
+             is not None]
     if not parts:
         return ["" for _ in range(len(anomalies))]
     detail = pd.concat(parts, ignore_index=True)
@@ -588,19 +620,19 @@ def focus_root_causes(
 
 def _detail_file(
     fs: pafs.FileSystem, file_path: str, display: str, cost_column: str,
-    start: dt.date, end: dt.date, wanted: set[tuple[str, str, str]],
+    start: dt.date, end: dt.date, wanted: set[tuple[str, ...]], owner: OwnerKey | None = None,
 ) -> pd.DataFrame | None:
     """One file's rows of the wanted series in [start, end], summed per day and detail, read
     in batches like the series themselves."""
     optional = tuple(c for cands in _DETAIL_SOURCES.values() for c in cands)
-    with _file_batches(fs, file_path, display, cost_column, optional) as (
+    with _file_batches(fs, file_path, display, cost_column, optional, owner) as (
             layout, columns, batches, is_csv):
         return _detail_batches(batches, layout, columns, display, is_csv, start, end, wanted)
 
 
 def _detail_batches(
     batches: Iterable[pa.RecordBatch], layout: _Layout, columns: list[str], display: str,
-    is_csv: bool, start: dt.date, end: dt.date, wanted: set[tuple[str, str, str]],
+    is_csv: bool, start: dt.date, end: dt.date, wanted: set[tuple[str, ...]],
 ) -> pd.DataFrame | None:
     """Keep the wanted series' rows of each batch; sum them per day, category and detail."""
     if layout.kind != "FOCUS":
@@ -620,9 +652,10 @@ def _detail_batches(
             "service": _labels(taken, layout.service, UNKNOWN).to_pandas(),
             "account_id": _labels(taken, layout.account, UNKNOWN).to_pandas(),
             "region": _labels(taken, layout.region, GLOBAL_REGION).to_pandas(),
+            "owner": _owners(taken, layout).to_pandas(),
         })
         series = pd.Series(list(zip(frame["service"], frame["account_id"], frame["region"],
-                                    strict=True)))
+                                    frame["owner"], strict=True)))
         match = series.isin(wanted).to_numpy()
         if not match.any():
             continue
@@ -649,10 +682,11 @@ class FocusSource(CostSource):
     name: ClassVar[str] = SOURCE_NAME
     path: str
     cost_column: str
+    owner: OwnerKey | None = None
 
     @classmethod
     def from_options(cls, options: SourceOptions) -> FocusSource:
-        return cls(path=options.path, cost_column=options.focus_cost)
+        return cls(path=options.path, cost_column=options.focus_cost, owner=options.owner)
 
     def _require_path(self) -> None:
         if not self.path:
@@ -663,10 +697,11 @@ class FocusSource(CostSource):
 
     def fetch(self, start: dt.date, end: dt.date) -> SourceResult:
         self._require_path()
-        return read_cost_files(self.path, start, end, self.cost_column)
+        return read_cost_files(self.path, start, end, self.cost_column, owner=self.owner)
 
     def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
-        return RootCauses(focus_root_causes(self.path, alerts, self.cost_column))
+        return RootCauses(focus_root_causes(self.path, alerts, self.cost_column,
+                                            owner=self.owner))
 
     def check(self, today: dt.date) -> Check:
         """The settings, the listing, and a sample read: the first, middle and last file's

@@ -18,7 +18,9 @@ SOURCES: dict[str, type[CostSource]] = {
 
 
 def make_source(name: str, options: SourceOptions) -> CostSource:
-    """The configured source; an unknown name is a ConfigError listing the known ones."""
+    """The configured source; an unknown name is a ConfigError listing the known ones, a bad
+    SENTINEL_OWNER_KEY one naming the syntax (before any data is read)."""
+    _ = options.owner  # parsing validates it
     try:
         source = SOURCES[name.strip()]
     except KeyError:

@@ -35,7 +35,7 @@ from datetime import date, timedelta
 import pandas as pd
 
 from sentinel_pipeline.formatting import money
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.schema import SERIES_KEY, with_owner
 
 DETAIL_DIMENSIONS: tuple[str, ...] = ("region", "usage_type", "resource_id")
 BASELINE_DAYS = 14
@@ -98,8 +98,9 @@ def rank_each(
     anomalies: pd.DataFrame, days: Sequence[date], by_series: Mapping[tuple, pd.DataFrame]
 ) -> list[str]:
     """The JSON top contributors of each anomaly row, in order, from its series' detail frame
-    (keyed by the SERIES_KEY values as text; '' for a series without detail)."""
-    keys = anomalies[SERIES_KEY].astype(str).itertuples(index=False, name=None)
+    (keyed by the SERIES_KEY values as text; '' for a series without detail). Alerts made
+    before series had an owner are unowned."""
+    keys = with_owner(anomalies)[SERIES_KEY].astype(str).itertuples(index=False, name=None)
     return ["" if (detail := by_series.get(key)) is None
             else to_json(top_contributors(detail, day))
             for key, day in zip(keys, days, strict=True)]
