@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from sentinel_pipeline.detection import robust, seed
 from sentinel_pipeline.detection.config import METHODS, DetectionConfig
+from sentinel_pipeline.detection.feedback import accepted_episodes, level_since, raised_bars
 from sentinel_pipeline.detection.frames import (
     CostMatrix,
     anomaly_frame,
@@ -54,18 +55,27 @@ def baselines_for_days(
     days: list[date],
     config: DetectionConfig,
     progress: Callable[[date], None] | None = None,
+    feedback: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
     """Baselines of each day from rows of ``history`` strictly before it. ``history`` may also
     be a function giving the matrix of days first..last, so a caller reading files (the
-    cost_baselines asset) reads only the days the method looks at straight into it."""
+    cost_baselines asset) reads only the days the method looks at straight into it.
+    ``feedback`` (the alert_feedback table, robust only): episodes marked expected / planned
+    have their new level adopted from the day after their alert (feedback.py)."""
     method = _method(config)
     span = timedelta(days=method.history_days(config))
     one = timedelta(days=1)
     first, last = min(days) - span, max(days) - one
     matrix = history(first, last) if callable(history) else to_matrix(history, first, last)
+    accepted = accepted_episodes(feedback) if config.method == "robust" else None
     out: dict[date, pd.DataFrame] = {}
     for day in days:
-        out[day] = method.baselines_from_matrix(matrix.window(day - span, day - one), day, config)
+        window = matrix.window(day - span, day - one)
+        if accepted is not None and len(accepted):
+            since = level_since(accepted, window.keys, day)
+            out[day] = robust.baselines_from_matrix(window, day, config, since)
+        else:
+            out[day] = method.baselines_from_matrix(window, day, config)
         if progress:
             progress(day)
     return out
@@ -84,17 +94,19 @@ def scores_for_days(
     days: list[date],
     config: DetectionConfig,
     previous: pd.DataFrame | None = None,
+    feedback: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
     """Every series of each day, scored against its own baselines; ``kind`` is "" on a normal
     day. ``previous``: the anomalies of the day before ``days`` (as stored), so an episode
-    already alerted there is continued, not alerted again.
+    already alerted there is continued, not alerted again. ``feedback``: the alert_feedback
+    table (robust only): not_anomaly verdicts raise that series' bar for that kind.
 
     A caller that passes ``raw`` and ``baselines`` without keeping them lets them be freed as
     soon as they are joined (a year of 10,000 series is 3.65 million rows of each).
     """
     inputs = [raw, baselines]
     del raw, baselines
-    return _scored_days(inputs, days, config, previous)
+    return _scored_days(inputs, days, config, previous, feedback)
 
 
 def _scored_days(
@@ -102,6 +114,7 @@ def _scored_days(
     days: list[date],
     config: DetectionConfig,
     previous: pd.DataFrame | None,
+    feedback: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
     """scores_for_days of ``[raw, baselines]``, emptying the list: each frame is dropped as
     soon as it is no longer needed, so the range's frames are not all alive at once."""
@@ -111,7 +124,11 @@ def _scored_days(
     merged = join_actual_and_baselines(raw, baselines)
     del raw, baselines
     if len(merged):
-        merged = _method(config).score(merged, config, previous)
+        if config.method == "robust":
+            bars = raised_bars(feedback, config.score_threshold)
+            merged = robust.score(merged, config, previous, bars)
+        else:  # seed: the fixed reference rule, feedback ignored
+            merged = seed.score(merged, config, previous)
     return split_days(merged, days)
 
 
@@ -136,12 +153,13 @@ def anomalies_for_days(
     days: list[date],
     config: DetectionConfig,
     previous: pd.DataFrame | None = None,
+    feedback: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
     """Anomalies of each day (the unusual rows of ``scores_for_days``), in contract order,
     listed as the method lists them (robust: largest $ impact first; seed: largest % rise)."""
     inputs = [raw, baselines]
     del raw, baselines
-    scored = _scored_days(inputs, days, config, previous)
+    scored = _scored_days(inputs, days, config, previous, feedback)
     column, ascending = _method(config).ANOMALY_ORDER
     out = {}
     for day in list(scored):  # each day's scores freed once its anomalies are taken

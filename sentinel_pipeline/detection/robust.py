@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sentinel_pipeline.detection.config import DetectionConfig
+from sentinel_pipeline.detection.feedback import bar_columns
 from sentinel_pipeline.detection.frames import CostMatrix, baseline_frame, usage_days
 from sentinel_pipeline.schema import SERIES_KEY, UP_KINDS, with_owner
 
@@ -142,8 +143,13 @@ def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
                         np.nan)
 
 
-def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig) -> pd.DataFrame:
-    """Seasonal median baseline, noise scale and the elevated run before ``day``."""
+def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig,
+                          level_since: list[date | None] | None = None) -> pd.DataFrame:
+    """Seasonal median baseline, noise scale and the elevated run before ``day``.
+
+    ``level_since`` (one per series of the matrix, or None): the first day of an episode whose
+    new level was accepted (feedback.py): that series' level is the median of its days from
+    then on (at most LEVEL_DAYS of them), adopted at once, not after ADOPT_DAYS."""
     # float32 for the series x day work: cost data has no 8 significant digits to lose, and at a
     # million series halving the bytes moved is what makes it fast.
     values, present = matrix.values.astype(np.float32), matrix.present
@@ -216,12 +222,23 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                      RELATIVE_SCALE_FLOOR)
     log_scale = np.fmax(log_scale, np.log1p(floor))
     tail = slice(max(deseasoned.shape[1] - RUN_DAYS, 0), None)
+    accepted_col = np.full(n_series, -1, dtype=np.int64)
+    if level_since is not None:
+        for i, since in enumerate(level_since):
+            if since is not None:
+                accepted_col[i] = max((since - matrix.first).days, 0)
+    accepted = accepted_col >= 0
 
     def model(rows: np.ndarray | slice, excluded: np.ndarray) -> dict[str, np.ndarray]:
         """Expected cost, scale and the state of the days just before ``day`` of the series
         ``rows`` when their level leaves out their last ``excluded`` days (an open episode)."""
         level_recent = _recent_level(deseasoned[rows], excluded)
-        level = np.nan_to_num(np.fmax(level_recent, level_long[rows]), nan=0.0)
+        adopted = accepted[rows]
+        if adopted.any():
+            level_recent[adopted] = _accepted_level(deseasoned[rows][adopted],
+                                                    accepted_col[rows][adopted] - recent)
+        level = np.nan_to_num(np.fmax(level_recent, np.where(adopted, np.nan, level_long[rows])),
+                              nan=0.0)
         level = np.where(np.nan_to_num(level_recent) < 0, np.nan_to_num(level_recent), level)
         expected = level * factor[rows, day.weekday()]
         model_r = level.astype(np.float32)[:, None] * factor_r[rows]
@@ -253,7 +270,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     # itself. Only a run that is evidence of a change is left out: leaving out days that were
     # merely high by chance would pull every level down.
     m = model(slice(None), np.zeros(n_series, dtype=np.int64))  # views: no copy of the matrix
-    episode = np.flatnonzero((m["run"] > 0) & (m["run"] < ADOPT_DAYS)
+    episode = np.flatnonzero((m["run"] > 0) & (m["run"] < ADOPT_DAYS) & ~accepted
                              & (_drift_score(m["cusum"], m["cusum_large"]) >= EPISODE_Z))
     if len(episode):
         again = model(episode, m["run"][episode])
@@ -319,6 +336,15 @@ def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     cols = np.arange(width)[None, :]
     end = width - excluded[:, None]
     keep = (cols < end) & (cols >= end - LEVEL_DAYS)
+    return _median(np.where(keep, deseasoned, np.nan))
+
+
+def _accepted_level(deseasoned: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Median of the last LEVEL_DAYS weekday-adjusted days from column ``start`` of each row
+    on (the accepted episode's days: its level is the new normal)."""
+    width = deseasoned.shape[1]
+    cols = np.arange(width)[None, :]
+    keep = (cols >= start[:, None]) & (cols >= width - LEVEL_DAYS)
     return _median(np.where(keep, deseasoned, np.nan))
 
 
@@ -462,15 +488,18 @@ def _elevated(excess: np.ndarray, expected: np.ndarray, z: np.ndarray,
 
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
-          previous: pd.DataFrame | None = None) -> pd.DataFrame:
+          previous: pd.DataFrame | None = None,
+          bars: pd.DataFrame | None = None) -> pd.DataFrame:
     """Classify each (day, series): spike, sustained, level_shift, new_spend, drop or "" (a
     normal day). Every row is returned, scored, so cost_scores can keep them all.
 
     Days are walked in order so an episode is alerted once: ``previous`` holds the anomalies of
     the day before the first one (from the table), so rerunning a single day knows which
-    episodes were already open.
+    episodes were already open. ``bars``: score bars raised by not_anomaly feedback per series
+    and kind (feedback.raised_bars); the bar each row had to pass is its ``threshold``.
     """
     thr = config.score_threshold
+    bar = bar_columns(merged, bars, thr)
     actual = merged["actual_cost"].to_numpy(dtype=float)
     history = merged["history_days"].fillna(0).to_numpy()
     is_new = history == 0
@@ -491,7 +520,9 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(expected > 0, impact / expected * 100.0, np.nan)
     z = _z(actual, expected, log_scale, scale, noise_df)
-    hard = ~is_new & _material(impact, expected, config) & (z >= thr)
+    # The day's jump opens a spike when nothing was elevated before it, else a sustained rise.
+    jump_bar = np.where(run == 0, bar["spike"], bar["sustained"])
+    hard = ~is_new & _material(impact, expected, config) & (z >= jump_bar)
     elevated = ~is_new & _elevated(impact, expected, z, config)
     # Drift: the evidence of a run of small rises, on the same scale as the day's z, and the
     # money the episode has cost so far (a small overrun alerts once it adds up to min_impact).
@@ -499,9 +530,12 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
                                                      _cusum_step(cusum_large_before, z,
                                                                  CUSUM_KS[1])))
     run_cost = np.where(run > 0, prior_actual - prior_expected, 0.0) + impact
-    drifting = elevated & (drift_score >= thr) & (run_cost >= config.min_impact)
-    new_spend = is_new & warm & (impact >= config.min_impact)
-    drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -thr) & (-impact >= config.min_impact)
+    drifting = elevated & (drift_score >= bar["sustained"]) & (run_cost >= config.min_impact)
+    # A new series has no spread to compare with: its score says how far past the $ bar it is.
+    new_score = impact / max(config.min_impact, _abs_floor(config)) * thr
+    new_spend = is_new & warm & (impact >= config.min_impact) & (new_score >= bar["new_spend"])
+    drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -bar["drop"])
+            & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
     walk = _walk_episodes(merged, previous, usage_days(merged), elevated, hard | drifting,
@@ -514,8 +548,9 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
                                 "sustained")
     kind[new_spend] = "new_spend"
     kind[drop & ~continuing & ~opens] = "drop"
-    # A new series has no spread to compare with: its score says how far past the $ bar it is.
-    new_score = impact / max(config.min_impact, _abs_floor(config)) * thr
+    # The bar the row had to pass for its kind (a normal day: that of a spike).
+    threshold = np.select([kind == "sustained", kind == "new_spend", kind == "drop"],
+                          [bar["sustained"], bar["new_spend"], bar["drop"]], bar["spike"])
 
     out = merged.copy(deep=False)  # copy-on-write: the columns set below are new, not merged's
     out["expected_cost"] = expected
@@ -527,6 +562,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["lower"] = out["lower"].fillna(0.0)
     out["upper"] = out["upper"].fillna(0.0)
     out["anomaly_start"] = start  # numpy days: made dates for the anomalies only (conform)
+    out["threshold"] = threshold
     out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
     return out
 
