@@ -7,6 +7,7 @@ from sentinel_pipeline.defs.assets.alerts import annotated_alerts
 from sentinel_pipeline.defs.assets.anomalies import cost_anomalies
 from sentinel_pipeline.defs.assets.baselines import cost_baselines
 from sentinel_pipeline.defs.assets.costs import raw_daily_costs
+from sentinel_pipeline.defs.assets.episodes import anomaly_episodes
 from sentinel_pipeline.defs.assets.scores import cost_scores
 from sentinel_pipeline.defs.checks import raw_freshness_checks
 from sentinel_pipeline.defs.jobs import sentinel_daily_job, sentinel_weekly_digest_job
@@ -36,7 +37,8 @@ in_process_by_default = dg.ExecutorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[raw_daily_costs, cost_baselines, cost_anomalies, cost_scores, annotated_alerts],
+    assets=[raw_daily_costs, cost_baselines, cost_anomalies, cost_scores, anomaly_episodes,
+            annotated_alerts],
     asset_checks=raw_freshness_checks,
     jobs=[sentinel_daily_job, sentinel_weekly_digest_job],
     schedules=[sentinel_daily_schedule, weekly_digest_schedule],

@@ -16,6 +16,7 @@ from sentinel_pipeline.schema import (
     ALERT_COLUMNS,
     ANOMALY_COLUMNS,
     BASELINE_COLUMNS,
+    EPISODE_COLUMNS,
     RAW_COLUMNS,
     SCORE_COLUMNS,
 )
@@ -28,6 +29,7 @@ TABLES = {
     "cost_baselines": BASELINE_COLUMNS,
     "cost_anomalies": ANOMALY_COLUMNS,
     "cost_scores": SCORE_COLUMNS,
+    "anomaly_episodes": EPISODE_COLUMNS,
     "annotated_alerts": ALERT_COLUMNS,
 }
 
@@ -43,7 +45,8 @@ def test_definition_graph_is_pinned() -> None:
         "cost_baselines": {"raw_daily_costs"},
         "cost_anomalies": {"raw_daily_costs", "cost_baselines"},
         "cost_scores": {"raw_daily_costs", "cost_baselines"},
-        "annotated_alerts": {"cost_anomalies"},
+        "anomaly_episodes": {"cost_anomalies"},
+        "annotated_alerts": {"cost_anomalies", "anomaly_episodes"},
     }
     for key in TABLES:
         node = graph.get(dg.AssetKey(key))

@@ -37,7 +37,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-sync", "--no-first-run"]
 BACKFILL = (date(2025, 1, 1), date(2025, 2, 9))  # 40 days, with a known spike on 2025-01-20
 ASSETS = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "cost_scores",
-          "annotated_alerts"]
+          "anomaly_episodes", "annotated_alerts"]
 TIMEOUT_MS = 20_000
 
 

@@ -389,3 +389,34 @@ with warnings.catch_warnings():
         timezone="UTC",
         severity=dg.AssetCheckSeverity.ERROR,
     )
+
+
+# ------------------------------------------------------------ anomaly_episodes
+EPISODE_CHECK_SPECS = [dg.AssetCheckSpec(
+    "alerts_followed", asset="anomaly_episodes",
+    description="Every alerted rise (alert=True, an up kind) of cost_anomalies[D] is an episode "
+    "row of anomaly_episodes[D], and no episode is listed twice a day (warns: its Slack "
+    "follow-ups would be missing or doubled).")]
+
+
+def episodes_follow_alerts(anomalies: Mapping[date, pd.DataFrame | None],
+                           episodes: Mapping[date, pd.DataFrame]) -> Rule:
+    """Each day's alerted rises have an episode row; an episode appears once a day."""
+    from sentinel_pipeline.detection.episodes import unepisoded_alerts  # noqa: PLC0415
+
+    problems: list[str] = []
+    missing = 0
+    for day, rows in sorted(episodes.items()):
+        lost = unepisoded_alerts(anomalies.get(day), rows)
+        missing += len(lost)
+        if lost:
+            problems.append(f"{day}: {len(lost)} alert(s) without episode ({lost[0]})")
+        if len(rows) and rows["episode_id"].duplicated().any():
+            problems.append(f"{day}: an episode listed twice")
+    return not problems, {"problems": "; ".join(problems[:10]) or "none",
+                          "alerts_without_episode": missing}
+
+
+def episode_check_results(anomalies: Mapping[date, pd.DataFrame | None],
+                          episodes: Mapping[date, pd.DataFrame]) -> list[dg.AssetCheckResult]:
+    return [_result(EPISODE_CHECK_SPECS[0], *episodes_follow_alerts(anomalies, episodes))]

@@ -18,7 +18,9 @@ from sentinel_pipeline.schema import ALERT_COLUMNS
 
 @dg.asset(
     **DAILY_TABLE,
-    deps=["cost_anomalies"],
+    # anomaly_episodes first: the alert sensor posts what this writes, and the follow-ups in
+    # each alert's thread read the episodes of the same day.
+    deps=["cost_anomalies", "anomaly_episodes"],
     check_specs=ALERT_CHECK_SPECS,
     description=(
         "Alerts to send: the anomalies that open an episode (alert=True; drops only with "

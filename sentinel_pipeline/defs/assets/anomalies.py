@@ -4,6 +4,7 @@ import ctypes
 import gc
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -25,6 +26,7 @@ from sentinel_pipeline.defs.resources import (
     StorageResource,
 )
 from sentinel_pipeline.detection import DetectionConfig, anomalies_for_days
+from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, bars_table, raised_bars
 from sentinel_pipeline.schema import (
     ANOMALY_COLUMNS,
     ANOMALY_KINDS,
@@ -50,7 +52,9 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
         "Empty file = quiet day: a day is only computed from raw_daily_costs and cost_baselines "
         "of that same day, and fails naming the days to materialise when either is missing. "
         "cost_anomalies of D-1 (episodes already alerted) is read from storage, not declared, "
-        "so that one run can materialise a range of days with the other assets."
+        "so that one run can materialise a range of days with the other assets. A series whose "
+        "alert of a kind was marked not_anomaly in alert_feedback needs a higher score for that "
+        "kind from the next day on (column threshold; metadata series_with_raised_bars)."
     ),
 )
 def cost_anomalies(
@@ -83,6 +87,7 @@ def cost_anomalies(
         metadata={
             "method": config.method,
             "root_cause_requests": source_requests,  # billed calls of the whole run
+            **raised_bars_metadata(store, config),
         }
     )
 
@@ -93,7 +98,20 @@ def score_range(store: TableStore, days: list[date], config: DetectionConfig, ne
     baselines and the anomalies of the day before. The inputs are handed over, not kept here,
     so they are freed once joined."""
     inputs = list(scoring_inputs(store, days, needed_by))
-    return score(inputs.pop(0), inputs.pop(0), days, config, previous_anomalies(store, days))
+    return score(inputs.pop(0), inputs.pop(0), days, config, previous_anomalies(store, days),
+                 store.read_table(FEEDBACK_TABLE))
+
+
+def raised_bars_metadata(store: TableStore, config: DetectionConfig) -> dict[str, Any]:
+    """The series whose bar not_anomaly feedback raised (detection/feedback.py), for the UI."""
+    if config.method != "robust":
+        return {"series_with_raised_bars": 0}
+    bars = bars_table(raised_bars(store.read_table(FEEDBACK_TABLE), config.score_threshold))
+    return {
+        "series_with_raised_bars": len(bars),
+        "raised_bars": dg.MetadataValue.md(markdown_table(
+            bars, [*SERIES_KEY, "kind", "raises", "threshold"])),
+    }
 
 
 def scoring_inputs(store: TableStore, days: list[date],

@@ -23,6 +23,7 @@ from sentinel_pipeline.defs.checks import (
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, first_day
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
+from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, accepted_episodes
 from sentinel_pipeline.detection.frames import CostMatrix, MatrixBuilder
 from sentinel_pipeline.schema import BASELINE_COLUMNS, SERIES_KEY
 from sentinel_pipeline.storage import TableStore
@@ -105,7 +106,9 @@ class RawHistory:
         "raw_daily_costs is declared on the same day so a backfill materialises the days you "
         "select, and each day's metadata names the history it read (history_read, "
         "history_days_with_costs). A raw day never materialised inside that history fails the "
-        "run, naming the days to backfill first."
+        "run, naming the days to backfill first. An episode marked expected or planned in "
+        "alert_feedback has its new level adopted from the day after its alert (robust only; "
+        "accepted_levels)."
     ),
 )
 def cost_baselines(
@@ -129,7 +132,11 @@ def cost_baselines(
                 allow_retries=False,
             )
         history = RawHistory(store, history_window(days[0])[0], days[-1])
-        frames = baselines_for_days(history, days, config, progress=_progress(context, days))
+        # Episodes people marked expected / planned: their level is adopted (detection/feedback.py).
+        feedback = store.read_table(FEEDBACK_TABLE)
+        accepted = accepted_episodes(feedback)
+        frames = baselines_for_days(history, days, config, progress=_progress(context, days),
+                                    feedback=feedback)
         history_days = history.days
         gaps = history_gaps(history_days)
         if gaps:
@@ -152,6 +159,9 @@ def cost_baselines(
             # partition mapping, see the description): the lineage of the day, in the UI.
             "history_read": f"{start}..{end}" if start <= end else "none (first day)",
             "history_days_with_costs": sum(start <= d <= end for d in history_days),
+            # Series whose accepted episode's level is the baseline from this day on.
+            "accepted_levels": int((accepted["alert_day"] < day).sum())
+            if config.method == "robust" else 0,
             "largest_baselines": dg.MetadataValue.md(markdown_table(
                 top, ["service", "account_id", "region", "expected_cost", "lower", "upper"])),
         })

@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from sentinel_pipeline.defs.assets.anomalies import score_range
+from sentinel_pipeline.defs.assets.anomalies import raised_bars_metadata, score_range
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
     markdown_table,
@@ -34,7 +34,9 @@ CALIBRATION = {3.0: 1.35e-3, 4.0: 3.17e-5}
         "standard deviations of a one-sided normal tail, the larger of the day's own jump and "
         "the drift of the days before it, so a threshold s means about P(Z > s) false alarms "
         "per series-day (4: 3 in 100,000). Rank, plot or threshold it; cost_anomalies holds "
-        "the rows that pass the detector's rules."
+        "the rows that pass the detector's rules. threshold: the score the row had to reach "
+        "for its kind (the configured bar, raised for a series and kind by not_anomaly "
+        "feedback; metadata series_with_raised_bars)."
     ),
 )
 def cost_scores(
@@ -67,5 +69,6 @@ def cost_scores(
             "method": config.method,
             "expected_share_above": dg.MetadataValue.json(
                 {f"{s:g}": p for s, p in CALIBRATION.items()}),
+            **raised_bars_metadata(store, config),
         },
     )
