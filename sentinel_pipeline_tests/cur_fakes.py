@@ -28,6 +28,8 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "line_item_net_unblended_cost": pa.float64(),
     "product_region_code": pa.string(),
     "product": pa.map_(pa.string(), pa.string()),
+    "resource_tags": pa.map_(pa.string(), pa.string()),
+    "cost_category": pa.map_(pa.string(), pa.string()),
     "savings_plan_savings_plan_effective_cost": pa.float64(),
     "savings_plan_net_savings_plan_effective_cost": pa.float64(),
     "savings_plan_total_commitment_to_date": pa.float64(),
@@ -57,6 +59,8 @@ class Item:
     currency: str = "USD"
     hour: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] | None = None  # resource_tags as AWS names them: user_team, aws_...
+    categories: dict[str, str] | None = None  # cost_category: name -> value
 
     def row(self) -> dict[str, Any]:
         start = dt.datetime(self.day.year, self.day.month, self.day.day, self.hour)
@@ -75,6 +79,8 @@ class Item:
             "line_item_net_unblended_cost": round(self.cost * 0.9, 10),
             "product_region_code": self.region,
             "product": [("product_name", self.service)],
+            "resource_tags": None if self.tags is None else list(self.tags.items()),
+            "cost_category": None if self.categories is None else list(self.categories.items()),
         })
         row.update(self.extra)
         return row

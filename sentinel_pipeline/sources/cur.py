@@ -90,6 +90,7 @@ import pyarrow.parquet as pq
 
 from sentinel_pipeline import schema, settings
 from sentinel_pipeline.errors import SourceError
+from sentinel_pipeline.settings import OwnerKey
 from sentinel_pipeline.sources import root_causes as rc
 from sentinel_pipeline.sources.base import (
     Check,
@@ -109,6 +110,7 @@ from sentinel_pipeline.sources.exports import (
     os_errors,
     sum_groups,
 )
+from sentinel_pipeline.sources.owners import owner_values
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as DuckDBConnection
@@ -126,6 +128,8 @@ ITEM_TYPE = "line_item_line_item_type"
 USAGE_TYPE = "line_item_usage_type"
 RESOURCE = "line_item_resource_id"
 RESERVATION_ARN = "reservation_reservation_a_r_n"
+RESOURCE_TAGS = "resource_tags"  # map: user tag team -> key user_team, AWS tags aws_...
+COST_CATEGORY = "cost_category"  # map: cost category name -> its value
 
 _AMORTIZED_PARTS = {
     "amortized": {
@@ -151,7 +155,7 @@ log = logging.getLogger(__name__)
 _PERIOD_RE = re.compile(r"^BILLING_PERIOD=(\d{4})-(\d{2})$", re.IGNORECASE)
 _BATCH_ROWS = 1 << 20
 _MERGE_ROWS = 4_000_000
-_GROUP_KEYS = ["usage_date", "service", "account_id", "region", "currency", "item_type"]
+_GROUP_KEYS = ["usage_date", "service", "account_id", "region", "owner", "currency", "item_type"]
 # Two single-threaded DuckDB scans side by side: a fixed number, so the order in which each
 # group is summed (and so every last bit of the sums) never depends on the machine.
 _WORKERS = 2
@@ -208,6 +212,18 @@ def estimated_days(days: np.ndarray | Sequence[dt.date], today: dt.date) -> np.n
     return np.array([flags[day] for day in values], dtype=bool)
 
 
+def owner_lookup(owner: OwnerKey | None) -> tuple[str, tuple[str, ...]] | None:
+    """The CUR 2.0 map column holding the owner and the keys to look up in it, first found
+    wins: a tag ``team`` is ``user_team`` in ``resource_tags`` (the raw key is tried too, so
+    ``tag:user_team`` or an ``aws_...`` key work as well); a cost category is its name in
+    ``cost_category``."""
+    if owner is None:
+        return None
+    if owner.kind == "tag":
+        return RESOURCE_TAGS, tuple(dict.fromkeys((f"user_{owner.name}", owner.name)))
+    return COST_CATEGORY, (owner.name,)
+
+
 def check_export(path: str, cost: str, line_item_types: str) -> tuple[bool, str]:
     """For `sentinel doctor`: the settings are valid, the export can be listed, and a data
     file of its latest delivered period (as its manifest lists them) has the columns the
@@ -234,8 +250,12 @@ def read_cur(
     cost: str = settings.default("SENTINEL_CUR_COST"),
     line_item_types: str | Sequence[str] = settings.default("SENTINEL_CUR_LINE_ITEM_TYPES"),
     today: dt.date | None = None,
+    owner: OwnerKey | None = None,
 ) -> SourceResult:
     """Daily cost per series for UTC days in [start, end] from a CUR 2.0 export under `path`.
+
+    With an owner key, each series is also split by owner (``owner_lookup``); line items
+    without it (or an export without the map column) are untagged, owner "".
 
     Returns `schema.RAW_COLUMNS` rows (source "cur") and metadata: files read and
     ignored, bytes and line items scanned, excluded cost per line item type. Raises
@@ -248,15 +268,19 @@ def read_cur(
     today = today or dt.datetime.now(dt.UTC).date()
     export = _Export.open(path)
     files, stats = export.files_for(start, end)
-    summed = _duckdb_sums(export, files, cost, keep, start, end, today)
+    lookup = owner_lookup(owner)
+    summed = _duckdb_sums(export, files, cost, keep, start, end, today, lookup)
     if summed is None:
-        kept, excluded, scanned = _arrow_sums(export, files, cost, keep, start, end)
+        kept, excluded, scanned = _arrow_sums(export, files, cost, keep, start, end, lookup)
         summed = _finish(kept, today), excluded, scanned
     out, excluded, stats["line_items_scanned"] = summed
     stats["cost_measure"] = cost
     stats["line_item_types"] = ", ".join(keep)
     stats["excluded_cost_by_line_item_type"] = {k: round(v, 6) for k, v in excluded.items()}
     stats["estimated_days"] = int(out.loc[out["estimated"], "usage_date"].nunique())
+    if owner is not None:
+        stats["owner_key"] = str(owner)
+        stats["untagged_cost"] = round(float(out.loc[out["owner"] == "", "cost"].sum()), 6)
     return SourceResult(out, {f"cur_{k}": v for k, v in stats.items()})
 
 
@@ -265,6 +289,7 @@ def cur_root_causes(
     anomalies: pd.DataFrame,
     cost: str = settings.default("SENTINEL_CUR_COST"),
     line_item_types: str | Sequence[str] = settings.default("SENTINEL_CUR_LINE_ITEM_TYPES"),
+    owner: OwnerKey | None = None,
 ) -> list[str]:
     """JSON top contributors (region, usage type, resource) of each anomaly row, in order.
 
@@ -282,8 +307,10 @@ def cur_root_causes(
     services = sorted(set(anomalies["service"].astype(str)))
     accounts = sorted(set(anomalies["account_id"].astype(str)))
     needed = [DATE, ACCOUNT, SERVICE, ITEM_TYPE, USAGE_TYPE, *cost_columns(cost)]
-    optional = [REGION, RESOURCE]
-    keys = ["usage_date", "service", "account_id", "region", "usage_type", "resource_id"]
+    lookup = owner_lookup(owner)
+    optional = [REGION, RESOURCE, *([lookup[0]] if lookup else [])]
+    keys = ["usage_date", "service", "account_id", "region", "owner", "usage_type",
+            "resource_id"]
     extra = pc.field(SERVICE).isin(services) & pc.field(ACCOUNT).isin(accounts)
     parts: list[pa.Table] = []
     for file in files:
@@ -297,6 +324,7 @@ def cur_root_causes(
                 "service": batch.column(SERVICE).cast(pa.string()),
                 "account_id": batch.column(ACCOUNT).cast(pa.string()),
                 "region": _optional_text(batch, REGION),
+                "owner": _owner_column(batch, lookup),
                 "usage_type": batch.column(USAGE_TYPE).cast(pa.string()),
                 "resource_id": _optional_text(batch, RESOURCE),
                 "cost": pa.array(_cost(batch, cost, file.display)),
@@ -307,6 +335,7 @@ def cur_root_causes(
     detail = pa.concat_tables(parts).to_pandas()
     detail = detail.rename(columns={"cost_sum": "cost"})
     detail["region"] = _labels(detail["region"], GLOBAL_REGION)
+    detail["owner"] = _labels(detail["owner"], "")
     detail["resource_id"] = detail["resource_id"].fillna("")
     detail["usage_type"] = detail["usage_type"].fillna("")
     by_series = dict(tuple(detail.groupby(schema.SERIES_KEY, sort=False)))
@@ -627,7 +656,16 @@ def _optional_text(batch: pa.RecordBatch, name: str) -> pa.Array:
     return pa.nulls(batch.num_rows, pa.string())
 
 
-def _sum_batch(batch: pa.RecordBatch, cost: str, display: str) -> pa.Table:
+def _owner_column(batch: pa.RecordBatch, lookup: tuple[str, tuple[str, ...]] | None) -> pa.Array:
+    """The raw owner of each line item (null: untagged, or no owner key / map column)."""
+    if lookup is None or lookup[0] not in batch.schema.names:
+        return pa.nulls(batch.num_rows, pa.string())
+    column, names = lookup
+    return owner_values(batch.column(column), names)
+
+
+def _sum_batch(batch: pa.RecordBatch, cost: str, display: str,
+               lookup: tuple[str, tuple[str, ...]] | None = None) -> pa.Table:
     """One batch summed per day, raw labels, currency and line item type (labels are cleaned
     after aggregation, on thousands of rows instead of millions)."""
     table = pa.table({
@@ -635,6 +673,7 @@ def _sum_batch(batch: pa.RecordBatch, cost: str, display: str) -> pa.Table:
         "service": batch.column(SERVICE).cast(pa.string()),
         "account_id": batch.column(ACCOUNT).cast(pa.string()),
         "region": _optional_text(batch, REGION),
+        "owner": _owner_column(batch, lookup),
         "currency": _optional_text(batch, CURRENCY),
         "item_type": batch.column(ITEM_TYPE).cast(pa.string()),
         "cost": pa.array(_cost(batch, cost, display)),
@@ -667,6 +706,7 @@ def _combine(parts: list[pa.Table], currency_files: dict[str, set[str]]) -> pd.D
     frame["service"] = _labels(frame["service"], UNKNOWN)
     frame["account_id"] = _labels(frame["account_id"], UNKNOWN)
     frame["region"] = _labels(frame["region"], GLOBAL_REGION)
+    frame["owner"] = _labels(frame["owner"], "")
     frame["currency"] = _labels(frame["currency"], DEFAULT_CURRENCY, "upper")
     frame["item_type"] = _labels(frame["item_type"], UNKNOWN)
     frame = frame.groupby(_GROUP_KEYS, as_index=False, sort=False)["cost"].sum()
@@ -683,19 +723,19 @@ _Sums = tuple[pd.DataFrame, dict[str, float], int]
 
 def _arrow_sums(
     export: _Export, files: list[_File], cost: str, keep: tuple[str, ...], start: dt.date,
-    end: dt.date,
+    end: dt.date, lookup: tuple[str, tuple[str, ...]] | None = None,
 ) -> _Sums:
     """The pyarrow path: each file in 1 M-row batches summed as they stream. Raises the
     SourceError that names the file for every kind of bad input."""
     needed = [DATE, ACCOUNT, SERVICE, ITEM_TYPE, *cost_columns(cost)]
-    optional = [REGION, CURRENCY]
+    optional = [REGION, CURRENCY, *([lookup[0]] if lookup else [])]
     pending: list[pa.Table] = []
     pending_rows = scanned = 0
     currency_files: dict[str, set[str]] = {}
     for file in files:
         for batch in export.scan(file, needed, optional, start, end):
             scanned += batch.num_rows
-            part = _sum_batch(batch, cost, file.display)
+            part = _sum_batch(batch, cost, file.display, lookup)
             for currency in pc.unique(part["currency"]).to_pylist():
                 currency_files.setdefault(str(currency or "").strip().upper() or
                                           DEFAULT_CURRENCY, set()).add(file.display)
@@ -738,21 +778,22 @@ class _Partial:
 
 
 _LABEL_DEFAULTS = {"service": UNKNOWN, "account_id": UNKNOWN, "region": GLOBAL_REGION,
-                   "currency": DEFAULT_CURRENCY}
+                   "owner": "", "currency": DEFAULT_CURRENCY}
 
 
 def _duckdb_sums(
     export: _Export, files: list[_File], cost: str, keep: tuple[str, ...], start: dt.date,
-    end: dt.date, today: dt.date,
+    end: dt.date, today: dt.date, lookup: tuple[str, tuple[str, ...]] | None = None,
 ) -> _Sums | None:
     """The DuckDB path (see the module docstring): raw_daily_costs rows; None sends the read
-    to the pyarrow path, which then gives the rows or the error naming the file."""
+    to the pyarrow path, which then gives the rows or the error naming the file. The owner is
+    looked up in SQL (``map['key']``) and is one more label, like the region."""
     import duckdb  # ~0.1 s to import: only when a CUR export is read
 
     needed = [DATE, ACCOUNT, SERVICE, ITEM_TYPE, *cost_columns(cost)]
 
     def run(scan: _Scan, zoned: bool) -> _Partial:
-        sql = _Sql(scan, cost, zoned, start, end)
+        sql = _Sql(scan, cost, zoned, start, end, lookup)
         with duckdb.connect(config=_DUCKDB_CONFIG) as con:
             con.execute("SET TimeZone = 'UTC'")  # a zoned timestamp's DATE is its UTC day
             if scan.local:
@@ -763,7 +804,7 @@ def _duckdb_sums(
             return _split_types(con.sql(sql.by_type("line_items")).to_arrow_table(), keep)
 
     try:
-        plan = _plan_scans(export, files, needed)
+        plan = _plan_scans(export, files, needed, lookup[0] if lookup else None)
         if plan is None:
             return None
         scans, zoned = plan
@@ -777,11 +818,12 @@ def _duckdb_sums(
 
 
 def _plan_scans(
-    export: _Export, files: list[_File], needed: list[str]
+    export: _Export, files: list[_File], needed: list[str], owner_column: str | None = None,
 ) -> tuple[list[_Scan], bool] | None:
     """The scans of these files and whether their usage dates are zoned; None when a file has
     a column DuckDB might read otherwise than pyarrow (labels that are not text, costs that are
-    not floating point), or zoned and naive dates are mixed. Raises on a missing column."""
+    not floating point, an owner map that is not text to text), or zoned and naive dates are
+    mixed. Raises on a missing column."""
     labels = {ACCOUNT, SERVICE, ITEM_TYPE, REGION, CURRENCY, RESERVATION_ARN}
     zones: set[bool] = set()
     scans: list[_Scan] = []
@@ -797,7 +839,13 @@ def _plan_scans(
             if not (text if name in labels else pa.types.is_float64(kind)
                     or pa.types.is_float32(kind)):
                 return None
-        optional = frozenset(c for c in (REGION, CURRENCY) if c in schema.names)
+        if owner_column is not None and owner_column in schema.names:
+            kind = schema.field(owner_column).type
+            if not (pa.types.is_map(kind) and pa.types.is_string(kind.key_type)
+                    and pa.types.is_string(kind.item_type)):
+                return None
+        optional = frozenset(c for c in (REGION, CURRENCY, owner_column)
+                             if c is not None and c in schema.names)
         local = isinstance(export.fs, pafs.LocalFileSystem)
         if local and any(c in file.path for c in "*?[{"):  # DuckDB would take it as a glob
             return None
@@ -841,9 +889,22 @@ class _Sql:
     zoned: bool
     start: dt.date
     end: dt.date
+    lookup: tuple[str, tuple[str, ...]] | None = None
 
     def column(self, name: str) -> str:
         return f'"{name}"' if name in self.scan.optional else "CAST(NULL AS VARCHAR)"
+
+    def owner(self) -> str:
+        """`, <owner> AS owner` when an owner key is set: the first of its keys found in the
+        map with a non-blank value (untagged: NULL, labelled "" later); else nothing."""
+        if self.lookup is None:
+            return ""
+        column, names = self.lookup
+        if column not in self.scan.optional:
+            return ", CAST(NULL AS VARCHAR) AS owner"
+        values = [f"""NULLIF(TRIM("{column}"['{n.replace("'", "''")}']), '')""" for n in names]
+        found = values[0] if len(values) == 1 else f"COALESCE({', '.join(values)})"
+        return f", {found} AS owner"
 
     def in_range(self, nulls: bool) -> str:
         kind = "TIMESTAMPTZ" if self.zoned else "TIMESTAMP"
@@ -870,7 +931,8 @@ class _Sql:
         currency = f", {self.column(CURRENCY)} AS currency" if by_currency else ""
         return f"""
             SELECT CAST("{DATE}" AS DATE) AS usage_date, "{SERVICE}" AS service,
-                   "{ACCOUNT}" AS account_id, {self.column(REGION)} AS region{currency},
+                   "{ACCOUNT}" AS account_id, {self.column(REGION)} AS region
+                   {self.owner()}{currency},
                    {_cost_sum_sql(self.cost)} AS cost
             FROM {source} WHERE ({self.in_range(nulls=False)}) AND ({chosen}) GROUP BY ALL"""
 
@@ -879,7 +941,7 @@ class _Sql:
         S3 file streamed from pyarrow is read)."""
         return f"""
             SELECT CAST("{DATE}" AS DATE) AS usage_date, "{SERVICE}" AS service,
-                   "{ACCOUNT}" AS account_id, {self.column(REGION)} AS region,
+                   "{ACCOUNT}" AS account_id, {self.column(REGION)} AS region{self.owner()},
                    {self.column(CURRENCY)} AS currency, "{ITEM_TYPE}" AS item_type,
                    {_cost_sum_sql(self.cost)} AS cost, COUNT(*) AS line_items
             FROM {source} WHERE {self.in_range(nulls=True)} GROUP BY ALL"""
@@ -946,9 +1008,16 @@ def _local_partial(con: DuckDBConnection, sql: _Sql, paths: list[str], keep: tup
     labels = {c: pc.dictionary_encode(kept_table[c].combine_chunks())
               for c in _LABEL_DEFAULTS if c in kept_table.column_names}
     if "currency" not in labels:  # one (clean) currency: every row has it
-        labels["currency"] = pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(kept_table.num_rows, dtype=np.int32)), pa.array(list(currencies)))
+        labels["currency"] = _constant(kept_table.num_rows, list(currencies)[0])
+    if "owner" not in labels:  # no owner key: every row is unowned
+        labels["owner"] = _constant(kept_table.num_rows, "")
     return _Partial(kept_table.select(["usage_date", "cost"]), labels, excluded, scanned, 0)
+
+
+def _constant(rows: int, value: str) -> pa.DictionaryArray:
+    """A label column holding one value on every row."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int32)),
+                                          pa.array([value], pa.string()))
 
 
 def _split_types(table: pa.Table, keep: tuple[str, ...]) -> _Partial:
@@ -967,7 +1036,9 @@ def _split_types(table: pa.Table, keep: tuple[str, ...]) -> _Partial:
     undated = table.filter(pc.is_null(table["usage_date"]))
     rows = table.filter(pa.array(kept))
     return _Partial(rows.select(["usage_date", "cost"]),
-                    {c: pc.dictionary_encode(rows[c].combine_chunks()) for c in _LABEL_DEFAULTS},
+                    {c: pc.dictionary_encode(rows[c].combine_chunks())
+                     if c in rows.column_names else _constant(rows.num_rows, "")
+                     for c in _LABEL_DEFAULTS},
                     excluded, int(pc.sum(table["line_items"]).as_py() or 0),
                     int(pc.sum(undated["line_items"]).as_py() or 0))
 
@@ -1029,11 +1100,11 @@ def _merge_sums(parts: list[_Partial], today: dt.date) -> _Sums | None:
     groups, sums = _sum_by(keys, table["cost"].to_numpy(), math.prod(dims))
     if not np.isfinite(sums).all():
         return None
-    days, s, a, r, c = np.unravel_index(groups, dims)
-    series = np.ravel_multi_index((s, a, r), dims[1:4])
-    if len(np.unique(series)) != len(np.unique(series * dims[4] + c)):
+    days, s, a, r, o, c = np.unravel_index(groups, dims)
+    series = np.ravel_multi_index((s, a, r, o), dims[1:5])
+    if len(np.unique(series)) != len(np.unique(series * dims[5] + c)):
         return None  # a series with costs in two currencies
-    # Keys ascend in (day, service, account, region) order, codes being sorted names: the
+    # Keys ascend in (day, service, account, region, owner) order, codes being sorted names: the
     # order daily_rows sorts raw_daily_costs in.
     dates = np.array([dt.date(1970, 1, 1) + dt.timedelta(days=first + d)
                       for d in range(dims[0])], dtype=object)
@@ -1041,7 +1112,7 @@ def _merge_sums(parts: list[_Partial], today: dt.date) -> _Sums | None:
     rows = pd.DataFrame({
         "usage_date": dates[days], "service": text["service"].take(s),
         "account_id": text["account_id"].take(a), "region": text["region"].take(r),
-        "cost": sums, "currency": text["currency"].take(c),
+        "owner": text["owner"].take(o), "cost": sums, "currency": text["currency"].take(c),
         "estimated": estimated_days(list(dates), today)[days], "source": SOURCE_NAME,
     })
     return schema.conform(rows, schema.RAW_COLUMNS), excluded, scanned
@@ -1061,17 +1132,20 @@ class CurSource(CostSource):
     path: str
     cost: str
     line_item_types: str
+    owner: OwnerKey | None = None
 
     @classmethod
     def from_options(cls, options: SourceOptions) -> CurSource:
         return cls(path=options.path, cost=options.cur_cost,
-                   line_item_types=options.cur_line_item_types)
+                   line_item_types=options.cur_line_item_types, owner=options.owner)
 
     def fetch(self, start: dt.date, end: dt.date) -> SourceResult:
-        return read_cur(self.path, start, end, self.cost, self.line_item_types)
+        return read_cur(self.path, start, end, self.cost, self.line_item_types,
+                        owner=self.owner)
 
     def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
-        return RootCauses(cur_root_causes(self.path, alerts, self.cost, self.line_item_types))
+        return RootCauses(cur_root_causes(self.path, alerts, self.cost, self.line_item_types,
+                                          owner=self.owner))
 
     def check(self, today: dt.date) -> Check:
         return check_export(self.path, self.cost, self.line_item_types)

@@ -470,7 +470,8 @@ def _owners(batch: pa.RecordBatch, layout: _Layout) -> pa.Array:
     """Each row's owner: the owner key's value in Tags, "" when untagged or no key is set."""
     if layout.owner is None or layout.tags is None:
         return pa.repeat(pa.scalar(""), batch.num_rows)
-    return owner_values(batch.column(layout.tags), layout.owner).fill_null("").cast(pa.string())
+    values = owner_values(batch.column(layout.tags), layout.owner.tag_names)
+    return values.fill_null("").cast(pa.string())
 
 
 def _category(batch: pa.RecordBatch, layout: _Layout) -> pa.Array:

@@ -14,16 +14,12 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentinel_pipeline.settings import OwnerKey
 
-
-def owner_values(column: pa.Array | pa.ChunkedArray, key: OwnerKey,
-                 names: tuple[str, ...] | None = None) -> pa.Array:
-    """The owner of each row as text, null where the row has none of the key's ``names``
-    (default ``key.tag_names``: the first name found wins)."""
+def owner_values(column: pa.Array | pa.ChunkedArray, names: tuple[str, ...]) -> pa.Array:
+    """The owner of each row as text, null where the row has none of the keys ``names`` (the
+    spellings of one owner key, e.g. ``OwnerKey.tag_names``: the first found wins)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    names = names or key.tag_names
     kind = column.type
     if pa.types.is_dictionary(kind):
         column = column.dictionary_decode()
