@@ -54,7 +54,7 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
         "cost_anomalies of D-1 (episodes already alerted) is read from storage, not declared, "
         "so that one run can materialise a range of days with the other assets. A series whose "
         "alert of a kind was marked not_anomaly in alert_feedback needs a higher score for that "
-        "kind from the next day on (column threshold; metadata series_with_raised_bars)."
+        "kind from the next day on (column threshold; cost_scores lists those series)."
     ),
 )
 def cost_anomalies(
@@ -87,7 +87,6 @@ def cost_anomalies(
         metadata={
             "method": config.method,
             "root_cause_requests": source_requests,  # billed calls of the whole run
-            **raised_bars_metadata(store, config),
         }
     )
 
@@ -102,11 +101,17 @@ def score_range(store: TableStore, days: list[date], config: DetectionConfig, ne
                  store.read_table(FEEDBACK_TABLE))
 
 
-def raised_bars_metadata(store: TableStore, config: DetectionConfig) -> dict[str, Any]:
-    """The series whose bar not_anomaly feedback raised (detection/feedback.py), for the UI."""
-    if config.method != "robust":
+def raised_bars_metadata(store: TableStore, config: DetectionConfig,
+                         scored: pd.DataFrame) -> dict[str, Any]:
+    """The series of ``scored`` whose bar not_anomaly feedback raised (detection/feedback.py),
+    for the UI; feedback on series that were not scored is left out."""
+    if config.method != "robust" or len(scored) == 0:
         return {"series_with_raised_bars": 0}
     bars = bars_table(raised_bars(store.read_table(FEEDBACK_TABLE), config.score_threshold))
+    if len(bars):
+        known = set(scored[SERIES_KEY].astype(str).itertuples(index=False, name=None))
+        bars = bars[[k in known for k in
+                     bars[SERIES_KEY].astype(str).itertuples(index=False, name=None)]]
     return {
         "series_with_raised_bars": len(bars),
         "raised_bars": dg.MetadataValue.md(markdown_table(

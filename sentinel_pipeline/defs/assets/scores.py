@@ -69,6 +69,6 @@ def cost_scores(
             "method": config.method,
             "expected_share_above": dg.MetadataValue.json(
                 {f"{s:g}": p for s, p in CALIBRATION.items()}),
-            **raised_bars_metadata(store, config),
+            **raised_bars_metadata(store, config, frames[days[-1]]),
         },
     )
