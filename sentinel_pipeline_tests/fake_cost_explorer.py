@@ -1,6 +1,8 @@
 """A local stand-in for the Cost Explorer JSON 1.1 API (GetCostAndUsage only), so the real boto3
-client is exercised over HTTP: filters, grouping, DAILY/MONTHLY periods with an exclusive End,
-pagination, Estimated days, scripted errors (throttling, access denied) and signing checks."""
+client is exercised over HTTP: filters (dimensions, Tags and CostCategories, ABSENT included),
+grouping (dimensions, TAG and COST_CATEGORY as "key$value"), DAILY/MONTHLY periods with an
+exclusive End, pagination, Estimated days, scripted errors (throttling, access denied) and
+signing checks."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from sentinel_pipeline_tests.local_http import local_server
 TARGET = "AWSInsightsIndexService.GetCostAndUsage"
 DIMENSIONS = {"SERVICE": "service", "LINKED_ACCOUNT": "account", "REGION": "region",
               "USAGE_TYPE": "usage_type", "RECORD_TYPE": "record_type"}
+GROUP_TYPES = ("DIMENSION", "TAG", "COST_CATEGORY")
 # Other metrics are the unblended cost times a factor, so a test can tell which one was asked.
 METRIC_FACTORS = {"UnblendedCost": 1.0, "AmortizedCost": 0.9, "NetUnblendedCost": 0.8,
                   "NetAmortizedCost": 0.7, "BlendedCost": 1.1}
@@ -35,6 +38,18 @@ class Item:
     usage_type: str
     cost: float
     record_type: str = "Usage"
+    tags: dict[str, str] = field(default_factory=dict)  # cost allocation tags: team -> a
+    categories: dict[str, str] = field(default_factory=dict)  # cost categories: name -> value
+
+    def group_key(self, group: dict[str, str]) -> str:
+        """This item's key in one GroupBy: a dimension's value, or "key$value" for a TAG or
+        COST_CATEGORY as Cost Explorer writes them ("key$" when the item has none)."""
+        kind, key = group.get("Type", "DIMENSION"), group["Key"]
+        if kind == "TAG":
+            return f"{key}${self.tags.get(key, '')}"
+        if kind == "COST_CATEGORY":
+            return f"{key}${self.categories.get(key, '')}"
+        return str(getattr(self, DIMENSIONS[key]))
 
 
 @dataclass
@@ -61,8 +76,11 @@ class FakeCostExplorer:
         if len(metrics) != 1 or metrics[0] not in METRIC_FACTORS:
             return 400, _error("ValidationException", f"Invalid metrics {metrics}")
         metric = metrics[0]
-        groups = [g["Key"] for g in body.get("GroupBy", [])]
-        if len(groups) > 2 or any(g not in DIMENSIONS for g in groups):
+        group_by = body.get("GroupBy", [])
+        groups = [g["Key"] for g in group_by]
+        if len(groups) > 2 or any(g.get("Type", "DIMENSION") not in GROUP_TYPES
+                                  or (g.get("Type", "DIMENSION") == "DIMENSION"
+                                      and g["Key"] not in DIMENSIONS) for g in group_by):
             return 400, _error("ValidationException", f"Invalid GroupBy {groups}")
         granularity = body.get("Granularity")
         if granularity not in ("DAILY", "MONTHLY"):
@@ -72,7 +90,7 @@ class FakeCostExplorer:
             sums: dict[tuple[str, ...], float] = {}
             for item in self.items:
                 if first <= item.day < last and _matches(item, body.get("Filter")):
-                    key = tuple(getattr(item, DIMENSIONS[g]) for g in groups)
+                    key = tuple(item.group_key(g) for g in group_by)
                     sums[key] = sums.get(key, 0.0) + item.cost * METRIC_FACTORS[metric]
             if not sums:
                 entries.append(((first, last), None, 0.0))
@@ -99,7 +117,8 @@ class FakeCostExplorer:
                     "Metrics": {metric: {"Amount": f"{amount:.10f}", "Unit": "USD"}},
                 })
         payload: dict[str, Any] = {
-            "GroupDefinitions": [{"Type": "DIMENSION", "Key": g} for g in groups],
+            "GroupDefinitions": [{"Type": g.get("Type", "DIMENSION"), "Key": g["Key"]}
+                                 for g in group_by],
             "ResultsByTime": results, "DimensionValueAttributes": [],
         }
         if offset + self.page_size < len(entries):
@@ -135,6 +154,12 @@ def _matches(item: Item, expression: dict[str, Any] | None) -> bool:
         return any(_matches(item, e) for e in expression["Or"])
     if "Not" in expression:
         return not _matches(item, expression["Not"])
+    if "Tags" in expression or "CostCategories" in expression:
+        tags = expression.get("Tags") or expression["CostCategories"]
+        values = item.tags if "Tags" in expression else item.categories
+        if "ABSENT" in tags.get("MatchOptions", []):
+            return tags["Key"] not in values
+        return values.get(tags["Key"]) in tags["Values"]
     dims = expression["Dimensions"]
     return getattr(item, DIMENSIONS[dims["Key"]]) in dims["Values"]
 

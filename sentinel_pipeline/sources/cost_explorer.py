@@ -7,6 +7,17 @@ taxes...) stay visible in the asset metadata. Region does not fit in the two slo
 has ``region = "all"``, and the region and usage type behind an alert come from a drill-down
 query per alerted series (``root_causes``).
 
+Owners (SENTINEL_OWNER_KEY, ``fetch_owned_costs``). A series keyed by owner needs SERVICE,
+LINKED_ACCOUNT and a TAG (or COST_CATEGORY) grouping: three keys, and GetCostAndUsage takes two.
+So the owner is fetched per value of one dimension: the usual SERVICE x LINKED_ACCOUNT query
+runs first and says which accounts and services had spend; then one query per account
+(GroupBy SERVICE + the owner key, Filter LINKED_ACCOUNT = it), or one per service (GroupBy
+LINKED_ACCOUNT + the owner key) when there are fewer services than accounts, whichever takes
+fewer requests. Every filter and grouping used exists in the real API, and no account list has
+to be configured. Cost Explorer names owner groups ``team$value``, untagged spend ``team$``
+(cost categories ``name$value``): the prefix up to the first ``$`` is dropped, so untagged spend
+has owner "".
+
 Each request costs about $0.01, so requests are counted (throttled attempts included) and
 reported. Retries are ours, not botocore's: capped exponential backoff with full jitter, so the
 count is exact and the waiting is testable. ``End`` of a Cost Explorer time period is exclusive.
@@ -27,6 +38,7 @@ import pandas as pd
 from sentinel_pipeline import settings
 from sentinel_pipeline.errors import ConfigError, SourceError
 from sentinel_pipeline.schema import RAW_COLUMNS
+from sentinel_pipeline.settings import OwnerKey
 from sentinel_pipeline.sources.base import (
     Check,
     CostSource,
@@ -263,6 +275,26 @@ def _group_by(*keys: str) -> list[dict[str, str]]:
     return [{"Type": "DIMENSION", "Key": k} for k in keys]
 
 
+def _owner_group(owner: OwnerKey) -> dict[str, str]:
+    """The GroupBy of the owner key: a cost allocation tag (its key as activated in Billing,
+    e.g. team) or a cost category (its name)."""
+    return {"Type": "TAG" if owner.kind == "tag" else "COST_CATEGORY", "Key": owner.name}
+
+
+def _owner_filter(owner: OwnerKey, value: str) -> dict[str, Any]:
+    """The Filter of one owner; "" (untagged) is the key's ABSENT match."""
+    field_name = "Tags" if owner.kind == "tag" else "CostCategories"
+    if value:
+        return {field_name: {"Key": owner.name, "Values": [value], "MatchOptions": ["EQUALS"]}}
+    return {field_name: {"Key": owner.name, "MatchOptions": ["ABSENT"]}}
+
+
+def owner_of(key: str) -> str:
+    """An owner group key as Cost Explorer returns it ('team$a', 'team$' untagged) as the
+    owner ('a', '')."""
+    return key.split("$", 1)[1] if "$" in key else key
+
+
 def _amount(group: dict[str, Any], metric: str) -> tuple[float, str]:
     value = group.get("Metrics", {}).get(metric, {})
     try:
@@ -284,24 +316,13 @@ def daily_cost_query(start: date, end: date, metric: str,
     }
 
 
-def fetch_costs(
-    start: date,
-    end: date,
-    metric: str = settings.default("SENTINEL_CE_METRIC"),
-    record_types: str | Sequence[str] = settings.default("SENTINEL_CE_RECORD_TYPES"),
-    ce: CostExplorer | None = None,
-) -> SourceResult:
-    """raw_daily_costs rows for the days start..end inclusive, in as few requests as possible.
-
-    The metadata holds what the asset reports: requests made and their cost, the days still
-    Estimated, and every record type's total (those left out of detection included).
-    """
-    check_metric(metric)
-    types = parse_record_types(record_types)
-    ce = ce or CostExplorer()
+def _records(ce: CostExplorer, params: dict[str, Any], start: date, end: date, metric: str,
+             read: Callable[[list[str]], tuple[str, str, str]],
+             estimated_days: set[date]) -> list[dict[str, Any]]:
+    """The non-zero groups of every page of a DAILY query as raw rows; ``read`` turns a
+    group's Keys into (service, account_id, owner)."""
     records: list[dict[str, Any]] = []
-    estimated_days: set[date] = set()
-    for result in ce.pages(daily_cost_query(start, end, metric, types)):
+    for result in ce.pages(params):
         day = date.fromisoformat(result["TimePeriod"]["Start"])
         if day < start or day > end:
             continue  # defensive: never write outside the run's days
@@ -309,24 +330,59 @@ def fetch_costs(
         if estimated:
             estimated_days.add(day)
         for group in result.get("Groups", []):
-            keys = group.get("Keys", [])
-            if len(keys) != 2:
-                raise SourceError(f"Cost Explorer returned a group without SERVICE and "
-                                  f"LINKED_ACCOUNT keys: {keys!r}.")
+            service, account, owner = read(list(group.get("Keys", [])))
             cost, unit = _amount(group, metric)
             if cost == 0.0:
                 continue  # days without spend have no row, as in the other sources
-            records.append({"usage_date": day, "service": keys[0], "account_id": keys[1],
-                            "region": ALL_REGIONS, "cost": cost, "currency": unit,
-                            "estimated": estimated, "source": SOURCE_NAME})
+            records.append({"usage_date": day, "service": service, "account_id": account,
+                            "region": ALL_REGIONS, "owner": owner, "cost": cost,
+                            "currency": unit, "estimated": estimated, "source": SOURCE_NAME})
+    return records
+
+
+def _two_keys(names: str) -> Callable[[list[str]], tuple[str, str]]:
+    """A reader of a group's two Keys that names them when Cost Explorer returns others."""
+    def check(keys: list[str]) -> tuple[str, str]:
+        if len(keys) != 2:
+            raise SourceError(f"Cost Explorer returned a group without {names} keys: {keys!r}.")
+        return str(keys[0]), str(keys[1])
+    return check
+
+
+def fetch_costs(
+    start: date,
+    end: date,
+    metric: str = settings.default("SENTINEL_CE_METRIC"),
+    record_types: str | Sequence[str] = settings.default("SENTINEL_CE_RECORD_TYPES"),
+    ce: CostExplorer | None = None,
+    owner: OwnerKey | None = None,
+) -> SourceResult:
+    """raw_daily_costs rows for the days start..end inclusive, in as few requests as possible
+    (with an owner key, see the module docstring: one more query per account or service).
+
+    The metadata holds what the asset reports: requests made and their cost, the days still
+    Estimated, and every record type's total (those left out of detection included).
+    """
+    check_metric(metric)
+    types = parse_record_types(record_types)
+    ce = ce or CostExplorer()
+    estimated_days: set[date] = set()
+    pair = _two_keys("SERVICE and LINKED_ACCOUNT")
+    records = _records(ce, daily_cost_query(start, end, metric, types), start, end, metric,
+                       lambda keys: (pair(keys)[0], pair(keys)[1], ""), estimated_days)
+    owned: dict[str, Any] = {}
+    if owner is not None:
+        records, owned = _owned_records(ce, records, start, end, metric, types, owner,
+                                        estimated_days)
     rows = pd.DataFrame.from_records(records, columns=RAW_COLUMNS)
     if len(rows):
         # A day split across pages repeats its period; sum anything that came twice.
-        rows = (rows.groupby(["usage_date", "service", "account_id", "region", "currency",
-                              "source"], as_index=False, sort=True)
+        rows = (rows.groupby(["usage_date", "service", "account_id", "region", "owner",
+                              "currency", "source"], as_index=False, sort=True)
                 .agg(cost=("cost", "sum"), estimated=("estimated", "max")))[RAW_COLUMNS]
     charges = record_type_totals(start, end, metric, ce)
     metadata = {
+        **owned,
         "ce_metric": metric,
         "ce_record_types": ", ".join(types),
         "ce_requests": ce.requests,
@@ -340,6 +396,39 @@ def fetch_costs(
     log.info("Cost Explorer: %d row(s) for %s..%s in %d request(s)", len(rows), start, end,
              ce.requests)
     return SourceResult(rows, metadata, ce.requests)
+
+
+def _owned_records(
+    ce: CostExplorer, totals: list[dict[str, Any]], start: date, end: date, metric: str,
+    types: Sequence[str], owner: OwnerKey, estimated_days: set[date],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows split by owner: one query per account or per service seen in ``totals`` (the
+    fewer), grouped by the other dimension and the owner key; and the metadata about it."""
+    accounts = sorted({r["account_id"] for r in totals})
+    services = sorted({r["service"] for r in totals})
+    by_account = len(accounts) <= len(services)
+    pivot, values, other = (("LINKED_ACCOUNT", accounts, "SERVICE") if by_account
+                            else ("SERVICE", services, "LINKED_ACCOUNT"))
+    pair = _two_keys(f"{other} and {owner.name}")
+    records: list[dict[str, Any]] = []
+    for value in values:
+        params = {
+            "TimePeriod": _period(start, end),
+            "Granularity": "DAILY",
+            "Metrics": [metric],
+            "GroupBy": [*_group_by(other), _owner_group(owner)],
+            "Filter": {"And": [_dimension("RECORD_TYPE", types), _dimension(pivot, [value])]},
+        }
+
+        def read(keys: list[str], value: str = value) -> tuple[str, str, str]:
+            first, owned = pair(keys)
+            service, account = (first, value) if by_account else (value, first)
+            return service, account, owner_of(owned)
+
+        records.extend(_records(ce, params, start, end, metric, read, estimated_days))
+    untagged = sum(r["cost"] for r in records if r["owner"] == "")
+    return records, {"owner_key": str(owner), "owner_queries_by": pivot.lower(),
+                     "owner_queries": len(values), "untagged_cost": round(untagged, 2)}
 
 
 def record_type_totals(start: date, end: date, metric: str, ce: CostExplorer) -> dict[str, float]:
@@ -364,9 +453,12 @@ def drill_down(
     record_types: Sequence[str],
     ce: CostExplorer,
     baseline_days: int = BASELINE_DAYS,
+    owner: tuple[OwnerKey, str] | None = None,
 ) -> pd.DataFrame:
     """Daily cost of one series by REGION and USAGE_TYPE, from ``baseline_days`` before ``day``
-    to ``day`` (columns usage_date, region, usage_type, cost)."""
+    to ``day`` (columns usage_date, region, usage_type, cost); with ``owner`` (the key and
+    the series' owner, "" untagged) only that owner's spend."""
+    owned = [_owner_filter(*owner)] if owner is not None else []
     params = {
         "TimePeriod": _period(day - timedelta(days=baseline_days), day),
         "Granularity": "DAILY",
@@ -374,7 +466,7 @@ def drill_down(
         "GroupBy": _group_by("REGION", "USAGE_TYPE"),
         "Filter": {"And": [_dimension("SERVICE", [service]),
                            _dimension("LINKED_ACCOUNT", [account_id]),
-                           _dimension("RECORD_TYPE", record_types)]},
+                           _dimension("RECORD_TYPE", record_types), *owned]},
     }
     records = []
     for result in ce.pages(params):
@@ -393,6 +485,7 @@ def root_causes(
     metric: str = settings.default("SENTINEL_CE_METRIC"),
     record_types: str | Sequence[str] = settings.default("SENTINEL_CE_RECORD_TYPES"),
     ce: CostExplorer | None = None,
+    owner: OwnerKey | None = None,
 ) -> RootCauses:
     """For each anomaly row, its top REGION / USAGE_TYPE contributors as JSON ('' if unknown).
 
@@ -412,8 +505,9 @@ def root_causes(
     for i, (_, row) in enumerate(anomalies.iterrows()):
         day = pd.Timestamp(row["usage_date"]).date()
         try:
+            series_owner = (owner, str(row.get("owner") or "")) if owner is not None else None
             detail = drill_down(str(row["service"]), str(row["account_id"]), day, metric, types,
-                                ce)
+                                ce, owner=series_owner)
         except SourceError as exc:
             log.warning("Cost Explorer drill-down stopped at %s / %s on %s: %s",
                         row["service"], row["account_id"], day, exc)
@@ -446,16 +540,18 @@ class CostExplorerSource(CostSource):
     name: ClassVar[str] = SOURCE_NAME
     metric: str
     record_types: str
+    owner: OwnerKey | None = None
 
     @classmethod
     def from_options(cls, options: SourceOptions) -> CostExplorerSource:
-        return cls(metric=options.ce_metric, record_types=options.ce_record_types)
+        return cls(metric=options.ce_metric, record_types=options.ce_record_types,
+                   owner=options.owner)
 
     def fetch(self, start: date, end: date) -> SourceResult:
-        return fetch_costs(start, end, self.metric, self.record_types)
+        return fetch_costs(start, end, self.metric, self.record_types, owner=self.owner)
 
     def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
-        return root_causes(alerts, self.metric, self.record_types)
+        return root_causes(alerts, self.metric, self.record_types, owner=self.owner)
 
     def check(self, today: date) -> Check:
         return check_access(self.metric, self.record_types, today)
