@@ -43,7 +43,7 @@ def _series(df: pd.DataFrame, service: str, account: str, region: str) -> pd.Ser
     return df.loc[m].set_index("usage_date")["cost"]
 
 
-def _by_series(df: pd.DataFrame) -> dict[tuple[str, str, str], pd.Series]:
+def _by_series(df: pd.DataFrame) -> dict[tuple[str, str, str, str], pd.Series]:
     return {
         key: g.set_index("usage_date")["cost"]
         for key, g in df.groupby(SERIES_KEY, observed=True, sort=False)
@@ -251,9 +251,11 @@ def test_known_anomalies_frame(known: pd.DataFrame) -> None:
         "service",
         "account_id",
         "region",
+        "owner",
         "kind",
         "extra_cost_per_day",
     ]
+    assert (known["owner"] == "").all()  # no owner key: no owner
     assert set(known["kind"]) == {"spike", "sustained", "level_shift", "new_spend"}
     assert known["start_date"].between(START, END).all()
     assert (known["end_date"] >= known["start_date"]).all()
@@ -294,7 +296,8 @@ def _event_days(known: pd.DataFrame) -> pd.DataFrame:
         for offset in range(length + 1):
             phase = "start" if offset == 0 else ("during" if offset < length else "after")
             day = ev.start_date + dt.timedelta(days=offset)
-            rows.append((day, ev.service, ev.account_id, ev.region, phase, ev.extra_cost_per_day))
+            rows.append((day, ev.service, ev.account_id, ev.region, ev.owner, phase,
+                         ev.extra_cost_per_day))
     columns = ["usage_date", *SERIES_KEY, "phase", "extra"]
     out = pd.DataFrame(rows, columns=columns)
     return out.astype({c: "string" for c in SERIES_KEY})
@@ -336,7 +339,7 @@ def test_known_anomalies_are_visible_in_the_data(series_count: int) -> None:
     known = demo_known_anomalies(start, end, series_count)
     data = _by_series(generate_demo_costs(start - dt.timedelta(days=120), end, series_count))
     for ev in known.itertuples():
-        cost = data[(ev.service, ev.account_id, ev.region)]
+        cost = data[(ev.service, ev.account_id, ev.region, ev.owner)]
         before = cost[(cost.index < ev.start_date)]
         if ev.kind == "new_spend":
             assert before.index.max() <= ev.start_date - dt.timedelta(days=91)

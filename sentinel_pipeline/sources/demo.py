@@ -74,6 +74,15 @@ Any 60-day window thus holds at least two spikes and one sustained event (with s
 >= 21). Procedural series with a base of at least $25/day and noise of at most 10 % get one event
 (spike, sustained or level_shift) every 120 days at a phase of their own. ``demo_known_anomalies``
 lists exactly the events that ``generate_demo_costs`` injects.
+
+Owners. With ``owners=True`` (the demo source does so when SENTINEL_OWNER_KEY is set) every
+series gets a fixed owner, as a ``team`` tag would give it: the prod account's compute and
+storage "platform", its databases, DynamoDB and Lambda "checkout", the data account "data", the
+staging account "web"; CloudWatch, data transfer, KMS, Route 53, support, tax, marketplace and
+the credit are untagged (""), as shared and account-level charges are in real bills. A
+procedural series draws one of platform, checkout, data, web or untagged from its hash. The
+series, their costs and the known anomalies are the same with or without owners; only the
+``owner`` column differs ("" everywhere without).
 """
 
 from __future__ import annotations
@@ -106,6 +115,7 @@ _KNOWN_COLUMNS: list[str] = [
     "service",
     "account_id",
     "region",
+    "owner",
     "kind",
     "extra_cost_per_day",
 ]
@@ -122,6 +132,7 @@ _SEED = 0x5E47_1E1D_0C05_7A11
 # stream ids: one per independent draw
 _S_NOISE, _S_BASE, _S_TREND, _S_PHASE, _S_WEEKEND, _S_SIGMA = 1, 2, 3, 4, 5, 6
 _S_EVENT_PHASE, _S_EVENT_KIND, _S_EVENT_SIZE, _S_EVENT_DURATION = 7, 8, 9, 10
+_S_OWNER = 11
 
 _NOISE_BITS = 12
 _NOISE_LEVELS: tuple[float, ...] = (
@@ -282,6 +293,15 @@ _HAND_SERIES: tuple[_Hand, ...] = (
     _Hand(_CLOUDWATCH, _STAGING, "eu-west-1", 22.0, 0.5, 1.0, 0.06),
 )
 _N_HAND = len(_HAND_SERIES)
+# The owner of each hand-picked series, in _HAND_SERIES order ("" = untagged).
+_HAND_OWNERS: tuple[str, ...] = (
+    "platform", "checkout", "platform", "platform", "checkout", "checkout", "", "",
+    "platform", "platform", "", "", "", "", "", "",
+    "data", "data", "data", "data",
+    "web", "web", "web", "",
+)  # fmt: skip
+_PROC_OWNERS: tuple[str, ...] = ("platform", "checkout", "data", "web", "")
+assert len(_HAND_OWNERS) == _N_HAND
 
 # Regional services for procedural series; none of them is a hand-picked service, so a
 # procedural (service, account, region) can never equal a hand-picked one.
@@ -408,6 +428,17 @@ def _series_params(index: np.ndarray) -> _Params:
         sigma=np.where(hand, _HAND_SIGMA[h], pick(_PROC_SIGMA, _S_SIGMA)),
         charge_day=np.where(hand, _HAND_CHARGE[h], _DAILY),
     )
+
+
+def _owners(series_id: np.ndarray, owners: bool) -> np.ndarray:
+    """The owner of each series (see the module docstring); "" everywhere without owners."""
+    idx = np.asarray(series_id, dtype=np.int64)
+    if not owners:
+        return np.full(len(idx), "", dtype=object)
+    hand = idx < _N_HAND
+    drawn = (_uniform(_series_key(idx, _S_OWNER)) * len(_PROC_OWNERS)).astype(np.int64)
+    return np.where(hand, np.array(_HAND_OWNERS, dtype=object)[np.where(hand, idx, 0)],
+                    np.array(_PROC_OWNERS, dtype=object)[drawn])
 
 
 def _level(base: np.ndarray, growth: np.ndarray, phase: np.ndarray, ords: np.ndarray) -> np.ndarray:
@@ -682,7 +713,8 @@ def _constant_string_column(value: str, n: int) -> pd.api.extensions.ExtensionAr
 
 
 def _generate(
-    start: datetime.date, end: datetime.date, series_count: int, *, inject: bool = True
+    start: datetime.date, end: datetime.date, series_count: int, *, inject: bool = True,
+    owners: bool = False,
 ) -> pd.DataFrame:
     """generate_demo_costs; with inject=False, the same data without the known anomalies."""
     _validate(start, end, series_count)
@@ -711,6 +743,8 @@ def _generate(
     svc_names, svc_codes = np.unique(p.service, return_inverse=True)
     reg_names, reg_codes = np.unique(p.region, return_inverse=True)
     acc_numbers, acc_codes = np.unique(p.account, return_inverse=True)
+    own_names, own_codes = np.unique(_owners(p.series_id, owners).astype(str),
+                                     return_inverse=True)
     n = len(cost)
     frame = pd.DataFrame(
         {
@@ -718,6 +752,7 @@ def _generate(
             "service": _string_column(_SERVICE_ARR[svc_names], svc_codes[pos]),
             "account_id": _string_column(_account_ids(acc_numbers), acc_codes[pos]),
             "region": _string_column(_REGION_ARR[reg_names], reg_codes[pos]),
+            "owner": _string_column(own_names, own_codes.reshape(-1)[pos]),
             "cost": cost,
             "currency": _constant_string_column("USD", n),
             "estimated": np.zeros(n, dtype=bool),
@@ -729,18 +764,21 @@ def _generate(
 
 
 def generate_demo_costs(
-    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES
+    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES,
+    owners: bool = False,
 ) -> pd.DataFrame:
     """Synthetic daily costs for ``start``..``end`` (inclusive), raw_daily_costs columns.
 
     One row per (series, day) with non-zero spend, sorted by usage_date, service, account_id,
     region; the rows of a day never depend on the range or on series_count beyond that series.
+    ``owners``: fill the owner column (module docstring), else "".
     """
-    return _generate(start, end, series_count, inject=True)
+    return _generate(start, end, series_count, inject=True, owners=owners)
 
 
 def demo_known_anomalies(
-    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES
+    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES,
+    owners: bool = False,
 ) -> pd.DataFrame:
     """The anomaly events injected by generate_demo_costs whose first day lies in [start, end].
 
@@ -760,6 +798,7 @@ def demo_known_anomalies(
             "service": pd.array(_SERVICE_ARR[p.service].astype(str), dtype="string"),
             "account_id": pd.array(_account_ids(p.account).astype(str), dtype="string"),
             "region": pd.array(_REGION_ARR[p.region].astype(str), dtype="string"),
+            "owner": pd.array(_owners(ev.series, owners).astype(str), dtype="string"),
             "kind": pd.array(np.array(_KINDS)[ev.kind].astype(str), dtype="string"),
             "extra_cost_per_day": extra.astype(np.float64),
         },
@@ -771,10 +810,11 @@ def demo_known_anomalies(
 
 
 def demo_normal_costs(
-    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES
+    start: datetime.date, end: datetime.date, series_count: int = DEMO_SERIES,
+    owners: bool = False,
 ) -> pd.DataFrame:
     """generate_demo_costs without the known anomalies: what each series would have cost."""
-    return _generate(start, end, series_count, inject=False)
+    return _generate(start, end, series_count, inject=False, owners=owners)
 
 
 @dataclass(frozen=True)
@@ -783,18 +823,26 @@ class DemoSource(CostSource):
 
     name: ClassVar[str] = _SOURCE
     series: int = DEMO_SERIES
+    owners: bool = False  # SENTINEL_OWNER_KEY is set: series have demo owners
 
     @classmethod
     def from_options(cls, options: SourceOptions) -> DemoSource:
-        return cls(series=options.demo_series)
+        return cls(series=options.demo_series, owners=options.owner is not None)
 
     def fetch(self, start: datetime.date, end: datetime.date) -> SourceResult:
-        return SourceResult(generate_demo_costs(start, end, self.series))
+        rows = generate_demo_costs(start, end, self.series, owners=self.owners)
+        metadata: dict[str, object] = {}
+        if self.owners:
+            metadata["untagged_cost"] = round(float(rows.loc[rows["owner"] == "", "cost"].sum()),
+                                              2)
+        return SourceResult(rows, metadata)
 
     def root_causes(self, alerts: pd.DataFrame) -> RootCauses:
         from sentinel_pipeline.sources.demo_detail import demo_root_causes  # it imports us
 
-        return RootCauses(demo_root_causes(alerts, self.series))
+        return RootCauses(demo_root_causes(alerts, self.series, self.owners))
 
     def check(self, today: datetime.date) -> Check:
-        return True, f"source: demo ({self.series} synthetic series, no cloud account needed)"
+        owned = ", with demo owners" if self.owners else ""
+        return True, (f"source: demo ({self.series} synthetic series{owned}, no cloud account "
+                      "needed)")

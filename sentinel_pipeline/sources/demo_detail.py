@@ -12,7 +12,7 @@ import hashlib
 
 import pandas as pd
 
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.schema import SERIES_KEY, with_owner
 from sentinel_pipeline.sources.demo import demo_normal_costs, generate_demo_costs
 from sentinel_pipeline.sources.root_causes import rank_each, window
 
@@ -55,7 +55,8 @@ _DEFAULT_USAGE: tuple[tuple[tuple[str, float], ...], str, str] = (
 CHUNK_DAYS = 31
 
 
-def demo_root_causes(anomalies: pd.DataFrame, series_count: int) -> list[str]:
+def demo_root_causes(anomalies: pd.DataFrame, series_count: int, owners: bool = False
+                     ) -> list[str]:
     """For each anomaly row, the JSON list of the usage types that grew most (see module)."""
     if len(anomalies) == 0:
         return []
@@ -67,16 +68,16 @@ def demo_root_causes(anomalies: pd.DataFrame, series_count: int) -> list[str]:
         chunk = [i for i in positions if (days[i] - first).days < CHUNK_DAYS]
         positions = positions[len(chunk):]
         rows = anomalies.iloc[chunk]
-        for i, causes in zip(chunk, _root_causes(rows, series_count), strict=True):
+        for i, causes in zip(chunk, _root_causes(rows, series_count, owners), strict=True):
             out[i] = causes
     return out
 
 
-def _root_causes(anomalies: pd.DataFrame, series_count: int) -> list[str]:
+def _root_causes(anomalies: pd.DataFrame, series_count: int, owners: bool) -> list[str]:
     days, first, last = window(anomalies)
-    actual = generate_demo_costs(first, last, series_count)
-    normal = demo_normal_costs(first, last, series_count)
-    wanted = anomalies[SERIES_KEY].astype(str).drop_duplicates()
+    actual = generate_demo_costs(first, last, series_count, owners)
+    normal = demo_normal_costs(first, last, series_count, owners)
+    wanted = with_owner(anomalies)[SERIES_KEY].astype(str).drop_duplicates()
     actual = actual.merge(wanted, on=SERIES_KEY)
     normal = normal.merge(wanted, on=SERIES_KEY)
     both = actual.merge(normal, on=["usage_date", *SERIES_KEY], how="outer",
