@@ -1,4 +1,4 @@
-"""The jobs: the daily job over the four assets, and the weekly digest job."""
+"""The jobs: the daily job over the four assets, the feedback job, the weekly digest job."""
 
 from datetime import UTC, date, datetime
 
@@ -31,6 +31,17 @@ sentinel_daily_job = dg.define_asset_job(
 )
 
 
+# Feedback from Slack (issue 16): the feedback sensor requests it when people reacted or
+# replied on an alert message; unpartitioned, apart from the daily job.
+sentinel_feedback_job = dg.define_asset_job(
+    name="sentinel_feedback_job",
+    # No sentinel/pipeline tag: it writes no daily table, so it need not wait for a backfill.
+    selection=dg.AssetSelection.assets("alert_feedback"),
+    description="Read reactions and thread replies on recent alert messages into "
+    "alert_feedback.",
+)
+
+
 # ------------------------------------------------------------------ weekly digest
 # A small op job rather than a sensor: each digest is a run in the UI (visible, rerunnable, and
 # watched by the run-failure sensor), retried by a RetryPolicy when Slack is down, and kept out
@@ -59,7 +70,8 @@ def _week_start(text: str) -> date:
     name=DIGEST_OP,
     retry_policy=dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL),
     description="Posts last week's digest (spend vs the week before, open anomalies, top "
-    "movers) to SLACK_CHANNEL once, or to the outbox in dry run.",
+    "movers, open anomalies by owner, median time to detect and to resolve, precision from "
+    "feedback, cost avoided) to SLACK_CHANNEL once, or to the outbox in dry run.",
 )
 def post_weekly_digest(
     context: dg.OpExecutionContext,

@@ -1,25 +1,45 @@
-"""The weekly digest: last week's spend against the week before, open anomalies, top movers.
+"""The weekly digest: last week's spend against the week before, open anomalies, top movers,
+and how the anomalies of the week lived (anomaly_episodes, alert_feedback).
 
 Daily alerts say what broke; the Monday digest says where the money is going, like the managed
 anomaly services' weekly summaries. ``build_digest`` is pure (frames in, message out);
 ``load_digest_inputs`` reads the frames from the tables.
+
+The life-of-anomalies figures, over the week Monday..Sunday:
+- open anomalies by owner: episodes open or ongoing on Sunday, per owner ("" shown as
+  "untagged"), with their $ above expected so far.
+- time to detect: median of alert_day - anomaly_start (days) over episodes that alerted in the
+  week; time to resolve: median of resolved_on - anomaly_start over episodes resolved in it.
+- precision: of the week's alerts that got feedback, the share whose latest verdict is not
+  not_anomaly ("no feedback yet" when none did).
+- cost avoided, the FinOps Foundation's cost avoidance for anomalies: for each episode resolved
+  in the week and not accepted (expected / planned) nor marked not_anomaly,
+      daily overrun at resolution x days it would have gone on undetected,
+  the daily overrun being its impact (actual - expected) on its last elevated day (its
+  impact_to_date / days when that day's row is not there), and the days those from resolved_on
+  to the end of that billing month, inclusive: without the alert, the month's bill is where the
+  overrun would have shown up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import calendar
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
 
+from sentinel_pipeline.delivery.ledger import alert_key
 from sentinel_pipeline.delivery.message import MAX_SECTION_CHARS, clip, escape
+from sentinel_pipeline.detection.feedback import ACCEPT_VERDICTS, FEEDBACK_TABLE, NOT_ANOMALY
 from sentinel_pipeline.formatting import money
 from sentinel_pipeline.schema import SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
 TOP_MOVERS = 5
 TOP_OPEN = 5
+TOP_OWNERS = 8
 
 
 def week_label(monday: date) -> str:
@@ -39,6 +59,9 @@ class DigestInputs:
     costs: pd.DataFrame  # raw_daily_costs of the week and the week before
     alerts: pd.DataFrame  # annotated_alerts of the week
     last_day_anomalies: pd.DataFrame  # cost_anomalies of the week's last day
+    # anomaly_episodes of the day before the week and of the week (empty: none written)
+    episodes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    feedback: pd.DataFrame | None = None  # alert_feedback (None: nobody answered yet)
 
 
 def load_digest_inputs(store: TableStore, week_start: date) -> DigestInputs:
@@ -48,7 +71,124 @@ def load_digest_inputs(store: TableStore, week_start: date) -> DigestInputs:
         store.read_range("raw_daily_costs", week_start - timedelta(days=7), end),
         store.read_range("annotated_alerts", week_start, end),
         store.read_range("cost_anomalies", end, end),
+        store.read_range("anomaly_episodes", week_start - timedelta(days=1), end),
+        store.read_table(FEEDBACK_TABLE),
     )
+
+
+def _days(column: pd.Series) -> pd.Series:
+    return pd.to_datetime(column).dt.date
+
+
+def _in_week(episodes: pd.DataFrame, status: str, start: date, end: date) -> pd.DataFrame:
+    """The episode rows of ``status`` dated in the week."""
+    if len(episodes) == 0:
+        return episodes
+    days = _days(episodes["usage_date"])
+    return episodes[(episodes["status"] == status) & (days >= start) & (days <= end)]
+
+
+def open_by_owner(episodes: pd.DataFrame, end: date) -> pd.DataFrame:
+    """Episodes open or ongoing on ``end`` per owner ("untagged" for ""): count and $ above
+    expected so far, largest first."""
+    if len(episodes) == 0:
+        return pd.DataFrame(columns=["owner", "episodes", "impact"])
+    rows = episodes[(_days(episodes["usage_date"]) == end)
+                    & episodes["status"].isin(["open", "ongoing"])]
+    owner = rows["owner"].fillna("").astype(str).replace("", "untagged")
+    out = (rows.assign(owner=owner).groupby("owner")
+           .agg(episodes=("episode_id", "nunique"), impact=("impact_to_date", "sum"))
+           .reset_index())
+    return out.sort_values(["impact", "owner"], ascending=[False, True]).reset_index(drop=True)
+
+
+def _median_days(later: pd.Series, start: pd.Series) -> float | None:
+    if len(later) == 0:
+        return None
+    gaps = [(b - a).days for a, b in zip(_days(start), _days(later), strict=True)]
+    return float(pd.Series(gaps).median())
+
+
+def time_to_detect(episodes: pd.DataFrame, start: date, end: date) -> float | None:
+    """Median days from anomaly_start to the alert, over the episodes that alerted in the week."""
+    opened = _in_week(episodes, "open", start, end)
+    return _median_days(opened["alert_day"], opened["anomaly_start"]) if len(opened) else None
+
+
+def time_to_resolve(episodes: pd.DataFrame, start: date, end: date) -> float | None:
+    """Median days from anomaly_start to resolved_on, over the episodes resolved in the week."""
+    done = _in_week(episodes, "resolved", start, end)
+    return _median_days(done["resolved_on"], done["anomaly_start"]) if len(done) else None
+
+
+def precision(alert_keys: list[str], feedback: pd.DataFrame | None) -> tuple[int, int]:
+    """(alerts whose latest verdict is not not_anomaly, alerts with any feedback) among
+    ``alert_keys``."""
+    if feedback is None or len(feedback) == 0 or not alert_keys:
+        return 0, 0
+    rows = feedback[feedback["alert_key"].astype(str).isin(set(alert_keys))]
+    if "seen_at" in rows.columns:
+        rows = rows.sort_values("seen_at", kind="stable")
+    latest = rows.groupby("alert_key")["verdict"].last()
+    return int((latest != NOT_ANOMALY).sum()), len(latest)
+
+
+def _month_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def cost_avoided(episodes: pd.DataFrame, start: date, end: date) -> float:
+    """The FinOps cost avoidance of the episodes resolved in the week (module docstring)."""
+    done = _in_week(episodes, "resolved", start, end)
+    if len(done) == 0:
+        return 0.0
+    done = done[~done["verdict"].fillna("").isin([*ACCEPT_VERDICTS, NOT_ANOMALY])]
+    days = _days(episodes["usage_date"])
+    total = 0.0
+    for _, ep in done.iterrows():
+        resolved = pd.Timestamp(ep["resolved_on"]).date()
+        last = episodes[(episodes["episode_id"] == ep["episode_id"])
+                        & (days == resolved - timedelta(days=1))]
+        if len(last) and pd.notna(last["actual_cost"].iloc[0]):
+            overrun = float(last["actual_cost"].iloc[0] - last["expected_cost"].iloc[0])
+        else:
+            overrun = float(ep["impact_to_date"]) / max(int(ep["days"]), 1)
+        total += max(overrun, 0.0) * ((_month_end(resolved) - resolved).days + 1)
+    return total
+
+
+def _days_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g} day{'' if value == 1 else 's'}"
+
+
+def life_lines(inputs: DigestInputs, alert_keys: list[str]) -> tuple[list[str], list[str]]:
+    """The digest's life-of-anomalies lines and its open-by-owner lines."""
+    start = inputs.week_start
+    end = start + timedelta(days=6)
+    episodes = inputs.episodes
+    good, answered = precision(alert_keys, inputs.feedback)
+    judged = (f"{good / answered:.0%} ({good} of {answered} alerts with feedback were real)"
+              if answered else "no feedback yet")
+    resolved = _in_week(episodes, "resolved", start, end)
+    detect = _days_text(time_to_detect(episodes, start, end))
+    resolve = _days_text(time_to_resolve(episodes, start, end))
+    life = [
+        f"*Time to detect* (median, start to alert): {detect} · *time to resolve* (median, "
+        f"start to back to normal): {resolve} over {len(resolved)} resolved",
+        f"*Precision:* {judged}",
+        f"*Cost avoided* (daily overrun × days left in the month when resolved): "
+        f"{money(cost_avoided(episodes, start, end))}",
+    ]
+    owners = open_by_owner(episodes, end)
+    by_owner = ["*Open anomalies by owner* at week end:"]
+    for _, row in owners.head(TOP_OWNERS).iterrows():
+        by_owner.append(f"• {escape(row['owner'], 80)}: {int(row['episodes'])} open, "
+                        f"{money(row['impact'])} above expected so far")
+    if len(owners) > TOP_OWNERS:
+        by_owner.append(f"… and {len(owners) - TOP_OWNERS} more owners.")
+    if len(owners) == 0:
+        by_owner.append("none.")
+    return life, by_owner
 
 
 def _spend(costs: pd.DataFrame, start: date, end: date) -> pd.Series:
@@ -113,11 +253,18 @@ def build_digest(inputs: DigestInputs, ui_url: str = "") -> dict[str, Any]:
     if len(mover_lines) == 1:
         mover_lines.append("no change.")
 
+    keys = [alert_key(row) for _, row in alerts.iterrows()] if len(alerts) else []
+    life, by_owner = life_lines(inputs, keys)
+
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title}},
         {"type": "section", "text": {"type": "mrkdwn", "text": spend}},
         {"type": "section", "text": {"type": "mrkdwn",
                                      "text": clip("\n".join(lines), MAX_SECTION_CHARS)}},
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": clip("\n".join(by_owner), MAX_SECTION_CHARS)}},
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": clip("\n".join(life), MAX_SECTION_CHARS)}},
         {"type": "section", "text": {"type": "mrkdwn",
                                      "text": clip("\n".join(mover_lines), MAX_SECTION_CHARS)}},
     ]
