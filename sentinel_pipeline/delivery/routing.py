@@ -8,9 +8,13 @@ channel readable. The file is named by ``SENTINEL_SLACK_ROUTES``::
         channel: "#team-a"
       - match: {service: "Amazon SageMaker", region: "us-east-1"}
         channel: "#ml"
+      - match: {owner: "team-a"}         # SENTINEL_OWNER_KEY=tag:team
+        channel: "#team-a-costs"
 
 A route matches when every field in its ``match`` equals the alert's value (as text); alerts no
-route matches go to the default channel (``SLACK_CHANNEL``).
+route matches go to the default channel (``SLACK_CHANNEL``). ``owner`` is the value of the tag or
+cost category named by SENTINEL_OWNER_KEY; untagged spend has owner "", so it never matches an
+owner route (and goes to the default channel) unless a route asks for ``owner: ""``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pandas as pd
 
 from sentinel_pipeline.errors import ConfigError
 
-MATCH_FIELDS: tuple[str, ...] = ("service", "account_id", "region")
+MATCH_FIELDS: tuple[str, ...] = ("service", "account_id", "region", "owner")
 ROUTE_KEYS: frozenset[str] = frozenset({"match", "channel"})
 
 
@@ -34,7 +38,14 @@ class Route:
     channel: str
 
     def matches(self, alert: Mapping[str, Any]) -> bool:
-        return all(str(alert.get(k, "")) == v for k, v in self.match.items())
+        return all(_text(alert.get(k)) == v for k, v in self.match.items())
+
+
+def _text(value: Any) -> str:
+    """An alert's field as text; missing (an alert of before owners) is "", never "nan"."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,8 @@ def parse_routes(document: Any, path: str) -> tuple[Route, ...]:
         if bad:
             raise _fail(path, f"route {i} matches on unknown field(s) {bad}")
         if any(isinstance(v, dict | list) or v is None for v in match.values()):
-            raise _fail(path, f"route {i}: match values must be single values (text or number)")
+            raise _fail(path, f"route {i}: match values must be single values (text or number; "
+                        "write owner: \"\" for untagged spend)")
         routes.append(Route({str(k): str(v) for k, v in match.items()}, channel.strip()))
     return tuple(routes)
 
