@@ -391,8 +391,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     alerts = alerts.sort_values(["usage_date", "impact"], ascending=[True, False])
     print(f"\n{len(alerts)} alert(s):\n")
-    print(format_table(alerts, ["usage_date", "service", "account_id", "region", "actual_cost",
-                                "expected_cost", "impact", "kind"]))
+    print(format_table(alerts, ["usage_date", "service", "account_id", "region",
+                                *_owner_column(alerts), "actual_cost", "expected_cost",
+                                "impact", "kind"]))
     print("\nExplanations:")
     for _, row in alerts.iterrows():
         print(f"- {row['usage_date']} {row['service']} ({row['kind']}): {row['explanation']}")
@@ -421,8 +422,8 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
         rows = rows[rows["alert"].fillna(False).astype(bool)]
     rows = rows.sort_values(["usage_date", "impact"], ascending=[True, False])
     columns = ANOMALY_COLUMNS if args.format != "table" else [
-        "usage_date", "service", "account_id", "region", "actual_cost", "expected_cost",
-        "impact", "pct_change", "score", "kind", "alert"]
+        "usage_date", "service", "account_id", "region", *_owner_column(rows), "actual_cost",
+        "expected_cost", "impact", "pct_change", "score", "kind", "alert"]
     _emit(rows, columns, args.format)
     return 0
 
@@ -434,11 +435,24 @@ def cmd_costs(args: argparse.Namespace) -> int:
     rows = conform(_read_table("raw_daily_costs", start, end), RAW_COLUMNS)
     rows = _filtered(rows, [("--service", "service", args.service),
                             ("--region", "region", args.region),
-                            ("--account", "account_id", args.account)], f"{start}..{end}")
-    rows = rows.sort_values(["usage_date", "service", "account_id", "region"])
-    _emit(rows, ["usage_date", "service", "account_id", "region", "cost", "currency"],
-          args.format)
+                            ("--account", "account_id", args.account),
+                            ("--owner", "owner", args.owner)], f"{start}..{end}")
+    if args.untagged:
+        rows = rows[rows["owner"].fillna("") == ""]
+    rows = rows.sort_values(["usage_date", "service", "account_id", "region", "owner"])
+    columns = ["usage_date", "service", "account_id", "region", "owner", "cost", "currency"]
+    if args.format == "table":
+        columns = [c for c in columns if c != "owner" or _owner_column(rows)]
+    _emit(rows, columns, args.format)
     return 0
+
+
+def _owner_column(rows: pd.DataFrame) -> list[str]:
+    """["owner"] when a table shows owned series (SENTINEL_OWNER_KEY set), else nothing: a
+    column of blanks would only widen the table. CSV and JSON always have the column."""
+    if "owner" not in rows.columns or not (rows["owner"].fillna("") != "").any():
+        return []
+    return ["owner"]
 
 
 def _filtered(rows: pd.DataFrame, filters: list[tuple[str, str, str | None]],
@@ -542,9 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     ranged(costs)
     for flag, what, example in (("--service", "services", "cloudwatch"),
                                 ("--region", "regions", "eu-"),
-                                ("--account", "account ids", "4029")):
+                                ("--account", "account ids", "4029"),
+                                ("--owner", "owners (SENTINEL_OWNER_KEY values)", "team-a")):
         costs.add_argument(flag, help=f"only {what} containing this text, ignoring case "
                            f"(e.g. {flag} {example})")
+    costs.add_argument("--untagged", action="store_true",
+                       help="only spend without an owner (SENTINEL_OWNER_KEY absent)")
     costs.set_defaults(func=cmd_costs)
 
     summary = sub.add_parser("summary", parents=[common], help="cost per service")

@@ -37,6 +37,13 @@ SHRINK_RATIO = 0.5  # a day under half the day before usually means missing acco
 MIN_COVERAGE = 0.5  # share of series with a week of history below which baselines are guesses
 
 
+def series_label(key: tuple[object, ...]) -> str:
+    """A series key as people read it, "EC2 / 111 / us-east-1 / team-a"; an empty (unowned or
+    untagged) owner is left out, as before series had owners."""
+    return " / ".join(str(v) for i, v in enumerate(key)
+                      if not (SERIES_KEY[i] == "owner" and v in ("", None)))
+
+
 # ------------------------------------------------------------ raw_daily_costs, before writing
 def validate_raw_costs(rows: pd.DataFrame, days: list[date]) -> pd.DataFrame:
     """Contract columns present, no NaN or infinite cost, one currency per series, dates inside
@@ -80,7 +87,7 @@ def validate_raw_costs(rows: pd.DataFrame, days: list[date]) -> pd.DataFrame:
         key = mixed.index[0]
         found = sorted(rows.set_index(SERIES_KEY).loc[key, "currency"].astype(str).unique())
         raise SourceError(
-            f"Series {' / '.join(map(str, key))} has costs in {', '.join(found)}: "
+            f"Series {series_label(key)} has costs in {', '.join(found)}: "
             "export one billing currency, or convert before loading."
         )
     return rows
@@ -164,7 +171,7 @@ def raw_one_currency_per_series(frames: Mapping[date, pd.DataFrame]) -> Rule:
     rows = pd.concat(found, ignore_index=True)
     per_series = rows.groupby(SERIES_KEY, dropna=False)["currency"].nunique()
     mixed = per_series[per_series > 1]
-    examples = [" / ".join(map(str, key)) for key in mixed.index[:5]]
+    examples = [series_label(key) for key in mixed.index[:5]]
     return len(mixed) == 0, {
         "series_with_several_currencies": len(mixed),
         "examples": "; ".join(examples) or "none",
