@@ -27,7 +27,12 @@ def run_checks() -> list[Check]:
 
     resources = resources_from_environment()
     try:
-        source = resolved(resources["source"]).cost_source()
+        source_resource = resolved(resources["source"])
+        owner = settings.parse_owner_key(source_resource.owner_key)
+        if owner is not None:
+            checks.append((True, f"SENTINEL_OWNER_KEY: series are keyed by {owner} too; "
+                                 "untagged spend has no owner and goes to SLACK_CHANNEL"))
+        source = source_resource.cost_source()
         checks.append(source.check(datetime.now(UTC).date()))
     except SentinelError as exc:
         checks.append((False, str(exc)))
