@@ -12,10 +12,13 @@ elsewhere), and the same rows read twice give the same result.
   so a rerun keeps the alert people answered (only its follow-ups change).
 - ``not_anomaly`` on (series, kind): a false alarm of that kind. That series' score bar for that
   kind of change goes up by NOT_ANOMALY_STEP (in the score's own unit, calibrated z) for every
-  distinct alert so marked, at most MAX_RAISES times: one verdict turns a bar of 4 into 6, i.e.
-  that kind of change must be about as rare as P(Z > 6) instead of P(Z > 4) before it alerts
-  again. Only that series and kind: the others keep the configured bar. The bar a row had to
-  pass is kept in cost_scores (column ``threshold``).
+  distinct alert so marked, at most MAX_RAISES times, from the day after that alert: one verdict
+  turns a bar of 4 into 6, i.e. that kind of change must be about as rare as P(Z > 6) instead
+  of P(Z > 4) before it alerts again. Only that series and kind group (a level shift is the
+  spike that went on; sustained, new_spend and drop each have their own): the others keep the
+  configured bar. The bar a row had to pass is kept in cost_scores (column ``threshold``).
+  A fixed step rather than a bar fitted to the dismissed score: it needs no memory of that
+  score, and several verdicts say more than one.
 
 Feedback naming no known series or episode simply matches nothing. The seed method ignores
 feedback: it is the blog's fixed reference rule.
@@ -81,20 +84,20 @@ def accepted_episodes(feedback: pd.DataFrame | None) -> pd.DataFrame:
     return out.drop_duplicates().reset_index(drop=True)[ACCEPTED_COLUMNS]
 
 
-def level_since(accepted: pd.DataFrame, keys: pd.DataFrame, day: date) -> list[date | None]:
-    """For each series of ``keys`` (in order): the anomaly_start whose level is accepted on
-    ``day`` (the latest episode accepted and alerted before ``day``), else None."""
-    out: list[date | None] = [None] * len(keys)
+def level_since(accepted: pd.DataFrame, keys: pd.DataFrame, day: date) -> dict[int, date]:
+    """Row of ``keys`` -> the anomaly_start whose level is accepted on ``day`` (the latest
+    episode of that series accepted and alerted before ``day``); series without one are left
+    out. One comparison per accepted episode (they are few), not a lookup per series."""
+    out: dict[int, date] = {}
     if len(accepted) == 0 or len(keys) == 0:
         return out
-    live = accepted[accepted["alert_day"] < day]
-    if len(live) == 0:
-        return out
-    latest = live.groupby(SERIES_KEY, sort=False)["anomaly_start"].max().reset_index()
-    lookup = {tuple(str(p) for p in row[:-1]): row[-1]
-              for row in latest[[*SERIES_KEY, "anomaly_start"]].itertuples(index=False)}
-    for i, key in enumerate(keys[SERIES_KEY].astype(str).itertuples(index=False, name=None)):
-        out[i] = lookup.get(key)
+    live = accepted[accepted["alert_day"] < day].sort_values("anomaly_start", kind="stable")
+    for episode in live.to_dict("records"):  # later starts overwrite earlier ones
+        mask = np.ones(len(keys), dtype=bool)
+        for column in SERIES_KEY:
+            mask &= keys[column].astype(str).to_numpy() == str(episode[column])
+        for row in np.flatnonzero(mask):
+            out[int(row)] = episode["anomaly_start"]
     return out
 
 

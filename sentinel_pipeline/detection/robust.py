@@ -20,11 +20,15 @@ Why each piece is there:
   episode doubles its impact. An increase too small to alert on one day alerts when the drift
   statistics (two CUSUMs) reach the threshold and its cost above expected since it began reaches
   min_impact. Drops are episodes too.
+- Feedback (feedback.py): an episode marked expected / planned has its level adopted from the day
+  after its alert (``level_since``), and not_anomaly raises that series' bar for that kind
+  (``bars`` in ``score``).
 """
 
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from datetime import date
 
 import numpy as np
@@ -144,12 +148,12 @@ def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig,
-                          level_since: list[date | None] | None = None) -> pd.DataFrame:
+                          level_since: Mapping[int, date] | None = None) -> pd.DataFrame:
     """Seasonal median baseline, noise scale and the elevated run before ``day``.
 
-    ``level_since`` (one per series of the matrix, or None): the first day of an episode whose
-    new level was accepted (feedback.py): that series' level is the median of its days from
-    then on (at most LEVEL_DAYS of them), adopted at once, not after ADOPT_DAYS."""
+    ``level_since`` (matrix row -> day): the first day of an episode whose new level was
+    accepted (feedback.py): that series' level is the median of its days from then on (at most
+    LEVEL_DAYS of them), adopted at once, not after ADOPT_DAYS."""
     # float32 for the series x day work: cost data has no 8 significant digits to lose, and at a
     # million series halving the bytes moved is what makes it fast.
     values, present = matrix.values.astype(np.float32), matrix.present
@@ -223,10 +227,8 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     log_scale = np.fmax(log_scale, np.log1p(floor))
     tail = slice(max(deseasoned.shape[1] - RUN_DAYS, 0), None)
     accepted_col = np.full(n_series, -1, dtype=np.int64)
-    if level_since is not None:
-        for i, since in enumerate(level_since):
-            if since is not None:
-                accepted_col[i] = max((since - matrix.first).days, 0)
+    for row, since in (level_since or {}).items():
+        accepted_col[row] = max((since - matrix.first).days, 0)
     accepted = accepted_col >= 0
 
     def model(rows: np.ndarray | slice, excluded: np.ndarray) -> dict[str, np.ndarray]:
