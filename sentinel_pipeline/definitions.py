@@ -8,14 +8,20 @@ from sentinel_pipeline.defs.assets.anomalies import cost_anomalies
 from sentinel_pipeline.defs.assets.baselines import cost_baselines
 from sentinel_pipeline.defs.assets.costs import raw_daily_costs
 from sentinel_pipeline.defs.assets.episodes import anomaly_episodes
+from sentinel_pipeline.defs.assets.feedback import alert_feedback
 from sentinel_pipeline.defs.assets.scores import cost_scores
 from sentinel_pipeline.defs.checks import raw_freshness_checks
-from sentinel_pipeline.defs.jobs import sentinel_daily_job, sentinel_weekly_digest_job
+from sentinel_pipeline.defs.jobs import (
+    sentinel_daily_job,
+    sentinel_feedback_job,
+    sentinel_weekly_digest_job,
+)
 from sentinel_pipeline.defs.resources import resources_from_environment
 from sentinel_pipeline.defs.schedules import sentinel_daily_schedule, weekly_digest_schedule
 from sentinel_pipeline.defs.sensors import (
     abandoned_cli_runs_sensor,
     alert_delivery_sensor,
+    feedback_sensor,
     raw_freshness_sensor,
     restatement_sensor,
     run_failure_alert_sensor,
@@ -38,12 +44,12 @@ in_process_by_default = dg.ExecutorDefinition(
 
 defs = dg.Definitions(
     assets=[raw_daily_costs, cost_baselines, cost_anomalies, cost_scores, anomaly_episodes,
-            annotated_alerts],
+            annotated_alerts, alert_feedback],
     asset_checks=raw_freshness_checks,
-    jobs=[sentinel_daily_job, sentinel_weekly_digest_job],
+    jobs=[sentinel_daily_job, sentinel_weekly_digest_job, sentinel_feedback_job],
     schedules=[sentinel_daily_schedule, weekly_digest_schedule],
     sensors=[restatement_sensor, alert_delivery_sensor, run_failure_alert_sensor,
-             raw_freshness_sensor, abandoned_cli_runs_sensor],
+             raw_freshness_sensor, abandoned_cli_runs_sensor, feedback_sensor],
     resources=resources_from_environment(),
     executor=in_process_by_default,
 )

@@ -59,6 +59,10 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("SENTINEL_DAGSTER_URL", "", "Dagster UI base URL, for links in messages"),
     Variable("SENTINEL_FAILURE_SENSOR_INTERVAL", "60",
              "seconds between the run-failure sensor's looks for failed runs"),
+    Variable("SENTINEL_FEEDBACK_DAYS", "30",
+             "days back the feedback sensor reads reactions and replies on alert messages"),
+    Variable("SENTINEL_FEEDBACK_USERS", "",
+             "comma-separated Slack user IDs allowed to give feedback ('' = any person)"),
     Variable("DAGSTER_HOME", "./.sentinel/dagster", "the Dagster instance folder (CLI)"),
 )}
 

@@ -8,6 +8,11 @@ string, as slack_sdk sends them, or GET; channel IDs only, like
 Slack; ``oldest``/``latest``/``inclusive``, newest first, ``limit`` and ``cursor`` pages;
 metadata only with ``include_all_metadata``) and conversations.list (the channels seen so far
 and ``workspace_channels``).
+Feedback and follow-ups (issue 16): chat.update (edits a kept message, each edit kept in
+``updates``), reactions.get (``full``; the message with its ``reactions``, ``reply_count`` and
+``latest_reply``, or ``message_not_found``), users.info (``users``, else ``user_not_found``),
+and helpers standing for people: ``react`` / ``unreact`` and ``reply`` (a thread reply by a
+user or a bot).
 ``script`` holds responses to give to the next API calls (before any normal answer): a status,
 a JSON payload (or raw bytes, for malformed answers) and headers; ``delay_seconds`` makes every
 API call answer late without processing it (client timeouts); ``post_answer_delay`` makes
@@ -29,7 +34,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from sentinel_pipeline_tests.local_http import local_server
 
-READS = frozenset({"conversations.history", "conversations.replies", "conversations.list"})
+READS = frozenset({"conversations.history", "conversations.replies", "conversations.list",
+                   "reactions.get", "users.info"})
 
 
 @dataclass
@@ -55,6 +61,44 @@ class FakeSlack:
     workspace_channels: list[str] = field(default_factory=lambda: [
         "#cost-alerts", "#finops", "#team-a", "#ops", "#ml"])
     history_calls: list[dict[str, str]] = field(default_factory=list)  # conversations.* args
+    updates: list[dict[str, Any]] = field(default_factory=list)  # chat.update bodies
+    refuse_channels: dict[str, str] = field(default_factory=dict)  # channel -> post error
+    reactions: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)  # users.info answers
+    read_calls: list[dict[str, str]] = field(default_factory=list)  # reactions/users args
+
+    def person(self, user_id: str, name: str = "", **flags: Any) -> None:
+        """A member of the workspace (``is_bot=True`` / ``deleted=True`` for the others)."""
+        self.users[user_id] = {"id": user_id, "name": name or user_id.lower(),
+                               "real_name": name or user_id, "deleted": False, "is_bot": False,
+                               "profile": {"display_name": name or ""}, **flags}
+
+    def react(self, message: dict[str, Any], name: str, user: str) -> None:
+        users = self.reactions.setdefault((message["channel"], message["ts"]), {})
+        users.setdefault(name, [])
+        if user not in users[name]:
+            users[name].append(user)
+
+    def unreact(self, message: dict[str, Any], name: str, user: str) -> None:
+        users = self.reactions.get((message["channel"], message["ts"]), {})
+        if user in users.get(name, []):
+            users[name].remove(user)
+            if not users[name]:
+                users.pop(name)
+
+    def reply(self, message: dict[str, Any], user: str, text: str,
+              bot: bool = False) -> dict[str, Any]:
+        """A thread reply by someone (``bot``: an app's message, with ``bot_id``)."""
+        ts = f"{int(time.time())}.{500000 + len(self.messages):06d}"
+        kept = {"type": "message", "channel": message["channel"], "ts": ts, "text": text,
+                "thread_ts": message["ts"], "user": user}
+        if bot:
+            kept |= {"bot_id": "B0001", "subtype": "bot_message"}
+        self.messages.append(kept)
+        return kept
+
+    def message_at(self, ts: str) -> dict[str, Any]:
+        return next(m for m in self.messages if m["ts"] == ts)
 
     def in_channel(self, channel: str) -> list[dict[str, Any]]:
         """The messages kept for a channel (name or ID), oldest first."""
@@ -150,6 +194,8 @@ def fake_slack() -> Iterator[FakeSlack]:
             with lock:
                 if method == "chat.postMessage":
                     post = json.loads(body or b"{}") if is_json else form
+                    if post.get("channel") in state.refuse_channels:
+                        return {"ok": False, "error": state.refuse_channels[post["channel"]]}
                     state.posts.append(post)
                     # Slack's ts: the epoch second it was posted, then a unique suffix.
                     ts = f"{int(time.time())}.{len(state.posts):06d}"
@@ -169,6 +215,18 @@ def fake_slack() -> Iterator[FakeSlack]:
                     host, port = address[:2]
                     return {"ok": True, "file_id": file_id,
                             "upload_url": f"http://{host}:{port}/upload/{file_id}"}
+                if method == "chat.update":
+                    update = json.loads(body or b"{}") if is_json else form
+                    state.updates.append(update)
+                    for message in state.messages:
+                        if (message["channel"] == update.get("channel")
+                                and message["ts"] == update.get("ts")):
+                            message["text"] = update.get("text", "")
+                            message["blocks"] = update.get("blocks")
+                            message["edited"] = {"ts": f"{time.time():.6f}"}
+                            return {"ok": True, "channel": message["channel"],
+                                    "ts": message["ts"], "text": message["text"]}
+                    return {"ok": False, "error": "message_not_found"}
                 if method == "files.completeUploadExternal":
                     files = json.loads(form.get("files", "[]"))
                     state.files.append({**form, "files": files})
@@ -186,6 +244,14 @@ def fake_slack() -> Iterator[FakeSlack]:
                                 for name, cid in state.channel_ids.items()]
                     return {"ok": True, "channels": channels,
                             "response_metadata": {"next_cursor": ""}}
+                if method == "users.info":
+                    state.read_calls.append({"method": method, **query})
+                    user = state.users.get(query.get("user", ""))
+                    return ({"ok": True, "user": user} if user
+                            else {"ok": False, "error": "user_not_found"})
+                if method == "reactions.get":
+                    state.read_calls.append({"method": method, **query})
+                    return self._reactions(query)
                 if method not in ("conversations.history", "conversations.replies"):
                     return {"ok": False, "error": "unknown_method"}
                 cid = query.get("channel", "")
@@ -218,6 +284,25 @@ def fake_slack() -> Iterator[FakeSlack]:
             more = start + limit < len(found)
             return {"ok": True, "messages": page, "has_more": more,
                     "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+        def _reactions(self, query: dict[str, str]) -> dict[str, Any]:
+            """reactions.get: the message with its reactions and thread summary (lock held)."""
+            cid, ts = query.get("channel", ""), query.get("timestamp", "")
+            if cid not in state.channel_ids.values():
+                return {"ok": False, "error": "channel_not_found"}
+            found = [m for m in state.messages if m["channel"] == cid and m["ts"] == ts]
+            if not found:
+                return {"ok": False, "error": "message_not_found"}
+            message = {k: v for k, v in found[0].items() if k != "metadata"}
+            given = state.reactions.get((cid, ts), {})
+            if given:
+                message["reactions"] = [{"name": name, "users": list(users),
+                                         "count": len(users)} for name, users in given.items()]
+            replies = [m["ts"] for m in state.messages
+                       if m["channel"] == cid and m.get("thread_ts") == ts]
+            if replies:
+                message |= {"reply_count": len(replies), "latest_reply": max(replies, key=float)}
+            return {"ok": True, "type": "message", "channel": cid, "message": message}
 
     with local_server(Handler) as url:
         state.url = f"{url}/api/"

@@ -1,7 +1,8 @@
 """The alert sensor on a real instance: each alert delivered once, across ticks, reruns and
 restarts, to the outbox in dry run and to Slack (a local fake) through the real slack_sdk:
 success, 429 then success, 500 forever, timeouts, malformed JSON, refusals, routing, a rerun
-that finds a new anomaly (thread reply)."""
+that finds a new anomaly (a message of its own). One message per alert (issue 16); the
+episodes' follow-ups (thread replies, edits) are tested in test_followups.py."""
 
 from __future__ import annotations
 
@@ -78,10 +79,14 @@ def test_outbox_gets_each_alert_once_across_ticks_rerun_and_restart(
     first = _tick(demo_backfill.instance, data_dir, None, sink)
     assert first.cursor is not None
     files = _outbox(data_dir)
-    assert len(files) == n_days
+    # One file per alert; the episodes' follow-ups (replies, status edits) are files too.
+    messages = [f for f in files if "thread_ts" not in json.loads(f.read_text())
+                and "update_of" not in json.loads(f.read_text())]
+    assert len(messages) == n_alerts
     assert _delivered(data_dir) == n_alerts
-    assert len(_ledger(data_dir)["messages"]) == n_days
-    message = json.loads(files[0].read_text())
+    assert _ledger(data_dir)["messages"] == {}
+    assert all(e["kind"] == "alert" for e in _ledger(data_dir)["alerts"].values())
+    message = json.loads(messages[0].read_text())
     assert message["channel"] == "#cost-alerts" and message["blocks"][0]["type"] == "header"
 
     second = _tick(demo_backfill.instance, data_dir, first.cursor, sink)
@@ -111,23 +116,27 @@ def test_alerts_older_than_the_age_limit_are_not_posted(
     assert _outbox(data_dir) == []
 
 
-def test_slack_receives_one_message_per_day_through_slack_sdk(
+def test_slack_receives_one_message_per_alert_through_slack_sdk(
     demo_backfill: Backfill, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    n_days, _ = _days_with_alerts(data_dir, demo_backfill)
+    _, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
         sink = _sink(slack.url, channel="#finops", dagster_url="http://dagster.local:3000")
         first = _tick(demo_backfill.instance, data_dir, None, sink)
-        assert len(slack.posts) == n_days
+        assert len(slack.top_level()) == n_alerts
+        posts = len(slack.posts)  # with the episodes' follow-up replies
         assert {p["channel"] for p in slack.posts} == {"#finops"}
         assert all(h == f"Bearer {TOKEN}" for h in slack.auth_headers)
         context = slack.posts[0]["blocks"][-1]["elements"][0]["text"]
         assert ("http://dagster.local:3000/assets/annotated_alerts?view=partitions&partition="
                 in context)
+        assert "React :white_check_mark: expected" in context
         second = _tick(demo_backfill.instance, data_dir, first.cursor, sink)  # two ticks
-        assert second.skip_message and len(slack.posts) == n_days
+        assert second.skip_message and len(slack.posts) == posts
+        updates = len(slack.updates)
         restarted = _tick(demo_backfill.instance, data_dir, None, sink)  # cursor lost
-        assert len(slack.posts) == n_days and restarted.cursor == first.cursor
+        assert len(slack.posts) == posts and restarted.cursor == first.cursor
+        assert len(slack.updates) == updates  # the status edits are not made again
     assert _outbox(data_dir) == []
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err
@@ -136,19 +145,19 @@ def test_slack_receives_one_message_per_day_through_slack_sdk(
 def test_slack_rate_limit_is_retried_after_the_delay(
     demo_backfill: Backfill, data_dir: Path
 ) -> None:
-    n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
+    _, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
         slack.script.append((429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}))
         _tick(demo_backfill.instance, data_dir, None, _sink(slack.url))
-        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
-        assert slack.calls == n_days + 1
+        assert len(slack.top_level()) == n_alerts and _delivered(data_dir) == n_alerts
+        assert slack.calls == len(slack.posts) + len(slack.updates) + 1
         assert slack.call_times[1] - slack.call_times[0] >= 1.0  # Retry-After honoured
 
 
 def test_slack_down_for_a_while_then_each_alert_delivered_once(
     demo_backfill: Backfill, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
+    _, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
         sink = _sink(slack.url)
         slack.script.extend([(500, {"ok": False, "error": "internal_error"}, {})] * 1000)
@@ -159,10 +168,11 @@ def test_slack_down_for_a_while_then_each_alert_delivered_once(
         assert slack.calls == 2  # one attempt per tick: no hammering while Slack is down
         slack.script.clear()
         healed = _tick(demo_backfill.instance, data_dir, again.cursor, sink)
-        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
+        assert len(slack.top_level()) == n_alerts and _delivered(data_dir) == n_alerts
+        posts = len(slack.posts)
         _tick(demo_backfill.instance, data_dir, healed.cursor, sink)
         _tick(demo_backfill.instance, data_dir, None, sink)
-        assert len(slack.posts) == n_days
+        assert len(slack.posts) == posts
     log = capsys.readouterr().err
     assert "internal_error" in log and "retried on the next tick" in log and TOKEN not in log
 
@@ -170,7 +180,7 @@ def test_slack_down_for_a_while_then_each_alert_delivered_once(
 def test_slack_timeout_leaves_alerts_for_the_next_tick(
     demo_backfill: Backfill, data_dir: Path
 ) -> None:
-    n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
+    _, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
         sink = _sink(slack.url, timeout_seconds=0.3)
         slack.delay_seconds = 1.0
@@ -178,20 +188,20 @@ def test_slack_timeout_leaves_alerts_for_the_next_tick(
         assert failed.skip_message and _delivered(data_dir) == 0
         slack.delay_seconds = 0.0
         _tick(demo_backfill.instance, data_dir, failed.cursor, sink)
-        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
+        assert len(slack.top_level()) == n_alerts and _delivered(data_dir) == n_alerts
 
 
 def test_malformed_slack_answer_is_an_error_and_retried(
     demo_backfill: Backfill, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    n_days, n_alerts = _days_with_alerts(data_dir, demo_backfill)
+    _, n_alerts = _days_with_alerts(data_dir, demo_backfill)
     with fake_slack() as slack:
         slack.script.append((200, b"<html>upstream proxy error", {}))
         sink = _sink(slack.url)
         failed = _tick(demo_backfill.instance, data_dir, None, sink)
         assert failed.skip_message and _delivered(data_dir) == 0
         _tick(demo_backfill.instance, data_dir, failed.cursor, sink)
-        assert len(slack.posts) == n_days and _delivered(data_dir) == n_alerts
+        assert len(slack.top_level()) == n_alerts and _delivered(data_dir) == n_alerts
     assert "non-JSON" in capsys.readouterr().err
 
 
@@ -249,7 +259,7 @@ def test_bad_routes_file_fails_the_tick_with_the_fix(
     assert _outbox(data_dir) == []
 
 
-def test_rerun_with_a_new_anomaly_posts_only_it_as_a_thread_reply(
+def test_rerun_with_a_new_anomaly_posts_only_it_as_its_own_message(
     demo_backfill: Backfill, data_dir: Path
 ) -> None:
     store = TableStore(str(data_dir))
@@ -258,9 +268,7 @@ def test_rerun_with_a_new_anomaly_posts_only_it_as_a_thread_reply(
     with fake_slack() as slack:
         first = _tick(demo_backfill.instance, data_dir, None, _sink(slack.url))
         sink = _sink(slack.url, charts=True)
-        n_posts = len(slack.posts)
-        root = next(p for p in slack.posts if day.isoformat() in p["text"])
-        root_ts = _ledger(data_dir)["messages"][f"{day.isoformat()}|#cost-alerts"]["ts"]
+        n_top = len(slack.top_level())
 
         # The rerun of `day` (new materialisation) finds one more anomaly: a new series.
         rows = store.read_partition("annotated_alerts", day)
@@ -272,14 +280,13 @@ def test_rerun_with_a_new_anomaly_posts_only_it_as_a_thread_reply(
 
         rerun = _tick(demo_backfill.instance, data_dir, first.cursor, sink)
         assert int(rerun.cursor) > int(first.cursor)
-        assert len(slack.posts) == n_posts + 1
-        reply = slack.posts[-1]
-        assert reply["thread_ts"] == root_ts and reply["channel"] == root["channel"]
-        assert "Update for" in reply["text"] and "1 alert" in reply["text"]
-        assert "Amazon Bedrock" in json.dumps(reply)
-        assert slack.files[-1]["thread_ts"] == root_ts  # its chart in the same thread
+        assert len(slack.top_level()) == n_top + 1
+        new = slack.top_level()[-1]
+        assert "Amazon Bedrock" in json.dumps(new) and "1 alert" not in new["text"]
+        ts = _ledger(data_dir)["alerts"][new["metadata"]["event_payload"]["key"]]["ts"]
+        assert slack.files[-1]["thread_ts"] == ts  # its chart in its own thread
         _tick(demo_backfill.instance, data_dir, None, sink)  # restarted: nothing new
-        assert len(slack.posts) == n_posts + 1
+        assert len(slack.top_level()) == n_top + 1
 
 
 def test_damaged_ledger_fails_the_tick_with_the_fix_and_posts_nothing(

@@ -50,8 +50,9 @@ def _row(causes: list[dict[str, object]], annotation: dict[str, object] | None =
 
 
 def _section(*rows: pd.Series) -> list[str]:
-    message = build_message(DAY.isoformat(), pd.DataFrame(list(rows)))
-    return [b["text"]["text"] for b in message["blocks"] if b["type"] == "section"]
+    """The alert section of each row's own message."""
+    messages = [build_message(DAY.isoformat(), row) for row in rows]
+    return [m["blocks"][1]["text"]["text"] for m in messages]
 
 
 def test_where_the_money_went_is_shown_once_whoever_wrote_the_explanation() -> None:

@@ -22,6 +22,7 @@ from sentinel_pipeline.delivery.ledger import (
     PREV_PATH,
     DeliveryLedger,
     LedgerError,
+    alert_key,
     digest_key,
     main,
     message_key,
@@ -40,8 +41,8 @@ from sentinel_pipeline_tests.test_slack_delivery import DAY, _alert, _write_cost
 
 TOKEN = "xoxb-test-secret-token-789"
 D = DAY.isoformat()
-KEY = message_key(D, "#cost-alerts")
 N = 3  # alerts of the day
+KEY = alert_key(_alert(N - 1))  # the largest alert: its message is posted first
 
 # Deliver one day in a process of its own (the test kills it): argv = data dir, day, Slack URL
 # ('' = outbox; then the process SIGKILLs itself right after the outbox file is written).
@@ -99,9 +100,9 @@ def store(tmp_path: Path) -> TableStore:
     return store
 
 
-def _deliver(store: TableStore, sink: Any, charts: bool = False) -> Any:
+def _deliver(store: TableStore, sink: Any, charts: bool = False, **kwargs: Any) -> Any:
     return deliver_day(store, sink, DeliveryLedger(store), Router("#cost-alerts"), D,
-                       charts=charts)
+                       charts=charts, **kwargs)
 
 
 def _ledger(store: TableStore) -> dict[str, Any]:
@@ -131,30 +132,35 @@ def test_killed_after_slack_got_the_post_is_adopted_not_posted_twice(
         assert len(slack.in_channel("#cost-alerts")) == 1
         pending = _ledger(store)["pending"]
         assert list(pending) == [KEY] and "ended_epoch" not in pending[KEY]
+        assert pending[KEY]["kind"] == "alert" and pending[KEY]["alerts"] == [KEY]
         assert _ledger(store)["alerts"] == {}
 
         slack.post_answer_delay = 0.0
         result = _deliver(store, SlackSink(TOKEN, slack.url, timeout=5), charts=True)
-        assert (result.sent, result.adopted) == (0, N)
-        [message] = slack.in_channel("#cost-alerts")  # exactly one message for the day
-        assert message["metadata"]["event_type"] == EVENT_TYPE
-        assert message["metadata"]["event_payload"]["key"] == KEY
+        assert (result.sent, result.adopted) == (N - 1, 1)
+        messages = slack.in_channel("#cost-alerts")
+        keys = [m["metadata"]["event_payload"]["key"] for m in messages]
+        assert sorted(keys) == sorted(alert_key(_alert(i)) for i in range(N))  # each once
+        message = messages[0]  # the one Slack kept while the process died
+        assert message["metadata"]["event_type"] == EVENT_TYPE and keys[0] == KEY
         ledger = _ledger(store)
         assert ledger["pending"] == {}
-        assert ledger["messages"][KEY]["ts"] == message["ts"]
+        assert ledger["alerts"][KEY]["ts"] == message["ts"]
+        assert ledger["alerts"][KEY]["adopted"] is True
         assert len(ledger["alerts"]) == N
-        assert all(e["reference"] == message["ts"] for e in ledger["alerts"].values())
+        assert {e["ts"] for e in ledger["alerts"].values()} == {m["ts"] for m in messages}
         # The history was read by channel ID, from before the attempt, with metadata.
         history = [c for c in slack.history_calls if c["method"] == "conversations.history"]
         assert history and history[0]["channel"] == slack.channel_ids["#cost-alerts"]
         assert history[0]["include_all_metadata"] == "1"
         assert float(history[0]["oldest"]) < float(message["ts"])
-        # The chart the dead process never uploaded goes into the adopted message's thread.
-        assert [f["thread_ts"] for f in slack.files] == [message["ts"]]
+        # The chart the dead process never uploaded goes into the adopted message's thread,
+        # and each other alert's chart into its own.
+        assert sorted(f["thread_ts"] for f in slack.files) == sorted(m["ts"] for m in messages)
 
         again = _deliver(store, SlackSink(TOKEN, slack.url, timeout=5))
         assert (again.sent, again.adopted, again.already_sent) == (0, 0, N)
-        assert len(slack.posts) == 1
+        assert len(slack.posts) == N
     text = (Path(store.root) / LEDGER_PATH).read_text()
     assert TOKEN not in text
 
@@ -168,22 +174,27 @@ def test_outbox_killed_after_writing_is_adopted_not_written_twice(store: TableSt
     assert len(outbox) == 1 and list(_ledger(store)["pending"]) == [KEY]
 
     result = _deliver(store, OutboxSink(store))
-    assert (result.sent, result.adopted) == (0, N)
-    assert sorted((Path(store.root) / "outbox").glob("*.json")) == outbox
-    assert _ledger(store)["messages"][KEY]["reference"] == str(outbox[0])
+    assert (result.sent, result.adopted) == (N - 1, 1)
+    after = sorted((Path(store.root) / "outbox").glob("*.json"))
+    assert len(after) == N and outbox[0] in after  # the first file kept, not written twice
+    assert _ledger(store)["alerts"][KEY]["reference"] == str(outbox[0])
     assert json.loads(outbox[0].read_text())["metadata"]["event_payload"]["key"] == KEY
 
 
 def test_interrupted_thread_reply_and_digest_are_found_not_reposted(store: TableStore) -> None:
+    """A busy day's overflow (here every alert: no per-alert messages) is one day message; a
+    rerun's further alerts go in its thread, and that reply is adopted after a crash."""
     with fake_slack() as slack:
         sink = SlackSink(TOKEN, slack.url, timeout=5)
-        _deliver(store, sink)
+        _deliver(store, sink, max_messages=0)
         root_ts = slack.messages[0]["ts"]
+        assert slack.messages[0]["metadata"]["event_payload"]["key"] == message_key(
+            D, "#cost-alerts")
         _write_day(store, [_alert(i) for i in range(N + 1)])  # a rerun finds one more
         with pytest.raises(Killed):
-            _deliver(store, DyingSink(sink))
+            _deliver(store, DyingSink(sink), max_messages=0)
         assert len(slack.messages) == 2 and slack.messages[1]["thread_ts"] == root_ts
-        result = _deliver(store, sink)
+        result = _deliver(store, sink, max_messages=0)
         assert (result.sent, result.adopted) == (0, 1) and len(slack.messages) == 2
         assert any(c["method"] == "conversations.replies" and c["ts"] == root_ts
                    for c in slack.history_calls)
@@ -202,8 +213,7 @@ def test_interrupted_thread_reply_and_digest_are_found_not_reposted(store: Table
 def _pending(store: TableStore, age_seconds: float, ended: bool = False) -> None:
     """The ledger a process leaves when it dies after recording the attempt, before posting."""
     ledger = DeliveryLedger(store)
-    keys = [f"{D}|Service {i:03d}|{1000 + i % 3}|us-east-1" for i in range(N)]
-    ledger.begin(KEY, "message", "#cost-alerts", "slack", D, keys, day=D)
+    ledger.begin(KEY, "alert", "#cost-alerts", "slack", D, [KEY], day=D)
     data = ledger.data
     data["pending"][KEY]["attempted_epoch"] = time.time() - age_seconds
     if ended:
@@ -224,7 +234,9 @@ def test_attempt_not_in_the_channel_waits_while_in_flight_then_is_posted_once(
         assert slack.posts == []
         _pending(store, age_seconds=sink.in_flight_seconds + 1)  # no copy can still arrive
         result = _deliver(store, sink)
-        assert result.sent == N and len(slack.posts) == 1
+        assert result.sent == N and len(slack.posts) == N
+        keys = [p["metadata"]["event_payload"]["key"] for p in slack.posts]
+        assert keys.count(KEY) == 1 and len(set(keys)) == N
         assert _ledger(store)["pending"] == {}
 
 
@@ -257,7 +269,7 @@ def test_history_refused_never_reposts_names_the_scope_and_can_be_settled(
         # Someone looked at the channel: not there. Settled by hand, posted once.
         assert main(["--data-dir", store.root, "resolve", KEY, "--not-posted"]) == 0
         assert "marked not posted" in capsys.readouterr().out
-        assert _deliver(store, sink).sent == N and len(slack.posts) == 1
+        assert _deliver(store, sink).sent == N and len(slack.posts) == N
 
 
 def _deliver_by_id(store: TableStore, sink: SlackSink, slack: FakeSlack) -> Any:
@@ -346,9 +358,9 @@ def test_hand_edit_shrink_and_old_format_over_a_new_ledger_are_refused(
     path = Path(store.root) / LEDGER_PATH
     edited = {**good, "alerts": dict(list(good["alerts"].items())[1:])}  # one alert removed
     path.write_text(json.dumps(edited))
-    with pytest.raises(LedgerError, match=f"says it holds {N + 1} entries but holds {N}"):
+    with pytest.raises(LedgerError, match=f"says it holds {N} entries but holds {N - 1}"):
         DeliveryLedger(store)
-    path.write_text(json.dumps({**edited, "count": N}))  # the count "fixed" too
+    path.write_text(json.dumps({**edited, "count": N - 1}))  # the count "fixed" too
     with pytest.raises(LedgerError, match="checksum does not match"):
         DeliveryLedger(store)
     old = {"version": 2, "alerts": edited["alerts"], "messages": {}, "digests": {}}

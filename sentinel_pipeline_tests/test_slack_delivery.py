@@ -14,12 +14,24 @@ import pytest
 
 from sentinel_pipeline.definitions import defs
 from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
-from sentinel_pipeline.delivery.deliver import deliver_day, partition_link
-from sentinel_pipeline.delivery.ledger import LEDGER_PATH, DeliveryLedger
+from sentinel_pipeline.delivery.deliver import (
+    FEEDBACK_HINT,
+    MAX_ALERT_MESSAGES,
+    deliver_day,
+    partition_link,
+)
+from sentinel_pipeline.delivery.ledger import (
+    LEDGER_PATH,
+    DeliveryLedger,
+    alert_key,
+    message_key,
+    write_state,
+)
 from sentinel_pipeline.delivery.message import (
     MAX_BLOCKS,
     MAX_HEADER_CHARS,
     MAX_SECTION_CHARS,
+    build_day_message,
     build_message,
 )
 from sentinel_pipeline.delivery.routing import Router, load_router
@@ -77,10 +89,29 @@ def _all_text(message: dict[str, object]) -> str:
 
 
 # ------------------------------------------------------------------------------ message
-def test_message_for_120_alerts_with_long_names_stays_within_slack_limits() -> None:
+def test_one_alert_message_with_long_names_stays_within_slack_limits_and_asks_feedback(
+) -> None:
+    row = pd.Series(_alert(7, service="S" * 4000, explanation="x" * 10_000,
+                           account_id="9" * 500, where_to_look="w" * 5000))
+    message = build_message(DAY.isoformat(), row, "http://dagster:3000/x",
+                            feedback_hint=FEEDBACK_HINT, status="*Still running:* day 3")
+    blocks = message["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "context"]
+    assert blocks[0]["text"]["text"] == "Cost anomaly on 2025-03-01, $107.00 above expected"
+    assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS for b in blocks[1:3])
+    assert blocks[2]["text"]["text"] == "*Still running:* day 3"
+    footer = blocks[-1]["elements"][0]["text"]
+    assert ("React :white_check_mark: expected · :spiral_calendar_pad: planned · :x: not an "
+            "anomaly, or reply `expected: &lt;reason&gt;`") in footer
+    assert "<http://dagster:3000/x|" in footer
+    assert len(message["text"]) < 200 and message["text"].startswith("Cost anomaly on 2025")
+
+
+def test_day_message_for_120_alerts_with_long_names_stays_within_slack_limits() -> None:
+    """The overflow of a busy day (and the day messages of earlier releases) list alerts."""
     rows = [_alert(i, service="S" * 4000 + f" {i}", explanation="x" * 10_000,
                    account_id="9" * 500, where_to_look="w" * 5000) for i in range(120)]
-    message = build_message(DAY.isoformat(), pd.DataFrame(rows), "http://dagster:3000/x")
+    message = build_day_message(DAY.isoformat(), pd.DataFrame(rows), "http://dagster:3000/x")
     blocks = message["blocks"]
     assert len(blocks) <= MAX_BLOCKS
     assert len(blocks[0]["text"]["text"]) <= MAX_HEADER_CHARS
@@ -97,12 +128,14 @@ def test_message_escapes_mentions_and_links_from_billing_data() -> None:
     rows = [_alert(0, service=evil, account_id="<@U999>", region="<!everyone>",
                    explanation=f"see {evil}", where_to_look=evil, action="<!channel>",
                    kind="<https://x|y>")]
-    message = build_message(DAY.isoformat(), pd.DataFrame(rows))
+    message = build_message(DAY.isoformat(), pd.Series(rows[0]), feedback_hint=FEEDBACK_HINT)
     text = _all_text(message)
     for attack in INJECTIONS + ["<@U999>", "<!everyone>", "<https://x|y>"]:
         if attack.startswith("<"):
             assert attack not in text
     assert "<" not in message["blocks"][1]["text"]["text"]
+    assert "<" not in message["text"] and "<" not in message["blocks"][0]["text"]["text"]
+    assert "<" not in message["blocks"][-1]["elements"][0]["text"]  # the hint too
     assert "&lt;!channel&gt;" in text and "&amp; co" in text
     assert "@here" not in text and "@\u200bhere" in text
 
@@ -112,9 +145,10 @@ def test_message_shows_root_causes_action_and_confidence_when_present() -> None:
                        "actual": 900.0, "baseline": 88.0, "increase": 812.4, "share": 0.74}])
     rows = [_alert(0, root_causes=causes, action="stop", confidence=0.82),
             _alert(1)]
-    message = build_message(DAY.isoformat(), pd.DataFrame(rows))
-    first, second = message["blocks"][1]["text"]["text"], message["blocks"][3]["text"]["text"]
-    assert "*Service 001*" in first  # largest impact first
+    day = build_day_message(DAY.isoformat(), pd.DataFrame(rows))
+    assert "*Service 001*" in day["blocks"][1]["text"]["text"]  # largest impact first
+    first, second = (build_message(DAY.isoformat(), pd.Series(row))["blocks"][1]["text"]["text"]
+                     for row in (rows[1], rows[0]))
     assert "Where the money went" not in first and "confidence" not in first
     assert ("*Where the money went* (growth over each line's 14-day average): us-east-1 "
             "BoxUsage:m5.large +$812.40 (74 % of the growth)") in second
@@ -167,7 +201,9 @@ def test_bad_routing_files_name_the_file_and_the_fix(
 
 
 # ---------------------------------------------------------------- deliver_day on fake Slack
-def test_120_alerts_in_one_day_one_message_per_channel_with_chart(tmp_path: Path) -> None:
+def test_120_alerts_in_one_day_one_message_each_up_to_the_cap_with_charts(
+    tmp_path: Path,
+) -> None:
     store = TableStore(str(tmp_path / "data"))
     _write_day(store, [_alert(i) for i in range(120)])
     _write_costs(store, ["Service 119"])
@@ -178,21 +214,35 @@ def test_120_alerts_in_one_day_one_message_per_channel_with_chart(tmp_path: Path
         sink = SlackSink(TOKEN, slack.url, timeout=5)
         result = deliver_day(store, sink, DeliveryLedger(store), router, DAY.isoformat())
         assert result.sent == 120
-        assert sorted(p["channel"] for p in slack.posts) == ["#finops", "#team-a"]
+        cap = MAX_ALERT_MESSAGES
+        per_channel = {c: [p for p in slack.posts if p["channel"] == c]
+                       for c in ("#finops", "#team-a")}
+        # The largest `cap` alerts of each channel alone, the rest listed in one message.
+        for channel, posts in per_channel.items():
+            assert len(posts) == cap + 1, channel
+            keys = [p["metadata"]["event_payload"]["key"] for p in posts]
+            assert keys[-1] == message_key(DAY.isoformat(), channel)
+            assert keys[0] == alert_key(_alert(119 if channel == "#finops" else 118))
+        overflow = per_channel["#team-a"][-1]["blocks"][0]["text"]["text"]
+        assert "20 alerts" in overflow  # 40 alerts for account 1001 (i % 3 == 1), 20 alone
         for post in slack.posts:
-            assert len(post["blocks"]) <= MAX_BLOCKS
+            assert len(post["blocks"]) <= MAX_BLOCKS and not post.get("thread_ts")
             assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS
                        for b in post["blocks"] if b["type"] == "section")
-        team_a = next(p for p in slack.posts if p["channel"] == "#team-a")
-        assert "40 alerts" in team_a["blocks"][0]["text"]["text"]  # i % 3 == 1
-        # One chart per message, in the message's thread, uploaded to the channel ID.
-        assert len(slack.files) == 2
+        # One chart per message, in that message's own thread, uploaded to the channel ID.
+        assert len(slack.files) == len(slack.posts) == 2 * (cap + 1)
         ids = {slack.channel_ids["#finops"], slack.channel_ids["#team-a"]}
         assert {f["channel_id"] for f in slack.files} == ids
-        assert {f["thread_ts"] for f in slack.files} == {m["ts"] for m in slack.messages}
+        assert sorted(f["thread_ts"] for f in slack.files) == sorted(
+            m["ts"] for m in slack.messages)
         assert all(data.startswith(PNG_MAGIC) for data in slack.uploads.values())
+        ledger = DeliveryLedger(store)
+        own = ledger.alert_message(alert_key(_alert(119)))
+        assert own is not None and own.ts == slack.messages[0]["ts"]
+        assert own.channel_id == slack.channel_ids["#finops"]
         again = deliver_day(store, sink, DeliveryLedger(store), router, DAY.isoformat())
-        assert again.sent == 0 and again.already_sent == 120 and len(slack.posts) == 2
+        assert again.sent == 0 and again.already_sent == 120
+        assert len(slack.posts) == 2 * (cap + 1)
 
 
 def test_chart_title_escapes_billing_names_as_the_message_does(tmp_path: Path) -> None:
@@ -222,17 +272,20 @@ def test_a_failed_second_channel_keeps_the_first_delivered(tmp_path: Path) -> No
     router = load_router(str(routes), "#finops")
     with fake_slack() as slack:
         sink = SlackSink(TOKEN, slack.url, timeout=5)
-        slack.script.append((200, {"ok": True, "channel": "C1", "ts": "1.1"}, {}))
-        slack.script.append((200, {"ok": False, "error": "channel_not_found"}, {}))
+        slack.refuse_channels["#zz-missing"] = "channel_not_found"
         with pytest.raises(DeliveryError) as info:
             deliver_day(store, sink, DeliveryLedger(store), router, DAY.isoformat(),
                         charts=False)
         assert info.value.channel_only and "#zz-missing does not exist" in str(info.value)
         ledger = DeliveryLedger(store)
-        assert len(ledger.alerts) == 4 and ledger.message(DAY.isoformat(), "#finops")
+        assert len(ledger.alerts) == 4 and len(slack.posts) == 4
+        assert all(ledger.alert_message(k) for k in ledger.alerts)
+        assert ledger.data["pending"] == {}  # refused: certainly not posted
         # Next time only the missing channel's alerts are tried again.
+        slack.refuse_channels.clear()
         retry = deliver_day(store, sink, ledger, router, DAY.isoformat(), charts=False)
-        assert retry.sent == 2 and [p["channel"] for p in slack.posts] == ["#zz-missing"]
+        assert retry.sent == 2 and retry.already_sent == 4
+        assert [p["channel"] for p in slack.posts[4:]] == ["#zz-missing"] * 2
 
 
 def test_chart_failure_does_not_block_the_alert(tmp_path: Path) -> None:
@@ -257,9 +310,17 @@ def test_dry_run_writes_message_and_chart_next_to_each_other(tmp_path: Path) -> 
                 DAY.isoformat())
     outbox = tmp_path / "data" / "outbox"
     messages = sorted(outbox.glob("2025-03-01-cost-alerts-*.json"))
-    chart = outbox / "2025-03-01-cost-alerts-chart.png"
-    assert len(messages) == 1 and chart.read_bytes().startswith(PNG_MAGIC)
-    assert json.loads(messages[0].read_text())["channel"] == "#cost-alerts"
+    charts = sorted(outbox.glob("2025-03-01-cost-alerts-*-chart.png"))
+    assert len(messages) == 3 and len(charts) == 3
+    assert all(chart.read_bytes().startswith(PNG_MAGIC) for chart in charts)
+    payloads = [json.loads(m.read_text()) for m in messages]
+    assert {p["channel"] for p in payloads} == {"#cost-alerts"}
+    assert {p["metadata"]["event_payload"]["key"] for p in payloads} == {
+        alert_key(_alert(i)) for i in range(3)}
+    ledger = DeliveryLedger(store)
+    for i in range(3):  # each alert's chart sits next to its own message
+        own = ledger.alert_message(alert_key(_alert(i)))
+        assert own is not None and Path(own.reference) in messages
 
 
 def test_version_1_ledger_is_still_honoured(tmp_path: Path) -> None:
@@ -271,6 +332,41 @@ def test_version_1_ledger_is_still_honoured(tmp_path: Path) -> None:
                          DAY.isoformat(), charts=False)
     assert (result.sent, result.already_sent) == (1, 1)
     assert json.loads((tmp_path / "data" / LEDGER_PATH).read_text())["version"] == 3
+
+
+def test_alerts_of_an_old_day_message_are_not_posted_again_and_new_ones_stand_alone(
+    tmp_path: Path,
+) -> None:
+    """A version 3 ledger of the release before issue 16: the day's message carried two
+    alerts. A rerun finds a third: it gets a message of its own (no thread reply), the two are
+    not posted again, and follow-ups find the day message for them."""
+    store = TableStore(str(tmp_path / "data"))
+    day = DAY.isoformat()
+    keys = [alert_key(_alert(i)) for i in range(2)]
+    data = {"alerts": {k: {"delivered_at": "2025-03-02T09:00:00+00:00", "channel": "#c",
+                           "destination": "slack", "reference": "1700000000.000100",
+                           "post": message_key(day, "#c")} for k in keys},
+            "messages": {message_key(day, "#c"): {
+                "posted_at": "2025-03-02T09:00:00+00:00", "ts": "1700000000.000100",
+                "channel_id": "C0001", "reference": "1700000000.000100",
+                "destination": "slack"}},
+            "digests": {}, "pending": {}}
+    write_state(store, data, 5)  # no followups section: the file as that release wrote it
+    raw = json.loads((tmp_path / "data" / LEDGER_PATH).read_text())
+    assert "followups" not in raw
+    _write_day(store, [_alert(i) for i in range(3)])
+    with fake_slack() as slack:
+        result = deliver_day(store, SlackSink(TOKEN, slack.url, timeout=5),
+                             DeliveryLedger(store), Router("#c"), day, charts=False)
+        assert (result.sent, result.already_sent) == (1, 2)
+        [post] = slack.posts
+        assert not post.get("thread_ts")
+        assert post["metadata"]["event_payload"]["key"] == alert_key(_alert(2))
+    ledger = DeliveryLedger(store)
+    assert ledger.alert_message(keys[0]) is None  # shared: not its own message
+    where = ledger.thread_of(keys[0])
+    assert where is not None and where[0].ts == "1700000000.000100" and where[1] is False
+    assert ledger.thread_of(alert_key(_alert(2)))[1] is True  # type: ignore[index]
 
 
 # ---------------------------------------------------------------------------- weekly digest

@@ -21,6 +21,7 @@ from sentinel_pipeline import settings
 from sentinel_pipeline.annotation.annotate import AnnotationStats, alert_history, annotate_day
 from sentinel_pipeline.annotation.cache import AnnotationCache
 from sentinel_pipeline.annotation.claude import ClaudeSettings, Usage
+from sentinel_pipeline.delivery.feedback import feedback_hint, parse_reactions
 from sentinel_pipeline.delivery.routing import Router, load_router
 from sentinel_pipeline.delivery.sinks import AlertSink, OutboxSink, SlackSink
 from sentinel_pipeline.detection import DetectionConfig
@@ -242,11 +243,41 @@ class AlertSinkResource(dg.ConfigurableResource):
                          description="attach a 30-day chart of the top alert")
     timeout_seconds: float = Field(default=settings.SLACK_TIMEOUT_SECONDS,
                                    description="per Slack HTTP request")
+    feedback_days: int = Field(
+        default=int(default("SENTINEL_FEEDBACK_DAYS")),
+        description="SENTINEL_FEEDBACK_DAYS: alert messages of the last N days are read for "
+        "feedback (reactions, thread replies)")
+    feedback_users: str = Field(
+        default="", description="SENTINEL_FEEDBACK_USERS: comma-separated Slack user IDs "
+        "allowed to give feedback ('' = any person of the workspace)")
+    feedback_reactions: str = Field(
+        default="", description="reaction names per verdict, e.g. 'expected=white_check_mark,"
+        "heavy_check_mark;planned=calendar;not_anomaly=x' ('' = those defaults)")
 
     def sink(self, store: TableStore) -> AlertSink:
         if self.slack_bot_token:
             return SlackSink(self.slack_bot_token, self.slack_api_url, self.timeout_seconds)
         return OutboxSink(store)
+
+    def feedback_reader(self) -> SlackSink | None:
+        """Slack to read feedback from; None in dry run (the outbox has no feedback)."""
+        if not self.slack_bot_token:
+            return None
+        return SlackSink(self.slack_bot_token, self.slack_api_url, self.timeout_seconds)
+
+    def reactions(self) -> dict[str, tuple[str, ...]]:
+        """Reaction names per verdict; ConfigError naming the mistake."""
+        try:
+            return parse_reactions(self.feedback_reactions)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (alert_sink resource, feedback_reactions).") from exc
+
+    def allowed_users(self) -> list[str]:
+        return [u.strip() for u in self.feedback_users.split(",") if u.strip()]
+
+    def hint(self) -> str:
+        """The line under each alert saying how to give feedback."""
+        return feedback_hint(self.reactions())
 
     def router(self) -> Router:
         """Raises ConfigError naming the routes file and the fix when it is invalid."""
@@ -309,6 +340,8 @@ def resources_from_environment() -> Resources:
             slack_api_url=_env("SENTINEL_SLACK_API_URL"),
             dagster_url=_env("SENTINEL_DAGSTER_URL"),
             routes_file=_env("SENTINEL_SLACK_ROUTES"),
+            feedback_days=_env_int("SENTINEL_FEEDBACK_DAYS"),
+            feedback_users=_env("SENTINEL_FEEDBACK_USERS"),
         ),
     }
 

@@ -1,11 +1,14 @@
-"""The sensors: new alerts to Slack exactly once, failed runs to Slack, estimated days
-re-fetched, and the freshness check of raw_daily_costs evaluated.
+"""The sensors: new alerts to Slack exactly once (and their episodes' follow-ups), feedback
+read back from Slack, failed runs to Slack, estimated days re-fetched, and the freshness check
+of raw_daily_costs evaluated.
 
 The two that talk to people post through the ``alert_sink`` resource: Slack when
 SLACK_BOT_TOKEN is set, otherwise the outbox folder under the data dir (dry run).
 """
 
+import json
 import socket
+import time
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -13,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from sentinel_pipeline.defs.checks import raw_freshness_checks
-from sentinel_pipeline.defs.jobs import sentinel_daily_job
+from sentinel_pipeline.defs.jobs import sentinel_daily_job, sentinel_feedback_job
 from sentinel_pipeline.defs.resources import (
     AlertSinkResource,
     CostSourceResource,
@@ -21,6 +24,8 @@ from sentinel_pipeline.defs.resources import (
 )
 from sentinel_pipeline.delivery.deliver import deliver_day
 from sentinel_pipeline.delivery.failure import build_failure_message
+from sentinel_pipeline.delivery.feedback import slack_state
+from sentinel_pipeline.delivery.followups import follow_up_day
 from sentinel_pipeline.delivery.ledger import DeliveryLedger
 from sentinel_pipeline.delivery.sinks import DeliveryError, OutboxSink, post_metadata
 from sentinel_pipeline.process import HOST_TAG, PID_TAG, is_gone
@@ -28,7 +33,19 @@ from sentinel_pipeline.settings import failure_sensor_interval, start_date
 from sentinel_pipeline.storage import TableStore
 
 ALERTS_KEY = dg.AssetKey("annotated_alerts")
+EPISODES_KEY = dg.AssetKey("anomaly_episodes")
 BATCH = 500
+
+
+def _new_records(instance: dg.DagsterInstance, after: int) -> list[dg.EventLogRecord]:
+    """New materialisations of annotated_alerts and anomaly_episodes in storage-id order, up to
+    where both lists are complete (so the cursor never skips one)."""
+    lists = [instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=BATCH,
+        ascending=True).records for key in (ALERTS_KEY, EPISODES_KEY)]
+    cut = min((r[-1].storage_id for r in lists if len(r) == BATCH), default=None)
+    merged = sorted((r for records in lists for r in records), key=lambda r: r.storage_id)
+    return [r for r in merged if cut is None or r.storage_id <= cut]
 
 
 @dg.sensor(
@@ -36,21 +53,19 @@ BATCH = 500
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Walks new annotated_alerts materialisations (cursor = last event storage id) and "
-        "posts each day's undelivered alerts, one message per channel; the delivery ledger in "
-        "the data dir makes reruns and cursor resets safe, and a post interrupted by a crash "
-        "is looked up in the channel (by its message metadata) before it is posted again."
+        "Walks new annotated_alerts and anomaly_episodes materialisations (cursor = last event "
+        "storage id), posts each day's undelivered alerts, one message per alert, and follows "
+        "up each episode on its alert's message (status edited in; one reply when it is "
+        "resolved or accepted); the delivery ledger in the data dir makes reruns and cursor "
+        "resets safe, and a post interrupted by a crash is looked up in the channel (by its "
+        "message metadata) before it is posted again."
     ),
 )
 def alert_delivery_sensor(
     context: dg.SensorEvaluationContext, storage: StorageResource, alert_sink: AlertSinkResource
 ) -> dg.SensorResult | dg.SkipReason:
     after = int(context.cursor) if context.cursor else 0
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=ALERTS_KEY, after_storage_id=after),
-        limit=BATCH,
-        ascending=True,
-    ).records
+    records = _new_records(context.instance, after)
     if not records:
         return dg.SkipReason("No new annotated_alerts materialisations.")
     router = alert_sink.router()
@@ -62,35 +77,94 @@ def alert_delivery_sensor(
     oldest = (datetime.now(UTC).date() - timedelta(days=alert_sink.max_age_days)).isoformat()
     # The cursor advances only over records delivered without error, so a day that failed is
     # walked again next tick; days after it are still tried (the ledger skips what went out).
+    hint = alert_sink.hint()
+    # Alerts first, then the day's follow-ups (an episode's alert must be out before its news).
     cursor, blocked, done, too_old = after, False, set(), []
     for record in records:
         day = record.partition_key
-        if day and day not in done:
-            done.add(day)
+        alerts = record.asset_key == ALERTS_KEY
+        if day and (day, alerts) not in done:
+            done.add((day, alerts))
             if day < oldest:
                 too_old.append(day)
             else:
                 try:
-                    result = deliver_day(store, sink, ledger, router, day,
-                                         alert_sink.dagster_url, charts=alert_sink.charts,
-                                         warn=context.log.warning)
+                    if alerts:
+                        result = deliver_day(store, sink, ledger, router, day,
+                                             alert_sink.dagster_url, charts=alert_sink.charts,
+                                             warn=context.log.warning, feedback_hint=hint)
+                        for post in result.posts:
+                            context.log.info(f"{day}: sent to {sink.destination} {post}")
+                    news = follow_up_day(store, sink, ledger, day, alert_sink.dagster_url,
+                                         feedback_hint=hint, warn=context.log.warning)
+                    for line in news.replies + news.updates:
+                        context.log.info(f"{day}: follow-up to {sink.destination} {line}")
                 except DeliveryError as exc:
                     context.log.error(f"{day}: {exc}")
                     blocked = True
                     if not exc.channel_only:
                         break  # Slack unreachable or the token refused: stop until next tick
                     continue
-                for post in result.posts:
-                    context.log.info(f"{day}: sent to {sink.destination} {post}")
         if not blocked:
             cursor = record.storage_id
     if too_old:  # one line, not one per day of a year's backfill
+        too_old = sorted(set(too_old))
         context.log.info(f"{len(too_old)} day(s) {min(too_old)}..{max(too_old)} are older than "
                          f"{alert_sink.max_age_days} days: their alerts stay in the tables, "
                          "not posted")
     if cursor == after:
         return dg.SkipReason("Delivery failed; the alerts are retried on the next tick.")
     return dg.SensorResult(cursor=str(cursor))
+
+
+# ------------------------------------------------------------------ feedback
+# People react to an alert's message or reply in its thread; Sentinel has no public endpoint
+# for Slack's Events API, so it looks. Every 5 minutes the sensor takes a cheap fingerprint of
+# the alert messages of the window (one reactions.get each: reactions, reply count, latest
+# reply) and requests a run of alert_feedback only when it changed since the last request, so
+# a quiet channel makes no runs. The run re-reads everything (thread replies, users.info) and
+# rewrites the table. A failed run is requested again at the next change, or after an hour.
+FEEDBACK_RETRY_SECONDS = 3600
+
+
+@dg.sensor(
+    name="feedback_sensor",
+    job=sentinel_feedback_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 5 minutes, when Slack is configured: if reactions or thread replies on "
+    "the alert messages of the last SENTINEL_FEEDBACK_DAYS days changed, runs alert_feedback "
+    "to read them into the table (no public endpoint needed).",
+)
+def feedback_sensor(
+    context: dg.SensorEvaluationContext, storage: StorageResource, alert_sink: AlertSinkResource
+) -> dg.SensorResult | dg.SkipReason:
+    reader = alert_sink.feedback_reader()
+    if reader is None:
+        return dg.SkipReason("Slack is not configured (dry run): the outbox has no feedback.")
+    store = storage.store()
+    state = slack_state(reader, DeliveryLedger(store), datetime.now(UTC).date(),
+                        alert_sink.feedback_days)
+    last = json.loads(context.cursor) if context.cursor else {}
+    now = time.time()
+    if state == last.get("state") and now - float(last.get("at", 0)) < FEEDBACK_RETRY_SECONDS:
+        return dg.SkipReason("No new reactions or replies on alert messages.")
+    if state == last.get("state") and _feedback_written_since(context.instance, last):
+        return dg.SensorResult(skip_reason="No new reactions or replies on alert messages.",
+                               cursor=json.dumps({**last, "at": now}))
+    count = int(last.get("count", 0)) + 1
+    context.log.info(f"Feedback on alert messages changed ({state}): reading it into "
+                     "alert_feedback.")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"feedback-{count}-{state}",
+                                    tags={"sentinel/trigger": "feedback"})],
+        cursor=json.dumps({"state": state, "at": now, "count": count}))
+
+
+def _feedback_written_since(instance: dg.DagsterInstance, last: dict[str, float]) -> bool:
+    """alert_feedback was materialised after the last request (that run did its job)."""
+    record = instance.get_latest_materialization_event(dg.AssetKey("alert_feedback"))
+    return record is not None and record.timestamp >= float(last.get("at", 0))
 
 
 # ------------------------------------------------------------------ failed runs

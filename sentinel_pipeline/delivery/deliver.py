@@ -1,7 +1,12 @@
 """Deliver a day's new alerts once: skip what the ledger has, post the rest per channel.
 
-One message per (day, channel). A day already reported in a channel gets the alerts a rerun
-found later as a reply in that message's thread.
+One message per alert (issue 16), its chart in its own thread: people react to it and reply
+in its thread (feedback.py reads both), and its episode's news is added to it later
+(followups.py). The ledger records each alert's message (ts, channel ID) under the alert key.
+Past ``MAX_ALERT_MESSAGES`` new alerts of a day in one channel, the rest go in one message
+listing them (a rerun's further overflow: a reply in its thread), the shape of every day
+message before issue 16. Alerts that earlier releases delivered in such day messages are in
+the ledger too and are never posted again.
 
 Exactly once, also across crashes (``post_once``):
 
@@ -37,6 +42,7 @@ from typing import Any
 import pandas as pd
 
 from sentinel_pipeline.delivery.chart import alert_chart, upload_title
+from sentinel_pipeline.delivery.feedback import feedback_hint
 from sentinel_pipeline.delivery.ledger import (
     COMMAND,
     DeliveryLedger,
@@ -44,7 +50,7 @@ from sentinel_pipeline.delivery.ledger import (
     message_key,
     reply_key,
 )
-from sentinel_pipeline.delivery.message import build_message
+from sentinel_pipeline.delivery.message import build_day_message, build_message
 from sentinel_pipeline.delivery.routing import Router
 from sentinel_pipeline.delivery.sinks import (
     HISTORY_SCOPES,
@@ -56,6 +62,12 @@ from sentinel_pipeline.delivery.sinks import (
     post_metadata,
 )
 from sentinel_pipeline.storage import TableStore
+
+# New alerts of a day and channel that get a message of their own, largest $ impact first;
+# the rest go in one message listing them (a bad day must not flood the channel).
+MAX_ALERT_MESSAGES = 20
+ALERT_KINDS = frozenset({"alert", "message", "reply"})  # posts that deliver alerts
+FEEDBACK_HINT = feedback_hint()  # with the default reactions
 
 
 @dataclass
@@ -159,16 +171,21 @@ def deliver_day(
     dagster_url: str = "",
     charts: bool = True,
     warn: Callable[[str], None] = _warn_nowhere,
+    feedback_hint: str | None = FEEDBACK_HINT,
+    max_messages: int = MAX_ALERT_MESSAGES,
 ) -> DayDelivery:
-    """Post the day's alerts that were never delivered, one message per channel.
+    """Post the day's alerts that were never delivered, each as a message of its own.
 
-    Interrupted posts of the day are settled first (adopted from the channel or dropped).
-    Raises DeliveryError if a post failed (after trying the other channels when the refusal was
-    about one channel); what was posted before is already in the ledger.
+    Past ``max_messages`` new alerts of a day in one channel, the rest (the smallest) go in one
+    message listing them (in the thread of the day's message if one exists), so a bad day does
+    not flood the channel. Interrupted posts of the day are settled first (adopted from the
+    channel or dropped). Raises DeliveryError if a post failed (after trying the other
+    channels when the refusal was about one channel); what was posted before is already in
+    the ledger.
     """
     result = DayDelivery(day)
     alerts = store.read_partition("annotated_alerts", date.fromisoformat(day))
-    pending = ledger.pending_of_day(day)
+    pending = [(k, e) for k, e in ledger.pending_of_day(day) if e["kind"] in ALERT_KINDS]
     if (alerts is None or len(alerts) == 0) and not pending:
         return result
     alerts = (alerts if alerts is not None else pd.DataFrame()).reset_index(drop=True)
@@ -194,11 +211,16 @@ def deliver_day(
         result.posts.append(f"{channel}: {len(entry['alerts'])} alert(s) found in the channel "
                             f"after an interrupted post, not posted again -> {found.reference}")
         group = alerts[keys.isin(entry["alerts"])] if len(alerts) else alerts
-        if charts and len(group) and entry["kind"] in ("message", "reply"):
+        if not charts or not len(group):
+            continue
+        if entry["kind"] == "alert":
+            _attach_chart(store, sink, channel, found, day, group.iloc[0],
+                          _alert_stem(day, channel, key), warn)
+        else:
             root = found if entry["kind"] == "message" else ledger.message(day, channel)
             if root is not None:
-                _attach_chart(store, sink, channel, root, day, group, entry["kind"] == "reply",
-                              warn)
+                _attach_day_chart(store, sink, channel, root, day, group,
+                                  entry["kind"] == "reply", warn)
     fresh = ~keys.map(ledger.delivered).astype(bool)
     result.already_sent = int((~fresh & ~keys.isin(adopted_keys)).sum())
     new = alerts[fresh]
@@ -207,39 +229,64 @@ def deliver_day(
             raise _combined(failures)
         return result
     channels = router.channels(new)
+    link = partition_link(dagster_url, day)
     for channel in sorted(set(channels) - blocked):
-        group = new[channels == channel]
-        group_keys = keys[group.index].tolist()
-        previous = ledger.message(day, channel)
-        message = build_message(day, group, partition_link(dagster_url, day),
-                                reply=previous is not None)
-        if previous is None:
-            key, kind = message_key(day, channel), "message"
-        else:
-            key, kind = reply_key(day, channel, group_keys), "reply"
+        group = new[channels == channel].sort_values("impact", ascending=False, kind="stable")
         try:
-            posted, adopted = post_once(store, sink, ledger, key, kind, channel, day, message,
-                                        alerts=group_keys, day=day,
-                                        thread_ts=previous.ts if previous else None)
+            for index, row in group.head(max(max_messages, 0)).iterrows():
+                key = str(keys[index])
+                message = build_message(day, row, link, feedback_hint=feedback_hint)
+                posted, adopted = post_once(store, sink, ledger, key, "alert", channel, day,
+                                            message, alerts=[key], day=day)
+                if adopted:
+                    result.adopted += 1
+                else:
+                    result.sent += 1
+                note = " (found in the channel, not posted again)" if adopted else ""
+                result.posts.append(f"{channel}: {row['service']}{note} -> {posted.reference}")
+                if charts:
+                    _attach_chart(store, sink, channel, posted, day, row,
+                                  _alert_stem(day, channel, key), warn)
+            rest = group.iloc[max(max_messages, 0):]
+            if len(rest):
+                _post_overflow(store, sink, ledger, result, channel, day, rest,
+                               keys[rest.index].tolist(), link, charts, warn)
         except DeliveryError as exc:
             failures.append(exc)
             if exc.channel_only:
                 continue  # the other channels may still be fine
             break  # Slack unreachable or the token refused: the next tick retries
-        if adopted:
-            result.adopted += len(group)
-        else:
-            result.sent += len(group)
-        result.posts.append(f"{channel}: {len(group)} alert(s)"
-                            f"{' as a thread reply' if previous else ''}"
-                            f"{' (found in the channel, not posted again)' if adopted else ''}"
-                            f" -> {posted.reference}")
-        if charts:
-            _attach_chart(store, sink, channel, previous or posted, day, group,
-                          previous is not None, warn)
     if failures:
         raise _combined(failures)
     return result
+
+
+def _post_overflow(store: TableStore, sink: AlertSink, ledger: DeliveryLedger,
+                   result: DayDelivery, channel: str, day: str, group: pd.DataFrame,
+                   group_keys: list[str], link: str | None, charts: bool,
+                   warn: Callable[[str], None]) -> None:
+    """The alerts past the per-alert messages, listed in one day message (or, once the day has
+    one in this channel, a reply in its thread)."""
+    previous = ledger.message(day, channel)
+    message = build_day_message(day, group, link, reply=previous is not None)
+    if previous is None:
+        key, kind = message_key(day, channel), "message"
+    else:
+        key, kind = reply_key(day, channel, group_keys), "reply"
+    posted, adopted = post_once(store, sink, ledger, key, kind, channel, day, message,
+                                alerts=group_keys, day=day,
+                                thread_ts=previous.ts if previous else None)
+    if adopted:
+        result.adopted += len(group)
+    else:
+        result.sent += len(group)
+    result.posts.append(f"{channel}: {len(group)} more alert(s) in one message"
+                        f"{' as a thread reply' if previous else ''}"
+                        f"{' (found in the channel, not posted again)' if adopted else ''}"
+                        f" -> {posted.reference}")
+    if charts:
+        _attach_day_chart(store, sink, channel, previous or posted, day, group,
+                          previous is not None, warn)
 
 
 def _combined(failures: list[DeliveryError]) -> DeliveryError:
@@ -249,17 +296,28 @@ def _combined(failures: list[DeliveryError]) -> DeliveryError:
                          channel_only=all(f.channel_only for f in failures))
 
 
-def _attach_chart(store: TableStore, sink: AlertSink, channel: str, root: Posted, day: str,
-                  group: pd.DataFrame, reply: bool, warn: Callable[[str], None]) -> None:
-    """The top alert's chart in the message's thread; a failure only warns (text comes first)."""
+def _alert_stem(day: str, channel: str, key: str) -> str:
+    """The file stem of an alert's chart (one per alert, so its own in the outbox too)."""
+    return f"{day}-{channel_slug(channel)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def _attach_day_chart(store: TableStore, sink: AlertSink, channel: str, root: Posted, day: str,
+                      group: pd.DataFrame, reply: bool, warn: Callable[[str], None]) -> None:
+    """The chart of a day message's top alert, in that message's thread."""
     top = group.sort_values("impact", ascending=False, kind="stable").iloc[0]
     stem = f"{day}-{channel_slug(channel)}"
     if reply:
         stem += f"-reply-{hashlib.sha256(alert_key(top).encode()).hexdigest()[:8]}"
+    _attach_chart(store, sink, channel, root, day, top, stem, warn)
+
+
+def _attach_chart(store: TableStore, sink: AlertSink, channel: str, root: Posted, day: str,
+                  alert: pd.Series, stem: str, warn: Callable[[str], None]) -> None:
+    """The alert's chart in the thread of ``root``; a failure only warns (text comes first)."""
     try:
-        png = alert_chart(store, top)
+        png = alert_chart(store, alert)
         sink.upload_png(channel, root, f"{stem}-chart", png,
-                        title=upload_title(top, day))
+                        title=upload_title(alert, day))
     except Exception as exc:  # noqa: BLE001 - any chart problem must not block the alert
         warn(f"{day}: chart for {channel} not attached ({type(exc).__name__}: {exc}); "
              "the alert text was delivered.")

@@ -96,8 +96,14 @@ PREV_PATH = "_delivery/ledger.prev.json"
 LOCK_PATH = "_delivery/ledger.lock"
 VERSION = 3
 SECTIONS: tuple[str, ...] = ("alerts", "messages", "digests")  # grow-only
+# Grow-only too, but absent from files written before follow-ups existed (issue 16): an
+# empty optional section is left out of the file and of its checksum, so those files stay valid.
+OPTIONAL: tuple[str, ...] = ("followups",)
+ALL_SECTIONS: tuple[str, ...] = (*SECTIONS, *OPTIONAL)
 PENDING = "pending"
-KINDS = frozenset({"message", "reply", "digest"})
+# message/reply: a day's alerts in one message (before issue 16, and the overflow of a busy
+# day); alert: one alert's own message; followup: a reply in an alert's thread.
+KINDS = frozenset({"message", "reply", "digest", "alert", "followup"})
 COMMAND = "python -m sentinel_pipeline.delivery.ledger"
 
 Entries = dict[str, dict[str, Any]]
@@ -132,6 +138,16 @@ def digest_key(week: str) -> str:
     return f"digest|{week}"
 
 
+def followup_key(what: str, episode_id: str) -> str:
+    """One follow-up reply per episode and kind of news (``resolved``, ``accepted``)."""
+    return f"followup|{what}|{episode_id}"
+
+
+def update_key(alert: str) -> str:
+    """The last status Sentinel wrote into an alert's message (chat.update)."""
+    return f"update|{alert}"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -142,15 +158,21 @@ def _where(store: TableStore, rel: str) -> str:
 
 # ----------------------------------------------------------------- encoding and validation
 def _empty() -> dict[str, Entries]:
-    return {section: {} for section in (*SECTIONS, PENDING)}
+    return {section: {} for section in (*ALL_SECTIONS, PENDING)}
 
 
 def _count(data: dict[str, Entries]) -> int:
-    return sum(len(data[section]) for section in SECTIONS)
+    return sum(len(data.get(section) or {}) for section in ALL_SECTIONS)
+
+
+def _stored(data: dict[str, Entries]) -> dict[str, Entries]:
+    """The sections as written: optional ones only when they hold something."""
+    return {s: data.get(s) or {} for s in (*ALL_SECTIONS, PENDING)
+            if s not in OPTIONAL or data.get(s)}
 
 
 def _checksum(sequence: int, data: dict[str, Entries]) -> str:
-    body = json.dumps({"sequence": sequence, **{s: data[s] for s in (*SECTIONS, PENDING)}},
+    body = json.dumps({"sequence": sequence, **_stored(data)},
                       sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 
@@ -158,7 +180,7 @@ def _checksum(sequence: int, data: dict[str, Entries]) -> str:
 def encode(data: dict[str, Entries], sequence: int) -> bytes:
     payload = {"version": VERSION, "sequence": sequence, "count": _count(data),
                "checksum": _checksum(sequence, data), "written_at": _now(),
-               **{section: data[section] for section in (*SECTIONS, PENDING)}}
+               **_stored(data)}
     return json.dumps(payload, indent=2, default=str).encode()
 
 
@@ -244,6 +266,9 @@ def parse(raw: bytes | None) -> _Copy:
                              "was it written by a newer Sentinel? Upgrade, or restore")
         data = {section: _entries(payload.get(section), section)
                 for section in (*SECTIONS, PENDING)}
+        for section in OPTIONAL:
+            data[section] = (_entries(payload[section], section) if section in payload
+                             else {})
         _check_pending(data[PENDING])
         sequence = payload.get("sequence")
         if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
@@ -261,13 +286,14 @@ def parse(raw: bytes | None) -> _Copy:
 
 def _merge(base: _Copy, other: _Copy) -> dict[str, Entries]:
     """``base`` (the newer) plus the delivered entries only ``other`` has: never fewer."""
-    data = {section: dict(base.data[section]) for section in (*SECTIONS, PENDING)}
-    for section in SECTIONS:
+    data = {section: dict(base.data[section]) for section in (*ALL_SECTIONS, PENDING)}
+    for section in ALL_SECTIONS:
         for key, entry in other.data[section].items():
             data[section].setdefault(key, entry)
     posts = {entry.get("post") for entry in data["alerts"].values()}
     for key in list(data[PENDING]):  # confirmed in either copy: no longer pending
-        if key in posts or key in data["messages"] or key in data["digests"]:
+        if (key in posts or key in data["messages"] or key in data["digests"]
+                or key in data["followups"]):
             data[PENDING].pop(key)
     return data
 
@@ -373,6 +399,52 @@ class DeliveryLedger:
     def delivered(self, key: str) -> bool:
         return key in self.data["alerts"]
 
+    def alert_message(self, key: str) -> Posted | None:
+        """The alert's own message (issue 16), or None: not delivered, or delivered inside a
+        day message by an earlier release (or as the overflow of a busy day)."""
+        entry = self.data["alerts"].get(key)
+        if not entry or entry.get("kind") != "alert" or not entry.get("ts"):
+            return None
+        return Posted(str(entry["ts"]), str(entry.get("channel_id") or entry["channel"]),
+                      str(entry.get("reference", "")))
+
+    def thread_of(self, key: str) -> tuple[Posted, bool] | None:
+        """Where to reply about a delivered alert: its own message (True), or the day
+        message that carried it (False: shared with other alerts); None if unknown."""
+        own = self.alert_message(key)
+        if own is not None:
+            return own, True
+        entry = self.data["alerts"].get(key)
+        post = str((entry or {}).get("post") or "")
+        if not entry or not post:
+            return None  # version 1 entries do not say which message carried them
+        day, channel = post.split("|", 1)[0], entry.get("channel", "")
+        root = self.message(day, channel)
+        return (root, False) if root is not None and root.ts else None
+
+    def alert_messages(self, since_day: str, destination: str = "slack"
+                       ) -> list[tuple[str, dict[str, Any]]]:
+        """Alerts with a message of their own about ``since_day`` or later, oldest first."""
+        return sorted((key, entry) for key, entry in self.data["alerts"].items()
+                      if entry.get("kind") == "alert" and entry.get("ts")
+                      and key[:10] >= since_day
+                      and entry.get("destination", destination) == destination)
+
+    def followup_sent(self, key: str) -> bool:
+        return key in self.data["followups"]
+
+    def last_update(self, alert: str) -> dict[str, Any]:
+        """What the last chat.update of the alert's message wrote ({} if none)."""
+        return dict(self.data["followups"].get(update_key(alert)) or {})
+
+    def record_update(self, alert: str, day: str, digest: str) -> None:
+        """Remember the status written into the alert's message (so it is not rewritten)."""
+        def change(data: dict[str, Entries]) -> None:
+            data["followups"][update_key(alert)] = {"day": day, "digest": digest,
+                                                   "updated_at": _now()}
+
+        self._save(change)
+
     def message(self, day: str, channel: str) -> Posted | None:
         """The day's message in the channel (where its thread is), if one was posted."""
         entry = self.data["messages"].get(message_key(day, channel))
@@ -385,6 +457,11 @@ class DeliveryLedger:
         """The channel's ID from an earlier message to it ('' if none is known)."""
         for key, entry in self.data["messages"].items():
             if (key.split("|", 1)[-1] == channel and entry.get("channel_id")
+                    and entry.get("destination", destination) == destination):
+                return str(entry["channel_id"])
+        for entry in self.data["alerts"].values():
+            if (entry.get("kind") == "alert" and entry.get("channel") == channel
+                    and entry.get("channel_id")
                     and entry.get("destination", destination) == destination):
                 return str(entry["channel_id"])
         return ""
@@ -423,7 +500,10 @@ class DeliveryLedger:
                 raise LedgerError(f"No pending post {key!r} in {_where(self.store, LEDGER_PATH)}"
                                   " to confirm.")
             now, channel, destination = _now(), entry["channel"], entry["destination"]
-            extra = {"adopted": True} if adopted else {}
+            extra: dict[str, Any] = {"adopted": True} if adopted else {}
+            if entry["kind"] == "alert":  # its own message: kept to follow up and read feedback
+                extra |= {"kind": "alert", "ts": posted.ts, "channel_id": posted.channel_id,
+                          "day": entry["day"]}
             for alert in entry["alerts"]:
                 data["alerts"][alert] = {"delivered_at": now, "channel": channel,
                                          "destination": destination,
@@ -436,6 +516,11 @@ class DeliveryLedger:
                 data["digests"][key] = {"delivered_at": now, "channel": channel,
                                         "destination": destination,
                                         "reference": posted.reference, **extra}
+            elif entry["kind"] == "followup":
+                data["followups"][key] = {"delivered_at": now, "channel": channel,
+                                          "destination": destination, "ts": posted.ts,
+                                          "thread_ts": entry.get("thread_ts", ""),
+                                          "reference": posted.reference, **extra}
 
         self._save(change)
 

@@ -1,6 +1,10 @@
-"""The Slack message of one day's alerts, within Slack's limits whatever the alert count.
+"""The Slack messages of alerts, within Slack's limits whatever the names and counts.
 
-Pure functions: a frame of alerts in, a ``{"text", "blocks"}`` payload out. Everything that
+Each alert has a message of its own (``build_message``: people react to it and reply in its
+thread, which is how feedback and follow-ups find it); a busy day's overflow, and the day
+messages of releases before issue 16, list several alerts (``build_day_message``).
+
+Pure functions: alerts in, a ``{"text", "blocks"}`` payload out. Everything that
 comes from billing data is escaped, so a service or account name cannot mention @channel,
 @here, users or groups, nor add links.
 """
@@ -61,8 +65,11 @@ def _optional(row: pd.Series, column: str) -> Any:
     return value
 
 
-def alert_text(row: pd.Series) -> str:
-    """One alert's section: what, how much, why, where the money went, what to do."""
+def alert_text(row: pd.Series, owner_key: str = "") -> str:
+    """One alert's section: what, how much, why, where the money went, what to do.
+
+    The owner (SENTINEL_OWNER_KEY's value) follows the region when the series has one; with
+    ``owner_key`` given (or an ``owner_key`` field on the row) untagged spend says "untagged"."""
     raw_currency = str(_optional(row, "currency") or "USD")
     currency = escape(raw_currency, 10)
     pct = _optional(row, "pct_change")
@@ -77,9 +84,14 @@ def alert_text(row: pd.Series) -> str:
             labels.append(f"confidence {float(confidence):.0%}")
         except (TypeError, ValueError):
             labels.append(f"confidence {escape(confidence, 20)}")
+    owner = _optional(row, "owner")
+    key = owner_key or _optional(row, "owner_key")
+    owned = (f"Owner: *{escape(owner, 64)}* · " if owner
+             else f"Owner: _untagged_ ({escape(key, 64)}) · " if key else "")
     lines = [
         f"*{escape(row['service'], MAX_FIELD_CHARS)}* · account "
-        f"{escape(row['account_id'], 64)} · {escape(row['region'], 64)} · " + " · ".join(labels),
+        f"{escape(row['account_id'], 64)} · {escape(row['region'], 64)} · {owned}"
+        + " · ".join(labels),
         f"Actual {money(row['actual_cost'], currency)} vs expected "
         f"{money(row['expected_cost'], currency)}{pct_text}, impact "
         f"{money(row['impact'], currency)}",
@@ -103,13 +115,48 @@ def alert_text(row: pd.Series) -> str:
 
 def build_message(
     day: str,
+    alert: pd.Series,
+    ui_link: str | None = None,
+    *,
+    feedback_hint: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """One alert's own message: a header naming it, its section, how to give feedback, and
+    (when Sentinel follows the episode up by editing the message) its ``status`` line."""
+    currency = str(_optional(alert, "currency") or "USD")
+    impact = _optional(alert, "impact")
+    above = (f", {money(float(impact), currency)} above expected"
+             if impact is not None and float(impact) > 0 else "")
+    # The header names no billing data (the section below does, escaped); the notification
+    # text names the service, escaped like the rest.
+    title = clip(f"Cost anomaly on {day}{above}", MAX_HEADER_CHARS)
+    text = f"Cost anomaly on {day}: {clip(str(alert['service']), 100)}{above}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": alert_text(alert)}},
+    ]
+    if status:
+        blocks.append({"type": "section",
+                       "text": {"type": "mrkdwn", "text": clip(status, MAX_SECTION_CHARS)}})
+    footer = [feedback_hint] if feedback_hint else []
+    if ui_link:
+        footer.append(f"<{ui_link}|Open the partition in Dagster>")
+    footer.append("Sent by Sentinel.")
+    blocks.append({"type": "context",
+                   "elements": [{"type": "mrkdwn", "text": clip(" · ".join(footer), 2000)}]})
+    return {"text": escape(text), "blocks": blocks}
+
+
+def build_day_message(
+    day: str,
     alerts: pd.DataFrame,
     ui_link: str | None = None,
     *,
     reply: bool = False,
     max_shown: int = MAX_ALERTS_SHOWN,
 ) -> dict[str, Any]:
-    """Blocks and fallback text for a day's alerts, largest $ impact first.
+    """Blocks and fallback text for several alerts of a day, largest $ impact first: a busy
+    day's alerts past the per-alert messages (one message, not a flood).
 
     ``reply`` is for alerts found by a rerun of a day already reported: the message goes in the
     thread of that day's message and says so.

@@ -96,6 +96,11 @@ class AlertSink(Protocol):
         """Attach a PNG in the thread of a posted message; returns its reference."""
         ...
 
+    def update(self, channel: str, posted: Posted, name: str, message: dict[str, Any]) -> str:
+        """Replace a posted message's text and blocks (a status line); same content twice is
+        harmless, so it needs no ledger entry of its own. Returns its reference."""
+        ...
+
 
 def channel_slug(channel: str) -> str:
     """A channel name that is safe in a file name ('#cost-alerts' -> 'cost-alerts')."""
@@ -151,6 +156,13 @@ class OutboxSink:
     def upload_png(self, channel: str, posted: Posted, stem: str, png: bytes,
                    title: str) -> str:
         return self.store.write_bytes(f"{OUTBOX_DIR}/{stem}.png", png)
+
+    def update(self, channel: str, posted: Posted, name: str, message: dict[str, Any]) -> str:
+        """The message as it now reads, next to the original (which stays as it was sent)."""
+        body = json.dumps({"channel": channel, "update_of": posted.reference, **message},
+                          indent=2, sort_keys=True)
+        return self.store.write_bytes(
+            f"{OUTBOX_DIR}/{name}-{channel_slug(channel)}-update.json", body.encode())
 
 
 def _rate_limit_handler(max_wait: int, retries: int) -> Any:
@@ -322,3 +334,48 @@ class SlackSink:
         )
         file = response.get("file") or {}
         return str(file.get("id") or "")
+
+    def update(self, channel: str, posted: Posted, name: str, message: dict[str, Any]) -> str:
+        response = self._call(
+            f"the update of {name}", channel, self.client.chat_update,
+            channel=posted.channel_id, ts=posted.ts, text=message["text"],
+            blocks=message["blocks"])
+        return str(response.get("ts") or posted.ts)
+
+    # Reads for feedback (issue 16): what people said on an alert's message.
+    def reacted(self, channel: str, posted: Posted) -> dict[str, Any]:
+        """The message as reactions.get (full) gives it: ``reactions`` (``name``, ``users``),
+        and for a thread's parent ``reply_count`` and ``latest_reply``."""
+        response = self._call("reading the reactions (needs reactions:read)", channel,
+                              self.client.reactions_get, channel=posted.channel_id,
+                              timestamp=posted.ts, full=True)
+        message = response.get("message")
+        return message if isinstance(message, dict) else {}
+
+    def thread(self, channel: str, posted: Posted) -> list[dict[str, Any]]:
+        """The replies in the message's thread (the message itself left out), every page."""
+        replies: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(HISTORY_MAX_PAGES):
+            response = self._call(f"reading the thread (needs {HISTORY_SCOPES})", channel,
+                                  self.client.conversations_replies,
+                                  channel=posted.channel_id, ts=posted.ts, limit=HISTORY_PAGE,
+                                  cursor=cursor)
+            replies += [m for m in response.get("messages") or []
+                        if isinstance(m, dict) and m.get("ts") != posted.ts]
+            cursor = ((response.get("response_metadata") or {}).get("next_cursor")) or None
+            if not cursor:
+                break
+        return replies
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """users.info's user, or None when Slack knows no such user (``user_not_found``)."""
+        try:
+            response = self._call("looking up a user (needs users:read)", user_id,
+                                  self.client.users_info, user=user_id)
+        except DeliveryError as exc:
+            if exc.code in ("user_not_found", "users_not_found"):
+                return None
+            raise
+        user = response.get("user")
+        return user if isinstance(user, dict) else None
