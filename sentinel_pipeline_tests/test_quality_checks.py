@@ -53,7 +53,7 @@ def test_backfill_records_the_checks(demo_backfill: Backfill) -> None:
     evaluations = {e.check_name: e for e in demo_backfill.result.get_asset_check_evaluations()}
     assert set(evaluations) == {"days_complete", "no_missing_values", "one_currency_per_series",
                                 "schema_matches", "coverage", "history_complete", "consistent",
-                                "explained", "every_series_scored"}
+                                "explained", "every_series_scored", "alerts_followed"}
     assert all(e.passed for e in evaluations.values())
     assert evaluations["consistent"].passed and evaluations["days_complete"].passed
     assert evaluations["coverage"].passed  # the last day has 89 days of history
