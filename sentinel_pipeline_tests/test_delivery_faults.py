@@ -92,6 +92,9 @@ class DyingSink:
     def upload_png(self, *args: Any, **kwargs: Any) -> str:
         return self.sink.upload_png(*args, **kwargs)
 
+    def update(self, *args: Any, **kwargs: Any) -> str:
+        return self.sink.update(*args, **kwargs)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> TableStore:

@@ -72,7 +72,7 @@ def _collect(store: TableStore, sink: SlackSink | None, now: datetime = T1,
     return collected.frame
 
 
-def _rows(frame: pd.DataFrame) -> set[tuple[str, str, str, str, str]]:
+def _rows(frame: pd.DataFrame) -> set[tuple[Any, ...]]:
     return {(r.alert_key, r.user_id, r.verdict, r.reason, r.source)
             for r in frame.itertuples()}
 
