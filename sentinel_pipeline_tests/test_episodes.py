@@ -127,6 +127,19 @@ def test_an_accepted_episode_is_shown_accepted_once_then_leaves() -> None:
         pd.testing.assert_frame_equal(other[day], plain[day])
 
 
+def test_an_episode_anyone_accepted_is_accepted_as_detection_reads_it() -> None:
+    anomalies = days_of(
+        row(D[0], "S", "spike", D[0], True, 50.0),
+        row(D[1], "S", "level_shift", D[0], False, 30.0),
+    )
+    later = feedback("not_anomaly").assign(user_id="U7", seen_at="2025-03-05T09:00:00+00:00")
+    both = pd.concat([feedback("expected"), later], ignore_index=True)
+    out = episodes_for_days(anomalies, D[:3], None, both)
+    assert [s for _, s, _, _ in status(out)] == ["open", "accepted"]
+    assert out[D[1]].iloc[0]["verdict"] == "not_anomaly"  # the latest word is shown
+    assert out[D[1]].iloc[0]["verdict_by"] == "U7"
+
+
 def test_one_range_equals_day_by_day_from_stored_or_rebuilt_episodes() -> None:
     anomalies = days_of(
         row(D[0], "S", "spike", D[0], True, 50.0),

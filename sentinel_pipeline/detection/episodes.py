@@ -49,6 +49,7 @@ class Verdict:
 
     verdict: str
     user: str
+    accepted: bool  # someone said expected or planned (as detection reads it: any such row)
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,9 @@ def _episode_id(row: pd.Series, start: object) -> str:
 
 
 def verdicts(feedback: pd.DataFrame | None) -> dict[str, Verdict]:
-    """episode_id -> the latest verdict given on it (by seen_at; an alert_key's episode when the
-    row names no episode_id). Unknown episodes are harmless: nothing looks them up."""
+    """episode_id -> the latest verdict given on it (by seen_at; the series and anomaly_start's
+    episode when the row names no episode_id), and whether anyone accepted it. Unknown episodes
+    are harmless: nothing looks them up."""
     if feedback is None or len(feedback) == 0 or "verdict" not in feedback.columns:
         return {}
     rows = feedback.copy()
@@ -94,13 +96,14 @@ def verdicts(feedback: pd.DataFrame | None) -> dict[str, Verdict]:
     out: dict[str, Verdict] = {}
     for eid, verdict, user in zip(rows["_id"], rows["verdict"], rows["user_id"], strict=True):
         if eid:
-            out[eid] = Verdict(verdict, user)
+            accepted = verdict in ACCEPT_VERDICTS or (eid in out and out[eid].accepted)
+            out[eid] = Verdict(verdict, user, accepted)
     return out
 
 
 def _accepted(eid: str, known: Mapping[str, Verdict]) -> bool:
     found = known.get(eid)
-    return found is not None and found.verdict in ACCEPT_VERDICTS
+    return found is not None and found.accepted
 
 
 def _live_from(previous: pd.DataFrame | None) -> dict[str, _Episode]:
