@@ -1,9 +1,11 @@
 """The delivery ledger: which alerts were already sent, so each is posted exactly once.
 
 Sensor cursors can be reset and partitions rerun; the ledger in the data dir is what makes
-delivery idempotent across both. It also remembers each day's message per channel, so an alert
-found later for a day already reported is posted as a reply in that message's thread, which
-weekly digests went out, and which posts were attempted but not yet confirmed.
+delivery idempotent across both. It also remembers where each alert's own message is (its ts
+and channel ID: feedback is read from it and its episode's news is added to it), each day
+message per channel (releases before issue 16, and a busy day's overflow), which follow-up
+replies and status edits were made, which weekly digests went out, and which posts were
+attempted but not yet confirmed.
 
 Exactly once across crashes
     Each post is recorded as ``pending`` (its key, channel, alerts, time) *before* it is sent,
@@ -60,10 +62,18 @@ Why a file in the data dir (and not the Dagster instance's database or S3 condit
 File format (``_delivery/ledger.json``)::
 
     {"version": 3, "sequence": 42, "count": 130, "checksum": "sha256:...", "written_at": "...",
-     "alerts":   {"2025-03-01|AWS Lambda|1111|us-east-1": {"channel", "reference", ...}},
+     "alerts":   {"2025-03-01|AWS Lambda|1111|us-east-1": {"channel", "reference", "post",
+                  "kind": "alert", "ts", "channel_id", "day", ...}},
      "messages": {"2025-03-01|#cost-alerts": {"ts", "channel_id", "reference", ...}},
      "digests":  {"digest|2025-W09": {"channel", "reference", ...}},
-     "pending":  {"2025-03-01|#cost-alerts": {"kind", "channel", "alerts", "attempted_at", ...}}}
+     "followups": {"followup|resolved|<episode_id>": {"ts", "thread_ts", ...},
+                   "update|<alert key>": {"day", "digest", ...}},
+     "pending":  {"2025-03-01|AWS Lambda|1111|us-east-1": {"kind", "channel", "alerts", ...}}}
+
+An alert entry without ``kind`` went out in the day message named by its ``post`` (or, in
+version 1 files, in an unknown message). ``followups`` is left out while empty, so the files
+of releases before issue 16 read (and check) as they were written; a release before it refuses
+a ledger with follow-ups as damaged, which is safe (it posts nothing).
 
 Edit it only with ``python -m sentinel_pipeline.delivery.ledger`` (``check``, ``restore``,
 ``resolve``): a hand edit breaks the checksum and stops delivery.
