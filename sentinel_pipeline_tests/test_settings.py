@@ -111,7 +111,7 @@ class _FlatSource(CostSource):
     def fetch(self, start: date, end: date) -> SourceResult:
         days = pd.date_range(start, end).date
         rows = pd.DataFrame({"usage_date": days, "service": "Flat", "account_id": "1",
-                             "region": "global", "cost": 5.0, "currency": "USD",
+                             "region": "global", "owner": "", "cost": 5.0, "currency": "USD",
                              "estimated": False, "source": self.name})
         return SourceResult(rows, {"flat_path": self.path}, requests=1)
 
