@@ -8,8 +8,9 @@ same data dir at once must also end with the clean bytes.
 
 Delivery: the real alert sensor runs in a subprocess against a local Slack fake that keeps each
 message and answers after a random delay, and is killed with SIGKILL at a random moment; after
-every trial a fresh process delivers the rest. In the end every (day, channel) message must be in
-the channel exactly once, every alert in the ledger once, and the Slack token and the Anthropic
+every trial a fresh process delivers the rest. In the end every alert's message (one per alert,
+issue 16) must be in the channel exactly once, every follow-up reply of its episode at most once
+in its thread, every alert in the ledger once, and the Slack token and the Anthropic
 key (both set, to fakes) must appear in no file of the data dir or the instance and in no output.
 Prints one row per fault.
 
@@ -140,18 +141,27 @@ def _delivery_campaign(root: Path, end: date, trials: int,
             raise SystemExit(f"delivery failed: {outputs[-1].decode()[-2000:]}")
         keys = [m["metadata"]["event_payload"]["key"] for m in slack.top_level()
                 if m.get("metadata")]
+        replies = [m["metadata"]["event_payload"]["key"] for m in slack.replies()
+                   if m.get("metadata")]
         ledger = json.loads((data / "_delivery" / "ledger.json").read_bytes())
+    from sentinel_pipeline.delivery.deliver import MAX_ALERT_MESSAGES
+    from sentinel_pipeline.delivery.ledger import alert_key
+
     alerts = pd.read_parquet(data / "annotated_alerts")  # the Hive table, every day at once
-    expected = {f"{pd.Timestamp(d).date()}|#cost-alerts" for d in alerts["usage_date"]}
-    pending = set(ledger["pending"])
-    # Exactly once: no day posted twice, and every day either in the channel or still pending
-    # (a post killed before Slack kept it waits out the bound on a post in flight, ~6 min,
-    # before it is posted again: it may still arrive). Nothing lost, nothing twice.
+    per_day = alerts.groupby(pd.to_datetime(alerts["usage_date"]).dt.date).size()
+    if per_day.max() > MAX_ALERT_MESSAGES:  # the overflow message would need its own check
+        raise SystemExit(f"a day has more than {MAX_ALERT_MESSAGES} alerts: pick other days")
+    expected = {alert_key(row) for row in alerts.to_dict("records")}
+    pending = {k for k, e in ledger["pending"].items() if e["kind"] == "alert"}
+    # Exactly once: no alert posted twice, and every alert either in the channel or still
+    # pending (a post killed before Slack kept it waits out the bound on a post in flight,
+    # ~6 min, before it is posted again: it may still arrive). Nothing lost, nothing twice.
+    # Follow-up replies: none twice.
     once = (len(keys) == len(set(keys)) and not (pending & set(keys))
-            and set(keys) | pending == expected)
+            and set(keys) | pending == expected and len(replies) == len(set(replies)))
     name = (f"{trials} kill -9 of the delivery sensor ({killed_after_post} while Slack held a "
-            f"post), restart: {len(set(keys))}/{len(expected)} day messages once, "
-            f"{len(pending)} pending")
+            f"post), restart: {len(set(keys))}/{len(expected)} alert messages once, "
+            f"{len(set(replies))} follow-up replies once, {len(pending)} pending")
     leaks = _secrets_in(root, outputs)
     return [(name, once, 0), (f"secrets in files or output: {', '.join(leaks) or 'none'}",
                               not leaks, 0)]
