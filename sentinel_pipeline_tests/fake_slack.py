@@ -11,6 +11,7 @@ and ``workspace_channels``).
 Feedback and follow-ups (issue 16): chat.update (edits a kept message, each edit kept in
 ``updates``), reactions.get (``full``; the message with its ``reactions``, ``reply_count`` and
 ``latest_reply``, or ``message_not_found``), users.info (``users``, else ``user_not_found``),
+auth.test (team ``T0SENTINEL``),
 and helpers standing for people: ``react`` / ``unreact`` and ``reply`` (a thread reply by a
 user or a bot).
 ``script`` holds responses to give to the next API calls (before any normal answer): a status,
@@ -68,8 +69,10 @@ class FakeSlack:
     read_calls: list[dict[str, str]] = field(default_factory=list)  # reactions/users args
 
     def person(self, user_id: str, name: str = "", **flags: Any) -> None:
-        """A member of the workspace (``is_bot=True`` / ``deleted=True`` for the others)."""
-        self.users[user_id] = {"id": user_id, "name": name or user_id.lower(),
+        """A member of the workspace (``is_bot=True`` / ``deleted=True`` / another
+        ``team_id`` for the others)."""
+        self.users[user_id] = {"id": user_id, "team_id": "T0SENTINEL",
+                               "name": name or user_id.lower(),
                                "real_name": name or user_id, "deleted": False, "is_bot": False,
                                "profile": {"display_name": name or ""}, **flags}
 
@@ -215,6 +218,9 @@ def fake_slack() -> Iterator[FakeSlack]:
                     host, port = address[:2]
                     return {"ok": True, "file_id": file_id,
                             "upload_url": f"http://{host}:{port}/upload/{file_id}"}
+                if method == "auth.test":
+                    return {"ok": True, "team_id": "T0SENTINEL", "team": "Sentinel",
+                            "user_id": "U0SENTINEL", "bot_id": "B0SENTINEL"}
                 if method == "chat.update":
                     update = json.loads(body or b"{}") if is_json else form
                     state.updates.append(update)

@@ -45,6 +45,7 @@ def _people(slack: FakeSlack) -> None:
     slack.person("U0BOB", "bob")
     slack.person("U0BOT", "costbot", is_bot=True)
     slack.person("U0GONE", "gone", deleted=True)
+    slack.person("U0GUEST", "partner", team_id="T0OTHER")  # Slack Connect: another workspace
 
 
 @pytest.fixture
@@ -107,6 +108,7 @@ def test_reactions_and_replies_become_rows_and_others_change_nothing(
         slack.reply(msg[KEY_B], "U0BOT", "expected: said a bot", bot=True)
         slack.react(msg[KEY_B], "x", "U0NOBODY")  # users.info: user_not_found
         slack.react(msg[KEY_B], "calendar", "U0GONE")  # deleted
+        slack.reply(msg[KEY_B], "U0GUEST", "expected: we did it")  # another workspace
         # A message that is no alert of the ledger: never read.
         stray = {"channel": msg[KEY_A]["channel"], "ts": "1700000000.000001"}
         slack.messages.append({"type": "message", **stray, "text": "hello"})
@@ -249,6 +251,16 @@ def test_sensor_requests_a_run_only_when_feedback_changed_and_the_asset_writes_i
         assert again.run_key != request.run_key
         result = _run(instance, resources)
         assert result.success
+        written = TableStore(str(data_dir)).read_table(FEEDBACK_TABLE)
+        assert written is not None and len(written) == 2
+        # Seen long ago (an earlier day's run): a rerun (a relaunch, a new process) reads the
+        # table back and keeps those first-seen times.
+        TableStore(str(data_dir)).write_table(
+            FEEDBACK_TABLE, written.assign(seen_at="2025-03-01T10:00:00+00:00"))
+        assert _run(instance, resources).success
+        rerun = TableStore(str(data_dir)).read_table(FEEDBACK_TABLE)
+        assert rerun is not None
+        assert list(rerun["seen_at"]) == ["2025-03-01T10:00:00+00:00"] * 2
         # Back to an earlier state (the reaction removed): a new run key, not a skipped one.
         slack.unreact(msg[KEY_A], "white_check_mark", "U0ALICE")
         back = _tick(instance, resources, changed.cursor)

@@ -12,7 +12,8 @@ look at the channel:
   ``:`` and a reason, is that user's verdict with the reason.
 
 Only what people can be held to counts: ``users.info`` must return a real user of the
-workspace (not a bot, not deleted, not Slackbot; with ``allowed_users`` one of those IDs), and
+workspace (not a bot, not deleted, not Slackbot, of the token's team as auth.test names it, not
+a member of another workspace in a shared channel; with ``allowed_users`` one of those IDs), and
 the message must be one the ledger has as an alert's own message whose alert is still in
 ``annotated_alerts``. Anything else changes nothing.
 
@@ -64,6 +65,8 @@ class FeedbackReader(Protocol):
     def thread(self, channel: str, posted: Posted) -> list[dict[str, Any]]: ...
 
     def user(self, user_id: str) -> dict[str, Any] | None: ...
+
+    def team(self) -> str: ...
 
 
 def parse_reactions(text: str) -> dict[str, tuple[str, ...]]:
@@ -120,6 +123,7 @@ class _Users:
     reader: FeedbackReader
     allowed: frozenset[str]
     cache: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    workspace: str | None = None  # the token's team ID, asked once
 
     def name(self, user_id: str) -> str | None:
         """The user's display name if they may give feedback, else None."""
@@ -133,6 +137,10 @@ class _Users:
         if (not user or user.get("id") not in (None, user_id) or user.get("deleted")
                 or user.get("is_bot") or user.get("is_app_user")):
             return None
+        if self.workspace is None:
+            self.workspace = self.reader.team()
+        if self.workspace and user.get("team_id") not in (None, "", self.workspace):
+            return None  # a member of another workspace (a Slack Connect channel)
         profile = user.get("profile") or {}
         return str(profile.get("display_name") or user.get("real_name")
                    or profile.get("real_name") or user.get("name") or user_id)

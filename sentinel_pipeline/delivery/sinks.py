@@ -368,6 +368,12 @@ class SlackSink:
                 break
         return replies
 
+    def team(self) -> str:
+        """The workspace (team ID) of the bot token, from auth.test ('' if Slack gives none)."""
+        response = self._call("checking the token (auth.test)", "the workspace",
+                              self.client.auth_test)
+        return str(response.get("team_id") or "")
+
     def user(self, user_id: str) -> dict[str, Any] | None:
         """users.info's user, or None when Slack knows no such user (``user_not_found``)."""
         try:
