@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sentinel_pipeline.errors import SourceError
+from sentinel_pipeline.settings import parse_owner_key
 from sentinel_pipeline.sources import cur
 from sentinel_pipeline.sources.base import SourceResult
 from sentinel_pipeline_tests import cur_fakes as fake
@@ -33,6 +34,7 @@ def _messy(period: str, seed: int, count: int = 80) -> list[Item]:
     case), every line item type the cost formulas name, costs in eighths (sums are exact in
     any order, so both paths must agree to the last bit)."""
     rng = np.random.default_rng(seed)
+    owners = np.random.default_rng(seed + 1000)  # a stream of its own: the rest is unchanged
     year, month = (int(p) for p in period.split("-"))
     services = ["AmazonEC2", " AmazonEC2", "AmazonS3", "", "NULL", None]
     regions = ["us-east-1", "us-east-1 ", "", "NULL", None]
@@ -66,8 +68,18 @@ def _messy(period: str, seed: int, count: int = 80) -> list[Item]:
                 "reservation_unused_recurring_fee": eighths(),
                 "reservation_net_unused_recurring_fee": eighths(),
                 "reservation_reservation_a_r_n": [None, "", "arn:aws:ri"][int(rng.integers(3))],
-            }))
+            },
+            tags=_TAGS[int(owners.integers(len(_TAGS)))],
+            categories=_CATEGORIES[int(owners.integers(len(_CATEGORIES)))]))
     return items
+
+
+# resource_tags and cost_category maps as exports carry them: user tags as user_<key>, the raw
+# key, padded and blank values, other tags, none at all.
+_TAGS: list[dict[str, str] | None] = [
+    None, {}, {"user_team": "a"}, {"user_team": " a "}, {"team": "b"}, {"user_team": ""},
+    {"aws_createdBy": "x", "user_team": "c"}, {"aws_createdBy": "x"}]
+_CATEGORIES: list[dict[str, str] | None] = [None, {"cc": "finance"}, {"cc": ""}, {"other": "z"}]
 
 
 def _export_files(bucket_url: str) -> dict[str, bytes]:
@@ -141,6 +153,26 @@ def test_duckdb_path_gives_the_rows_of_the_pyarrow_path(
         assert {"EUR", "USD"} == set(fast.rows["currency"])
 
 
+@pytest.mark.parametrize("owner", ["tag:team", "cost_category:cc"])
+def test_duckdb_path_with_owners_gives_the_rows_of_the_pyarrow_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str
+) -> None:
+    """The owner looked up in SQL equals the owner looked up in Arrow, label cleaning included,
+    and the DuckDB path keeps summing (no fallback) with an owner key."""
+    path = _write(tmp_path, _export_files("s3://billing/exports"))
+    key = parse_owner_key(owner)
+    fast, slow, took = _both(monkeypatch, lambda: cur.read_cur(
+        str(path), D(2025, 1, 3), D(2025, 2, 20), line_item_types=USAGE, today=TODAY,
+        owner=key))
+    _same(fast, slow)
+    assert took and not isinstance(fast, str)
+    expected = {"", "a", "b", "c"} if owner.startswith("tag") else {"", "finance"}
+    assert set(fast.rows["owner"]) == expected
+    plain = cur.read_cur(str(path), D(2025, 1, 3), D(2025, 2, 20), line_item_types=USAGE,
+                         today=TODAY)
+    assert fast.rows["cost"].sum() == pytest.approx(plain.rows["cost"].sum(), abs=1e-9)
+
+
 def test_duckdb_path_on_s3_gives_the_rows_of_the_pyarrow_path(
     s3_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,12 +183,17 @@ def test_duckdb_path_on_s3_gives_the_rows_of_the_pyarrow_path(
     url = f"s3://{bucket}/exports"
     for key, body in _export_files(url).items():
         client.put_object(Bucket=bucket, Key=f"exports/{key}", Body=body)
-    for cost, types in (("unblended", USAGE), ("amortized", "usage,credit,unknown")):
-        fast, slow, took = _both(monkeypatch, lambda cost=cost, types=types: cur.read_cur(
-            f"{url}/{fake.EXPORT}", D(2025, 1, 3), D(2025, 2, 20), cost=cost,
-            line_item_types=types, today=TODAY))
+    for cost, types, owner in (("unblended", USAGE, None),
+                               ("amortized", "usage,credit,unknown", None),
+                               ("unblended", USAGE, parse_owner_key("tag:team"))):
+        fast, slow, took = _both(monkeypatch, lambda cost=cost, types=types, owner=owner:
+                                 cur.read_cur(f"{url}/{fake.EXPORT}", D(2025, 1, 3),
+                                              D(2025, 2, 20), cost=cost, line_item_types=types,
+                                              today=TODAY, owner=owner))
         _same(fast, slow)
         assert took
+        assert not isinstance(fast, str)
+        assert (set(fast.rows["owner"]) == {"", "a", "b", "c"}) == (owner is not None)
 
 
 def test_duckdb_sums_are_bit_identical_from_run_to_run(
