@@ -245,6 +245,24 @@ def test_120_alerts_in_one_day_one_message_each_up_to_the_cap_with_charts(
         assert len(slack.posts) == 2 * (cap + 1)
 
 
+def test_the_cap_counts_the_messages_a_rerun_finds_already_posted(tmp_path: Path) -> None:
+    store = TableStore(str(tmp_path / "data"))
+    _write_day(store, [_alert(i) for i in range(2)])
+    sink, router = OutboxSink(store), Router("#c")
+    first = deliver_day(store, sink, DeliveryLedger(store), router, DAY.isoformat(),
+                        charts=False, max_messages=2)
+    assert first.sent == 2 and DeliveryLedger(store).alert_message_count(DAY.isoformat(),
+                                                                         "#c") == 2
+    _write_day(store, [_alert(i) for i in range(4)])  # a rerun finds two more
+    again = deliver_day(store, sink, DeliveryLedger(store), router, DAY.isoformat(),
+                        charts=False, max_messages=2)
+    assert (again.sent, again.already_sent) == (2, 2)
+    ledger = DeliveryLedger(store)
+    assert ledger.message(DAY.isoformat(), "#c") is not None  # one message listing both
+    assert [ledger.alert_message(alert_key(_alert(i))) is None for i in range(4)] == [
+        False, False, True, True]
+
+
 def test_chart_title_escapes_billing_names_as_the_message_does(tmp_path: Path) -> None:
     """The upload's title carries the service, account and region: it is escaped like the
     message, so a name cannot mention the channel or a user, nor add a link."""

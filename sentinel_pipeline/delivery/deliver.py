@@ -3,7 +3,7 @@
 One message per alert (issue 16), its chart in its own thread: people react to it and reply
 in its thread (feedback.py reads both), and its episode's news is added to it later
 (followups.py). The ledger records each alert's message (ts, channel ID) under the alert key.
-Past ``MAX_ALERT_MESSAGES`` new alerts of a day in one channel, the rest go in one message
+Past ``MAX_ALERT_MESSAGES`` alert messages of a day in one channel, the rest go in one message
 listing them (a rerun's further overflow: a reply in its thread), the shape of every day
 message before issue 16. Alerts that earlier releases delivered in such day messages are in
 the ledger too and are never posted again.
@@ -176,12 +176,12 @@ def deliver_day(
 ) -> DayDelivery:
     """Post the day's alerts that were never delivered, each as a message of its own.
 
-    Past ``max_messages`` new alerts of a day in one channel, the rest (the smallest) go in one
-    message listing them (in the thread of the day's message if one exists), so a bad day does
-    not flood the channel. Interrupted posts of the day are settled first (adopted from the
-    channel or dropped). Raises DeliveryError if a post failed (after trying the other
-    channels when the refusal was about one channel); what was posted before is already in
-    the ledger.
+    Past ``max_messages`` alerts of a day with a message of their own in one channel, the rest
+    (the smallest) go in one message listing them (in the thread of the day's message if one
+    exists), so a bad day does not flood the channel. Interrupted posts of the day are
+    settled first (adopted from the channel or dropped). Raises DeliveryError if a post failed
+    (after trying the other channels when the refusal was about one channel); what was posted
+    before is already in the ledger.
     """
     result = DayDelivery(day)
     alerts = store.read_partition("annotated_alerts", date.fromisoformat(day))
@@ -232,8 +232,9 @@ def deliver_day(
     link = partition_link(dagster_url, day)
     for channel in sorted(set(channels) - blocked):
         group = new[channels == channel].sort_values("impact", ascending=False, kind="stable")
+        room = max(max_messages - ledger.alert_message_count(day, channel), 0)
         try:
-            for index, row in group.head(max(max_messages, 0)).iterrows():
+            for index, row in group.head(room).iterrows():
                 key = str(keys[index])
                 message = build_message(day, row, link, feedback_hint=feedback_hint)
                 posted, adopted = post_once(store, sink, ledger, key, "alert", channel, day,
@@ -247,7 +248,7 @@ def deliver_day(
                 if charts:
                     _attach_chart(store, sink, channel, posted, day, row,
                                   _alert_stem(day, channel, key), warn)
-            rest = group.iloc[max(max_messages, 0):]
+            rest = group.iloc[room:]
             if len(rest):
                 _post_overflow(store, sink, ledger, result, channel, day, rest,
                                keys[rest.index].tolist(), link, charts, warn)

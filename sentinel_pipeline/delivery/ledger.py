@@ -440,6 +440,12 @@ class DeliveryLedger:
                       and key[:10] >= since_day
                       and entry.get("destination", destination) == destination)
 
+    def alert_message_count(self, day: str, channel: str) -> int:
+        """How many alerts of ``day`` already have a message of their own in ``channel``."""
+        return sum(1 for entry in self.data["alerts"].values()
+                   if entry.get("kind") == "alert" and entry.get("day") == day
+                   and entry.get("channel") == channel)
+
     def followup_sent(self, key: str) -> bool:
         return key in self.data["followups"]
 
