@@ -276,16 +276,6 @@ def _day(value: Any, fallback: str) -> str:
     return value.isoformat()[:10] if hasattr(value, "isoformat") else str(value)[:10]
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """What the feedback says (not when it was seen): equal fingerprints, nothing to write."""
-    import hashlib
-
-    if frame is None or len(frame) == 0:
-        return "empty"
-    body = frame.reindex(columns=SAME_ROW).astype(str).sort_values(SAME_ROW).to_csv(index=False)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
 def slack_state(reader: FeedbackReader, ledger: DeliveryLedger, today: date,
                 days: int = 30) -> str:
     """A cheap fingerprint of what people did on the alert messages of the window (one
