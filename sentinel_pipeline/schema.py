@@ -288,9 +288,11 @@ def with_owner(frame: pd.DataFrame) -> pd.DataFrame:
 
 def same_series(frame: pd.DataFrame, row: pd.Series) -> pd.Series:
     """Boolean mask of the rows of ``frame`` that belong to ``row``'s series."""
+    frame = with_owner(frame)
     mask = pd.Series(True, index=frame.index)
     for column in SERIES_KEY:
-        mask &= frame[column].astype(str) == str(row[column])
+        mask &= frame[column].astype(str) == str(row.get(column, "") if column == "owner"
+                                                 else row[column])
     return mask
 
 
