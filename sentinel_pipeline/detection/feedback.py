@@ -92,10 +92,13 @@ def level_since(accepted: pd.DataFrame, keys: pd.DataFrame, day: date) -> dict[i
     if len(accepted) == 0 or len(keys) == 0:
         return out
     live = accepted[accepted["alert_day"] < day].sort_values("anomaly_start", kind="stable")
+    if len(live) == 0:
+        return out
+    text = {column: keys[column].astype(str).to_numpy() for column in SERIES_KEY}  # once
     for episode in live.to_dict("records"):  # later starts overwrite earlier ones
         mask = np.ones(len(keys), dtype=bool)
         for column in SERIES_KEY:
-            mask &= keys[column].astype(str).to_numpy() == str(episode[column])
+            mask &= text[column] == str(episode[column])
         for row in np.flatnonzero(mask):
             out[int(row)] = episode["anomaly_start"]
     return out
@@ -135,13 +138,14 @@ def bar_columns(frame: pd.DataFrame, bars: pd.DataFrame | None,
         return out
     days = usage_days(frame)
     cap = threshold + NOT_ANOMALY_STEP * MAX_RAISES
+    text = {column: frame[column].astype(str).to_numpy() for column in SERIES_KEY}  # once
     for bar in bars.to_dict("records"):
         kind = str(bar["kind"])
         if kind not in out:
             continue
         mask = days > np.datetime64(bar["alert_day"], "D")
         for column in SERIES_KEY:
-            mask &= frame[column].astype(str).to_numpy() == str(bar[column])
+            mask &= text[column] == str(bar[column])
         out[kind][mask] = np.minimum(out[kind][mask] + NOT_ANOMALY_STEP, cap)
     return out
 
