@@ -171,6 +171,7 @@ ALERT_EXTRA_COLUMNS: list[str] = [
 ALERT_COLUMNS: list[str] = ANOMALY_COLUMNS + ALERT_EXTRA_COLUMNS
 
 _STRING_COLUMNS = {
+    "owner_key",
     "episode_id",
     "alert_key",
     "status",

@@ -398,3 +398,43 @@ def test_cli_costs_show_and_filter_owners(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["costs", *window, "--untagged", "--format", "csv"]) == 0
     out = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str, keep_default_na=False)
     assert out["owner"].tolist() == [""] and [float(c) for c in out["cost"]] == [4.0]
+
+
+@pytest.mark.integration  # `sentinel demo` runs the pipeline on the Dagster instance
+def test_demo_alerts_name_their_owner_and_go_to_the_owners_channel(
+        sentinel_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end: with an owner tag, the alerts the pipeline writes say whose they are (or
+    that the spend is untagged), and the routes file sends each owner's alerts to its channel."""
+    from sentinel_pipeline import cli
+    from sentinel_pipeline.delivery.deliver import deliver_day
+    from sentinel_pipeline.delivery.ledger import DeliveryLedger
+    from sentinel_pipeline.delivery.routing import load_router
+    from sentinel_pipeline.delivery.sinks import OutboxSink
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text('routes:\n  - {match: {owner: "platform"}, channel: "#platform"}\n')
+    monkeypatch.setenv("SENTINEL_OWNER_KEY", "tag:team")
+    end = date(2025, 3, 24)  # the window test_cli's demo test uses: four known anomalies
+    monkeypatch.setattr(cli, "_yesterday", lambda: end)
+    assert main(["demo", "--days", "20"]) == 0, capsys.readouterr().err
+    store = TableStore(str(sentinel_env))
+    alerts = store.read_range("annotated_alerts", end - timedelta(days=19), end)
+    assert len(alerts) >= 3
+    assert set(alerts["owner_key"]) == {"tag:team"}
+    assert {"platform", ""} <= set(alerts["owner"])  # routed, and untagged (CloudWatch)
+    ledger, sink = DeliveryLedger(store), OutboxSink(store)
+    router = load_router(str(routes), "#cost-alerts")
+    for day in sorted({str(d)[:10] for d in alerts["usage_date"]}):
+        deliver_day(store, sink, ledger, router, day, charts=False)
+    posted = [json.loads(p.read_text()) for p in (sentinel_env / "outbox").glob("*.json")]
+    assert len(posted) == len(alerts)
+    for message in posted:
+        text = message["blocks"][1]["text"]["text"]
+        owner = next(a for a in alerts.itertuples() if a.service in text
+                     and str(a.usage_date)[:10] in message["blocks"][0]["text"]["text"]).owner
+        if owner:
+            assert f"Owner: *{owner}*" in text
+        else:
+            assert "Owner: _untagged_ (tag:team)" in text
+        assert message["channel"] == ("#platform" if owner == "platform" else "#cost-alerts")

@@ -12,7 +12,11 @@ from sentinel_pipeline.defs.assets.common import (
 )
 from sentinel_pipeline.defs.checks import ALERT_CHECK_SPECS, alert_check_results
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
-from sentinel_pipeline.defs.resources import AnnotatorResource, StorageResource
+from sentinel_pipeline.defs.resources import (
+    AnnotatorResource,
+    CostSourceResource,
+    StorageResource,
+)
 from sentinel_pipeline.schema import ALERT_COLUMNS
 
 
@@ -33,6 +37,7 @@ def annotated_alerts(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     annotator: AnnotatorResource,
+    source: CostSourceResource,
 ) -> dg.MaterializeResult:
     days = days_in_context(context)
     store = storage.store()
@@ -44,6 +49,9 @@ def annotated_alerts(
             assert anomalies is not None  # required above
             to_explain[day] = anomalies[anomalies["alert"]].reset_index(drop=True)
         frames, stats = annotator.explain_days(store, to_explain, context.log)
+        # Which tag or cost category the owners come from (an extra column): the message can
+        # then say "untagged" rather than nothing when a series has no owner.
+        frames = {day: frame.assign(owner_key=source.owner_key) for day, frame in frames.items()}
         write_days(context, store, "annotated_alerts", frames, ALERT_COLUMNS)
     for day in days:
         alerts = frames[day]
