@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sentinel_pipeline import settings
+from sentinel_pipeline.delivery.sinks import DeliveryError, SlackSink
 from sentinel_pipeline.errors import SentinelError
 from sentinel_pipeline.sources.base import Check
 
@@ -67,6 +68,8 @@ def run_checks() -> list[Check]:
     checks.append((True, f"Slack: SLACK_BOT_TOKEN {'set' if token_set else 'not set'}, channel "
                          f"{sink.channel}"
                          + ("" if token_set else " (dry run: alerts go to the outbox folder)")))
+    if token_set:
+        checks.append(_slack_scopes_check(sink.feedback_reader()))
     if sink.routes_file:
         try:
             router = sink.router()
@@ -80,6 +83,24 @@ def run_checks() -> list[Check]:
                          f"{annotator.model}"
                          + ("" if key_set else " (explanations are the deterministic fallback)")))
     return checks
+
+
+def _slack_scopes_check(slack: SlackSink | None) -> Check:
+    """Whether the bot token has every scope Sentinel uses (one auth.test call)."""
+    if slack is None:
+        return True, "Slack: dry run, no scopes needed"
+    try:
+        missing = slack.missing_scopes()
+    except DeliveryError as exc:
+        return False, f"Slack: {exc}"
+    if missing is None:
+        return True, ("Slack: token accepted; its scopes cannot be read (no x-oauth-scopes "
+                      "header came back)")
+    if missing:
+        return False, (f"Slack: the bot token lacks the scope(s) {', '.join(missing)}: add them "
+                       "to the Slack app (OAuth & Permissions) and reinstall it (README, Slack "
+                       "app)")
+    return True, "Slack: token accepted, with every scope Sentinel uses"
 
 
 def _dagster_home_check() -> Check:

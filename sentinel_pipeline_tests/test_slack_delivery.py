@@ -493,3 +493,34 @@ def test_doctor_checks_the_routes_file(
     routes.write_text("routes:\n  - match: {service: x}\n")
     failed = [line for ok, line in run_checks() if not ok]
     assert any("needs a 'channel'" in line and str(routes) in line for line in failed)
+
+
+def test_doctor_names_the_slack_scopes_the_token_lacks(
+    sentinel_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One auth.test call; Slack lists the token's scopes in the x-oauth-scopes header."""
+    from sentinel_pipeline.delivery.sinks import NEEDED_SCOPES
+    from sentinel_pipeline.doctor import run_checks
+
+    token = "xoxb-doctor-secret-0001"
+    answer = {"ok": True, "team_id": "T0SENTINEL", "user_id": "U0SENTINEL"}
+    with fake_slack() as slack:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", token)
+        monkeypatch.setenv("SENTINEL_SLACK_API_URL", slack.url)
+        slack.method_script["auth.test"] = [
+            (200, answer, {"x-oauth-scopes": ",".join(NEEDED_SCOPES) + ",channels:read"}),
+            (200, answer, {"x-oauth-scopes": "chat:write,files:write,channels:history"}),
+            (200, {"ok": False, "error": "invalid_auth"}, {}),
+            (200, answer, {}),
+        ]
+        complete = run_checks()
+        lacking = run_checks()
+        refused = run_checks()
+        unknown = run_checks()
+    assert (True, "Slack: token accepted, with every scope Sentinel uses") in complete
+    failed = [line for ok, line in lacking if not ok]
+    assert len(failed) == 1
+    assert "lacks the scope(s) groups:history, reactions:read, users:read" in failed[0]
+    assert any(not ok and "invalid_auth" in line for ok, line in refused)
+    assert any(ok and "scopes cannot be read" in line for ok, line in unknown)
+    assert token not in repr([complete, lacking, refused, unknown])

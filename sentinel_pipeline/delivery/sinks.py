@@ -28,6 +28,10 @@ HISTORY_MARGIN_SECONDS = 600  # look this much before an attempt (clock skew wit
 HISTORY_PAGE = 200
 HISTORY_MAX_PAGES = 25  # 5,000 messages since the attempt: past that, refuse to guess
 HISTORY_SCOPES = "channels:history (public channels) and groups:history (private channels)"
+# What each scope is for (README "Slack app"): posting and editing alerts, charts, finding an
+# interrupted post and reading feedback replies, reading reactions, telling people from bots.
+NEEDED_SCOPES: tuple[str, ...] = ("chat:write", "files:write", "channels:history",
+                                  "groups:history", "reactions:read", "users:read")
 LIST_SCOPES = "channels:read and groups:read"
 
 
@@ -367,6 +371,22 @@ class SlackSink:
             if not cursor:
                 break
         return replies
+
+    def missing_scopes(self) -> list[str] | None:
+        """The scopes Sentinel uses (NEEDED_SCOPES) that the token lacks, from the
+        ``x-oauth-scopes`` header Slack sends with every answer; None when no header came
+        (a proxy dropped it): then it cannot be told."""
+        response = self._call("checking the token (auth.test)", "the workspace",
+                              self.client.auth_test)
+        headers = {str(k).lower(): v for k, v in (getattr(response, "headers", None)
+                                                   or {}).items()}
+        granted = headers.get("x-oauth-scopes")
+        if isinstance(granted, list):  # some HTTP stacks give each header as a list
+            granted = ",".join(str(g) for g in granted)
+        if granted is None:
+            return None
+        have = {scope.strip() for scope in str(granted).split(",") if scope.strip()}
+        return [scope for scope in NEEDED_SCOPES if scope not in have]
 
     def team(self) -> str:
         """The workspace (team ID) of the bot token, from auth.test ('' if Slack gives none)."""
