@@ -325,14 +325,20 @@ def test_every_option_has_help() -> None:
             assert action.help, f"sentinel {name} {'/'.join(action.option_strings)}"
 
 
+@pytest.mark.integration  # with a token, doctor asks Slack (the local fake) for its scopes
 def test_doctor_passes_on_defaults_and_never_prints_secrets(
     sentinel_env: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from sentinel_pipeline_tests.fake_slack import fake_slack
+
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-very-secret")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-very-secret")
-    code, out, err = _run(["doctor"], capsys)
+    with fake_slack() as slack:
+        monkeypatch.setenv("SENTINEL_SLACK_API_URL", slack.url)
+        code, out, err = _run(["doctor"], capsys)
     assert code == 0, out
     assert "SLACK_BOT_TOKEN set" in out
+    assert slack.auth_headers == ["Bearer xoxb-very-secret"]  # one call, to the fake only
     assert "very-secret" not in out + err
 
 
