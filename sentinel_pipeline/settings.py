@@ -42,6 +42,13 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
              "UnblendedCost, AmortizedCost, NetUnblendedCost or NetAmortizedCost"),
     Variable("SENTINEL_CE_RECORD_TYPES", "Usage",
              "comma-separated Cost Explorer RECORD_TYPE values detection looks at"),
+    Variable("SENTINEL_ATHENA_DATABASE", "",
+             "athena source: Glue database of the CUR 2.0 Data Export table"),
+    Variable("SENTINEL_ATHENA_TABLE", "",
+             "athena source: the CUR 2.0 Data Export table (partitioned by billing_period)"),
+    Variable("SENTINEL_ATHENA_WORKGROUP", "primary", "athena source: workgroup queries run in"),
+    Variable("SENTINEL_ATHENA_OUTPUT", "",
+             "athena source: s3:// query result location ('' = the workgroup's own)"),
     Variable("SENTINEL_OWNER_KEY", "",
              "tag:<key> or cost_category:<name> keying series by owner too, e.g. tag:team "
              "('' = no owner)"),
@@ -165,6 +172,8 @@ DEMO_SERIES = 30  # series the demo source makes
 # Most alerted series a run drills into for root causes, largest $ impact first (each is one
 # billed request on Cost Explorer).
 MAX_DRILL_DOWNS = 100
+# athena source: seconds a query may take (queued and running) before it is stopped.
+ATHENA_TIMEOUT_SECONDS = 600.0
 
 # ---------------------------------------------------------------- detection
 METHODS: tuple[str, ...] = ("robust", "seed")

@@ -83,6 +83,23 @@ class CostSourceResource(dg.ConfigurableResource):
         description="SENTINEL_OWNER_KEY: tag:<key> or cost_category:<name> that names each "
         "series' owner ('' = none)")
 
+    athena_database: str = Field(
+        default=default("SENTINEL_ATHENA_DATABASE"),
+        description="SENTINEL_ATHENA_DATABASE: Glue database of the CUR 2.0 export table")
+    athena_table: str = Field(
+        default=default("SENTINEL_ATHENA_TABLE"),
+        description="SENTINEL_ATHENA_TABLE: the CUR 2.0 Data Export table Athena queries")
+    athena_workgroup: str = Field(
+        default=default("SENTINEL_ATHENA_WORKGROUP"),
+        description="SENTINEL_ATHENA_WORKGROUP: Athena workgroup the queries run in")
+    athena_output: str = Field(
+        default=default("SENTINEL_ATHENA_OUTPUT"),
+        description="SENTINEL_ATHENA_OUTPUT: s3:// query result location ('' = the "
+        "workgroup's)")
+    athena_timeout_seconds: float = Field(
+        default=settings.ATHENA_TIMEOUT_SECONDS, gt=0,
+        description="seconds an Athena query may take before it is stopped and the run fails")
+
     def cost_source(self) -> CostSource:
         """The configured source; an unknown SENTINEL_SOURCE or a bad SENTINEL_OWNER_KEY is a
         ConfigError."""
@@ -90,7 +107,9 @@ class CostSourceResource(dg.ConfigurableResource):
             path=self.source_path, focus_cost=self.focus_cost, demo_series=self.demo_series,
             ce_metric=self.ce_metric, ce_record_types=self.ce_record_types,
             cur_cost=self.cur_cost, cur_line_item_types=self.cur_line_item_types,
-            owner_key=self.owner_key))
+            owner_key=self.owner_key, athena_database=self.athena_database,
+            athena_table=self.athena_table, athena_workgroup=self.athena_workgroup,
+            athena_output=self.athena_output, athena_timeout=self.athena_timeout_seconds))
 
     def fetch(self, start: date, end: date) -> SourceResult:
         """Daily cost rows for the days from start to end inclusive."""
@@ -328,6 +347,10 @@ def resources_from_environment() -> Resources:
             ce_record_types=_env("SENTINEL_CE_RECORD_TYPES"),
             restate_days=_env_int("SENTINEL_RESTATE_DAYS"),
             owner_key=_env("SENTINEL_OWNER_KEY"),
+            athena_database=_env("SENTINEL_ATHENA_DATABASE"),
+            athena_table=_env("SENTINEL_ATHENA_TABLE"),
+            athena_workgroup=_env("SENTINEL_ATHENA_WORKGROUP"),
+            athena_output=_env("SENTINEL_ATHENA_OUTPUT"),
         ),
         "detection": DetectionResource(),
         "annotator": AnnotatorResource(

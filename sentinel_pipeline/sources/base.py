@@ -36,6 +36,11 @@ class SourceOptions:
     ce_record_types: str = settings.default("SENTINEL_CE_RECORD_TYPES")
     demo_series: int = settings.DEMO_SERIES
     owner_key: str = settings.default("SENTINEL_OWNER_KEY")  # settings.parse_owner_key syntax
+    athena_database: str = settings.default("SENTINEL_ATHENA_DATABASE")
+    athena_table: str = settings.default("SENTINEL_ATHENA_TABLE")
+    athena_workgroup: str = settings.default("SENTINEL_ATHENA_WORKGROUP")
+    athena_output: str = settings.default("SENTINEL_ATHENA_OUTPUT")
+    athena_timeout: float = settings.ATHENA_TIMEOUT_SECONDS
 
     @property
     def owner(self) -> settings.OwnerKey | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sentinel_pipeline.errors import ConfigError
+from sentinel_pipeline.sources.athena import AthenaSource
 from sentinel_pipeline.sources.base import CostSource, SourceOptions
 from sentinel_pipeline.sources.cost_explorer import CostExplorerSource
 from sentinel_pipeline.sources.cur import CurSource
@@ -14,6 +15,7 @@ SOURCES: dict[str, type[CostSource]] = {
     FocusSource.name: FocusSource,
     CostExplorerSource.name: CostExplorerSource,
     CurSource.name: CurSource,
+    AthenaSource.name: AthenaSource,
 }
 
 
