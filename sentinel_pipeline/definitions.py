@@ -5,7 +5,6 @@ import dagster as dg
 
 from sentinel_pipeline.defs.assets.alerts import annotated_alerts
 from sentinel_pipeline.defs.assets.anomalies import cost_anomalies
-from sentinel_pipeline.defs.assets.baselines import cost_baselines
 from sentinel_pipeline.defs.assets.costs import raw_daily_costs
 from sentinel_pipeline.defs.assets.episodes import anomaly_episodes
 from sentinel_pipeline.defs.assets.feedback import alert_feedback
@@ -26,6 +25,7 @@ from sentinel_pipeline.defs.sensors import (
     restatement_sensor,
     run_failure_alert_sensor,
 )
+from sentinel_pipeline.defs.shards import baselines_asset
 
 # Dagster's default executor, but with steps in the run's own process unless the run config asks
 # for `execution: config: multiprocess: {...}`. The assets are (nearly) a chain, so step processes
@@ -42,14 +42,22 @@ in_process_by_default = dg.ExecutorDefinition(
     description="multi_or_in_process, in process unless configured otherwise.",
 )
 
-defs = dg.Definitions(
-    assets=[raw_daily_costs, cost_baselines, cost_anomalies, cost_scores, anomaly_episodes,
-            annotated_alerts, alert_feedback],
-    asset_checks=raw_freshness_checks,
-    jobs=[sentinel_daily_job, sentinel_weekly_digest_job, sentinel_feedback_job],
-    schedules=[sentinel_daily_schedule, weekly_digest_schedule],
-    sensors=[restatement_sensor, alert_delivery_sensor, run_failure_alert_sensor,
-             raw_freshness_sensor, abandoned_cli_runs_sensor, feedback_sensor],
-    resources=resources_from_environment(),
-    executor=in_process_by_default,
-)
+def build_definitions() -> dg.Definitions:
+    """The Definitions from the environment as it is now. ``defs`` below is built once, when
+    the code location loads; a test that changes SENTINEL_SHARDS (the shape of cost_baselines'
+    graph) builds its own, as a code server would on reload."""
+    return dg.Definitions(
+        # cost_baselines: one op, or split into SENTINEL_SHARDS parallel steps (defs/shards.py).
+        assets=[raw_daily_costs, baselines_asset(), cost_anomalies, cost_scores,
+                anomaly_episodes, annotated_alerts, alert_feedback],
+        asset_checks=raw_freshness_checks,
+        jobs=[sentinel_daily_job, sentinel_weekly_digest_job, sentinel_feedback_job],
+        schedules=[sentinel_daily_schedule, weekly_digest_schedule],
+        sensors=[restatement_sensor, alert_delivery_sensor, run_failure_alert_sensor,
+                 raw_freshness_sensor, abandoned_cli_runs_sensor, feedback_sensor],
+        resources=resources_from_environment(),
+        executor=in_process_by_default,
+    )
+
+
+defs = build_definitions()

@@ -70,6 +70,12 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
              "days back the feedback sensor reads reactions and replies on alert messages"),
     Variable("SENTINEL_FEEDBACK_USERS", "",
              "comma-separated Slack user IDs allowed to give feedback ('' = any person)"),
+    Variable("SENTINEL_SHARDS", "0",
+             "most shards cost_baselines splits the series into, each a step of Dagster's "
+             "executor (0 or 1 = one step, no sharding)"),
+    Variable("SENTINEL_SHARD_SERIES", "0",
+             "with SENTINEL_SHARDS: shard only above this many series, one shard per this "
+             "many (0 = always SENTINEL_SHARDS shards)"),
     Variable("DAGSTER_HOME", "./.sentinel/dagster", "the Dagster instance folder (CLI)"),
 )}
 
@@ -116,6 +122,21 @@ def failure_sensor_interval(environ: Mapping[str, str] | None = None) -> int:
         raise ConfigError(
             f"SENTINEL_FAILURE_SENSOR_INTERVAL={raw!r} is not a whole number of seconds (at "
             f"least 1): e.g. {default('SENTINEL_FAILURE_SENSOR_INTERVAL')}."
+        )
+    return int(raw)
+
+
+def shards(environ: Mapping[str, str] | None = None) -> int:
+    """SENTINEL_SHARDS, validated: how many shard steps cost_baselines has. Like the
+    partitions, it is the shape of the asset's graph, so it is read when the code location
+    loads (the run-time threshold, SENTINEL_SHARD_SERIES, is resource config)."""
+    raw = read("SENTINEL_SHARDS", environ)
+    if not raw.isdigit() or int(raw) > MAX_SHARDS:
+        from sentinel_pipeline.errors import ConfigError
+
+        raise ConfigError(
+            f"SENTINEL_SHARDS={raw!r} is not a number of shards: use a whole number from 0 "
+            f"(no sharding) to {MAX_SHARDS}, e.g. 4 for four parallel steps."
         )
     return int(raw)
 
@@ -186,6 +207,9 @@ MIN_PCT_CHANGE = 20.0  # smallest % change: huge series must not alert on roundi
 SCORE_THRESHOLD = 3.75
 LOOKBACK_DAYS = 63  # history of the robust baseline: a month and 8 weeks of weekdays
 ALERT_ON_DROPS = False  # drops are always recorded (kind=drop); posted only when set
+# Most shard steps cost_baselines may have: more processes than this cost more to start than
+# they save on one day's work.
+MAX_SHARDS = 64
 
 # ---------------------------------------------------------------- Claude
 CLAUDE_MAX_TOKENS = 8000  # output tokens per request (256-32000)

@@ -142,6 +142,10 @@ class DetectionResource(dg.ConfigurableResource):
                                description="days of history for the baseline (14-90)")
     alert_on_drops: bool = Field(default=settings.ALERT_ON_DROPS,
                                  description="also send cost drops to Slack")
+    shard_series: int = Field(
+        default=int(default("SENTINEL_SHARD_SERIES")), ge=0,
+        description="SENTINEL_SHARD_SERIES: with SENTINEL_SHARDS, cost_baselines shards only "
+        "above this many series, one shard per this many (0 = always all shards)")
 
     def config(self) -> DetectionConfig:
         """The validated knobs; a bad one is a ConfigError naming it and the allowed range."""
@@ -352,7 +356,7 @@ def resources_from_environment() -> Resources:
             athena_workgroup=_env("SENTINEL_ATHENA_WORKGROUP"),
             athena_output=_env("SENTINEL_ATHENA_OUTPUT"),
         ),
-        "detection": DetectionResource(),
+        "detection": DetectionResource(shard_series=_env_int("SENTINEL_SHARD_SERIES")),
         "annotator": AnnotatorResource(
             model=_env("SENTINEL_CLAUDE_MODEL"),
             api_key=_env("ANTHROPIC_API_KEY") or None,

@@ -1,9 +1,12 @@
 """cost_baselines: what each series should cost on day D, learned from the days before D."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +28,7 @@ from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
 from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, accepted_episodes
 from sentinel_pipeline.detection.frames import CostMatrix, MatrixBuilder
+from sentinel_pipeline.detection.shards import in_shard, merge_shards, shard_count
 from sentinel_pipeline.schema import BASELINE_COLUMNS, SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
@@ -64,13 +68,20 @@ class RawHistory:
     from the files into the series x day matrix; of the other days only the dates are read.
     ``days`` then holds the usage dates of every day read (what the history checks need)."""
 
-    def __init__(self, store: TableStore, start: date, end: date) -> None:
+    def __init__(self, store: TableStore, start: date, end: date, shard: int = 0,
+                 shards: int = 1) -> None:
         self.store, self.start, self.end = store, start, end
+        self.shard, self.shards = shard, shards
         self.days: set[date] = set()
 
     def __call__(self, first: date, last: date) -> CostMatrix:
         builder = MatrixBuilder(first, last)
         for table in self.tables(first, last):
+            if self.shards > 1 and "cost" in table.column_names:
+                # Every shard notes every day read, whether or not its series had rows that
+                # day: the history checks are about the files, not the shard.
+                builder.add(table.select(["usage_date"]))
+                table = in_shard(table, self.shard, self.shards)
             builder.add(table)
         self.days = builder.days
         return builder.matrix()
@@ -93,80 +104,159 @@ class RawHistory:
             yield table
 
 
+
+# What the plain asset and the sharded graph asset (defs/shards.py) share, so the UI shows the
+# same asset, description and checks whichever runs.
+BASELINES_DESCRIPTION = (
+    "Expected cost per series for day D with its lower/upper band, by the configured method, "
+    f"computed only from raw_daily_costs of the {HISTORY_WINDOW_DAYS} days before D (D-"
+    f"{HISTORY_WINDOW_DAYS}..D-1, never D itself), read from storage: the dependency on "
+    "raw_daily_costs is declared on the same day so a backfill materialises the days you "
+    "select, and each day's metadata names the history it read (history_read, "
+    "history_days_with_costs). A raw day never materialised inside that history fails the "
+    "run, naming the days to backfill first. An episode marked expected or planned in "
+    "alert_feedback has its new level adopted from the day after its alert (robust only; "
+    "accepted_levels). With SENTINEL_SHARDS set, the series are split by a hash of their key "
+    "into shards computed by separate steps, joined into the same rows."
+)
+BASELINES_ASSET: dict[str, Any] = {
+    **DAILY_TABLE, "check_specs": BASELINE_CHECK_SPECS, "description": BASELINES_DESCRIPTION}
+
+
+@dataclass
+class BaselineShard:
+    """One shard's baselines of the run's days, and the raw days its history read (every
+    shard reads every day's file, so those agree)."""
+
+    frames: dict[date, pd.DataFrame]
+    history_days: set[date] = field(default_factory=set)
+    shards: int = 1
+
+
 @dg.asset(
-    **DAILY_TABLE,
+    **BASELINES_ASSET,
     # Same-day dependency (partitions.py says why): baselines[D] runs with raw_daily_costs[D] in
     # one run, and reads raw D-90..D-1 from storage, never D itself.
     deps=["raw_daily_costs"],
-    check_specs=BASELINE_CHECK_SPECS,
-    description=(
-        "Expected cost per series for day D with its lower/upper band, by the configured method, "
-        f"computed only from raw_daily_costs of the {HISTORY_WINDOW_DAYS} days before D (D-"
-        f"{HISTORY_WINDOW_DAYS}..D-1, never D itself), read from storage: the dependency on "
-        "raw_daily_costs is declared on the same day so a backfill materialises the days you "
-        "select, and each day's metadata names the history it read (history_read, "
-        "history_days_with_costs). A raw day never materialised inside that history fails the "
-        "run, naming the days to backfill first. An episode marked expected or planned in "
-        "alert_feedback has its new level adopted from the day after its alert (robust only; "
-        "accepted_levels)."
-    ),
 )
 def cost_baselines(
     context: dg.AssetExecutionContext, storage: StorageResource, detection: DetectionResource
 ) -> dg.MaterializeResult:
+    return publish_baselines(context, storage, detection,
+                             [compute_shard(context, storage, detection)])
+
+
+def series_estimate(store: TableStore, day: date) -> int:
+    """Series of a run, for choosing its shard count before reading any history: the rows of
+    the latest raw_daily_costs day up to ``day`` (one row per series and day, give or take
+    split rows), read from one column of one file."""
+    for have in reversed(store.partitions("raw_daily_costs")):
+        if have <= day:
+            table = store.read_arrow("raw_daily_costs", have, ["usage_date"])
+            return table.num_rows if table is not None else 0
+    return 0
+
+
+def compute_shard(context: dg.AssetExecutionContext, storage: StorageResource,
+                  detection: DetectionResource, shard: int = 0,
+                  max_shards: int = 1) -> BaselineShard:
+    """The baselines of the run's days for the series of ``shard``, of the shards the run
+    uses (``shard_count``: at most ``max_shards``, which the definitions fixed); a shard the
+    run does not use returns no rows. Unsharded: shard 0 of 1, every series."""
     days = days_in_context(context)
     store = storage.store()
     with user_errors():
         config = detection.config()
-        missing = never_loaded(set(store.partitions("raw_daily_costs")), days)
-        if missing:
-            raise dg.Failure(
-                description=(
-                    f"cost_baselines for {day_spans(days)} reads raw_daily_costs "
-                    f"{history_window(days[0])[0]}..{history_window(days[-1])[1]}, "
-                    f"which was never materialised for {day_spans(missing)}: those days would "
-                    "count as days without spend. Backfill them first (`sentinel backfill "
-                    f"--start {missing[0]} --end {missing[-1]}`, or the four assets for those "
-                    "days in the UI), or start this range at the first of them."
-                ),
-                allow_retries=False,
-            )
-        history = RawHistory(store, history_window(days[0])[0], days[-1])
-        # Episodes people marked expected / planned: their level is adopted (detection/feedback.py).
-        feedback = store.read_table(FEEDBACK_TABLE)
-        accepted = accepted_episodes(feedback)
+        _require_history(store, days)
+        shards = 1
+        if max_shards > 1:
+            series = series_estimate(store, days[-1])
+            shards = shard_count(series, detection.shard_series, max_shards)
+            context.log.info(f"cost_baselines: about {series:,} series, {shards} shard(s) of "
+                             f"at most {max_shards}; this is shard {shard}")
+            if shard >= shards:
+                return BaselineShard({}, shards=shards)
+        history = RawHistory(store, history_window(days[0])[0], days[-1], shard, shards)
+        # Episodes people marked expected / planned: their level is adopted (feedback.py).
         frames = baselines_for_days(history, days, config, progress=_progress(context, days),
-                                    feedback=feedback)
-        history_days = history.days
+                                    feedback=store.read_table(FEEDBACK_TABLE))
+    return BaselineShard(frames, history.days, shards)
+
+
+def _require_history(store: TableStore, days: list[date]) -> None:
+    missing = never_loaded(set(store.partitions("raw_daily_costs")), days)
+    if missing:
+        raise dg.Failure(
+            description=(
+                f"cost_baselines for {day_spans(days)} reads raw_daily_costs "
+                f"{history_window(days[0])[0]}..{history_window(days[-1])[1]}, "
+                f"which was never materialised for {day_spans(missing)}: those days would "
+                "count as days without spend. Backfill them first (`sentinel backfill "
+                f"--start {missing[0]} --end {missing[-1]}`, or the four assets for those "
+                "days in the UI), or start this range at the first of them."
+            ),
+            allow_retries=False,
+        )
+
+
+def merge_baseline_shards(parts: list[BaselineShard], days: list[date]) -> BaselineShard:
+    """The shards' rows of each day in the unsharded order (merge_shards)."""
+    if len(parts) == 1:
+        return parts[0]
+    frames = {day: merge_shards([p.frames[day] for p in parts if day in p.frames])
+              for day in days}
+    used = max(p.shards for p in parts)
+    return BaselineShard(frames, set().union(*(p.history_days for p in parts)), used)
+
+
+def publish_baselines(context: dg.AssetExecutionContext, storage: StorageResource,
+                      detection: DetectionResource,
+                      parts: list[BaselineShard]) -> dg.MaterializeResult:
+    """Write the days of the shards' baselines (one file a day, as the unsharded asset) with
+    the per-day metadata, the checks and the run's metadata."""
+    days = days_in_context(context)
+    store = storage.store()
+    with user_errors():
+        config = detection.config()
+        whole = merge_baseline_shards(parts, days)
+        frames, history_days = whole.frames, whole.history_days
         gaps = history_gaps(history_days)
         if gaps:
             context.log.warning(
                 f"raw_daily_costs has {len(gaps)} empty day(s) inside the history read "
                 f"({', '.join(map(str, gaps[:5]))}{'...' if len(gaps) > 5 else ''}): a lost "
                 "day, not a quiet one; rerun those days so baselines are not dragged down")
+        if len(parts) > 1:
+            context.log.info(f"cost_baselines: the rows of {whole.shards} shard(s) used of "
+                             f"{len(parts)} joined in the unsharded order")
         write_days(context, store, "cost_baselines", frames, BASELINE_COLUMNS)
+        accepted = accepted_episodes(store.read_table(FEEDBACK_TABLE))
     for day in days:
-        frame = frames[day]
-        start, end = history_window(day)
-        top = frame.sort_values("expected_cost", ascending=False) if len(frame) else frame
-        add_day_metadata(context, day, {
-            "dagster/row_count": len(frame),
-            "series": len(frame),
-            "series_with_7_days_history": int((frame["history_days"] >= 7).sum())
-            if len(frame) else 0,
-            "expected_total": cents(frame["expected_cost"].sum() if len(frame) else 0),
-            # The partitions of raw_daily_costs this day was computed from (not declared as a
-            # partition mapping, see the description): the lineage of the day, in the UI.
-            "history_read": f"{start}..{end}" if start <= end else "none (first day)",
-            "history_days_with_costs": sum(start <= d <= end for d in history_days),
-            # Series whose accepted episode's level is the baseline from this day on.
-            "accepted_levels": int((accepted["alert_day"] < day).sum())
-            if config.method == "robust" else 0,
-            "largest_baselines": dg.MetadataValue.md(markdown_table(
-                top, ["service", "account_id", "region", "expected_cost", "lower", "upper"])),
-        })
+        add_day_metadata(context, day, _day_metadata(frames[day], day, history_days, accepted,
+                                                     config.method))
     return dg.MaterializeResult(
         check_results=baseline_check_results(frames, gaps),
         metadata={"method": config.method},
     )
 
+
+def _day_metadata(frame: pd.DataFrame, day: date, history_days: set[date],
+                  accepted: pd.DataFrame, method: str) -> Mapping[str, Any]:
+    start, end = history_window(day)
+    top = frame.sort_values("expected_cost", ascending=False) if len(frame) else frame
+    return {
+        "dagster/row_count": len(frame),
+        "series": len(frame),
+        "series_with_7_days_history": int((frame["history_days"] >= 7).sum())
+        if len(frame) else 0,
+        "expected_total": cents(frame["expected_cost"].sum() if len(frame) else 0),
+        # The partitions of raw_daily_costs this day was computed from (not declared as a
+        # partition mapping, see the description): the lineage of the day, in the UI.
+        "history_read": f"{start}..{end}" if start <= end else "none (first day)",
+        "history_days_with_costs": sum(start <= d <= end for d in history_days),
+        # Series whose accepted episode's level is the baseline from this day on.
+        "accepted_levels": int((accepted["alert_day"] < day).sum())
+        if method == "robust" else 0,
+        "largest_baselines": dg.MetadataValue.md(markdown_table(
+            top, ["service", "account_id", "region", "expected_cost", "lower", "upper"])),
+    }
