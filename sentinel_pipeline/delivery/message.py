@@ -138,12 +138,7 @@ def build_message(
     if status:
         blocks.append({"type": "section",
                        "text": {"type": "mrkdwn", "text": clip(status, MAX_SECTION_CHARS)}})
-    footer = [feedback_hint] if feedback_hint else []
-    if ui_link:
-        footer.append(f"<{ui_link}|Open the partition in Dagster>")
-    footer.append("Sent by Sentinel.")
-    blocks.append({"type": "context",
-                   "elements": [{"type": "mrkdwn", "text": clip(" · ".join(footer), 2000)}]})
+    blocks.append(_footer([feedback_hint] if feedback_hint else [], ui_link, " · "))
     return {"text": escape(text), "blocks": blocks}
 
 
@@ -176,12 +171,15 @@ def build_day_message(
     for _, row in ordered.head(max_shown).iterrows():
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": alert_text(row)}})
         blocks.append({"type": "divider"})
-    footer = []
-    if len(ordered) > max_shown:
-        footer.append(f"{len(ordered) - max_shown} more alert(s) not shown.")
-    if ui_link:
-        footer.append(f"<{ui_link}|Open the partition in Dagster>")
-    footer.append("Sent by Sentinel.")
-    blocks.append({"type": "context",
-                   "elements": [{"type": "mrkdwn", "text": clip(" ".join(footer), 2000)}]})
+    hidden = len(ordered) - max_shown
+    blocks.append(_footer([f"{hidden} more alert(s) not shown."] if hidden > 0 else [], ui_link,
+                          " "))
     return {"text": escape(title), "blocks": blocks}
+
+
+def _footer(notes: list[str], ui_link: str | None, separator: str) -> dict[str, Any]:
+    """The context block closing a message: its notes, the link to the UI, the signature."""
+    parts = [*notes, *([f"<{ui_link}|Open the partition in Dagster>"] if ui_link else []),
+             "Sent by Sentinel."]
+    return {"type": "context",
+            "elements": [{"type": "mrkdwn", "text": clip(separator.join(parts), 2000)}]}
