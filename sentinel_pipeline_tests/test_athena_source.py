@@ -237,6 +237,14 @@ def test_quoted_values_cannot_change_the_query(tmp_path: Path) -> None:
     assert athena_root_causes(table, DuckRunner(export), alerts) == [""]
 
 
+def test_no_line_items_at_all_names_the_missing_partition(tmp_path: Path) -> None:
+    """A billing period not registered in Glue reads as nothing: the run stops, saying so."""
+    export = _export(tmp_path)
+    table = AthenaTable.validated(DATABASE, TABLE, "unblended", "Usage", None)
+    with pytest.raises(SourceError, match="no line items in cur_db.cur_table.*2025-06.*crawler"):
+        read_athena(table, DuckRunner(export), D(2025, 6, 1), D(2025, 6, 2), today=TODAY)
+
+
 # ------------------------------------------------------------------ 2. the API: moto
 @pytest.fixture
 def athena_moto(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:

@@ -515,6 +515,16 @@ def read_athena(table: AthenaTable, runner: QueryRunner, start: dt.date, end: dt
     today = today or dt.datetime.now(dt.UTC).date()
     result = runner.run(table.daily_sql(start, end), "daily costs")
     frame = result_frame(result, DAILY_COLUMNS, table.name, ("cost", "line_items"))
+    if frame.empty:
+        # An export big enough for Athena has line items every day: none at all means the
+        # partition is not registered in Glue (or not delivered yet), not a day without spend.
+        raise SourceError(
+            f"Athena query {result.query_id} found no line items in {table.name} between "
+            f"{start} and {end} (billing_period {', '.join(billing_periods(start, end))}): "
+            f"the partition is not in the Glue table yet (rerun the export's crawler, or "
+            f"MSCK REPAIR TABLE {table.name}, or use partition projection) or AWS has not "
+            f"delivered the period yet (rerun later)"
+        )
     kept_mask = frame["item_type"].str.lower().isin(table.keep)
     excluded = frame[~kept_mask].groupby("item_type", sort=True)["cost"].sum()
     kept = frame[kept_mask].assign(file=f"Athena table {table.name}")
