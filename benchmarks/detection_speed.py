@@ -41,7 +41,8 @@ def synthetic_matrix(n: int, days: int, rng: np.random.Generator) -> tuple[CostM
     values[rng.random(n) < 0.001, -1] *= 4
     keys = pd.DataFrame({"service": pd.array([f"svc-{i % 97}" for i in range(n)], "string"),
                          "account_id": pd.array([f"{i // 97:012d}" for i in range(n)], "string"),
-                         "region": pd.array(["us-east-1"] * n, "string")})
+                         "region": pd.array(["us-east-1"] * n, "string"),
+                         "owner": pd.array([""] * n, "string")})
     first = DAY - timedelta(days=days)
     matrix = CostMatrix(keys, first, values[:, :-1], np.ones((n, days), dtype=bool))
     return matrix, values[:, -1]
