@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -35,6 +37,7 @@ import requests
 from sentinel_pipeline.defs.resources import CostSourceResource
 from sentinel_pipeline.errors import ConfigError, SourceError
 from sentinel_pipeline.settings import OwnerKey, parse_owner_key
+from sentinel_pipeline.sources import root_causes as rc
 from sentinel_pipeline.sources.athena import (
     DAILY_COLUMNS,
     AthenaSource,
@@ -44,7 +47,9 @@ from sentinel_pipeline.sources.athena import (
     read_athena,
 )
 from sentinel_pipeline.sources.cur import cur_root_causes, read_cur
+from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests import cur_fakes as fake
+from sentinel_pipeline_tests.conftest import run_days
 from sentinel_pipeline_tests.cur_fakes import Item
 from sentinel_pipeline_tests.local_http import local_server
 
@@ -485,6 +490,125 @@ def test_bad_results_name_the_query_and_table(fake_athena: type[FakeAthena]) -> 
         ["2025-01-02", "AmazonEC2", "1", "us-east-1", "", "EUR", "Usage", "1.0", "1"]]
     with pytest.raises(SourceError, match="more than one currency.*Athena table cur_db"):
         _source().fetch(D(2025, 1, 1), D(2025, 1, 2))
+
+
+# ------------------------------------------------------------------ 1 + 2: the whole pipeline
+class DuckAthena(BaseHTTPRequestHandler):
+    """Athena's JSON protocol executing the SQL it receives in DuckDB (``DuckRunner``): the
+    query text travels through the real boto3 client, and results come back in pages."""
+
+    runner: ClassVar[DuckRunner]
+    lock: ClassVar[threading.Lock] = threading.Lock()
+    results: ClassVar[dict[str, QueryResult]] = {}
+    starts: ClassVar[list[dict[str, Any]]] = []
+    page: ClassVar[int] = 50
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        params = json.loads(self.rfile.read(length) or b"{}")
+        action = self.headers.get("X-Amz-Target", "").split(".")[-1]
+        body: dict[str, Any]
+        if action == "StartQueryExecution":
+            with self.lock:
+                result = self.runner.run(params["QueryString"], "fake")
+                query_id = f"q-{len(self.results) + 1}"
+                self.results[query_id] = result
+                self.starts.append(params)
+            body = {"QueryExecutionId": query_id}
+        elif action == "GetQueryExecution":
+            body = {"QueryExecution": {"QueryExecutionId": params["QueryExecutionId"],
+                                       "Status": {"State": "SUCCEEDED"},
+                                       "Statistics": {"DataScannedInBytes": 1_000_000}}}
+        elif action == "GetQueryResults":
+            result = self.results[params["QueryExecutionId"]]
+            size = min(int(params.get("MaxResults") or 1000), self.page)
+            start = int(params.get("NextToken") or 0)
+            rows = [result.columns] if start == 0 else []
+            rows += result.rows[start:start + size]
+            body = {"ResultSet": {
+                "Rows": [{"Data": [{"VarCharValue": v} if v is not None else {} for v in r]}
+                         for r in rows],
+                "ResultSetMetadata": {"ColumnInfo": _column_info(result.columns)}}}
+            if start + size < len(result.rows):
+                body["NextToken"] = str(start + size)
+        else:
+            body = {}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _steady_then_spike(last: date, days: int) -> list[Item]:
+    """Steady EC2 and S3 spend of two teams, then EC2 of one team jumps on ``last`` from one
+    new resource."""
+    items = []
+    for n in range(days):
+        day = last - timedelta(days=days - 1 - n)
+        wiggle = 1.0 + 0.02 * ((n * 7) % 5 - 2)
+        items += [Item(day, 80.0 * wiggle, tags={"user_team": "checkout"}),
+                  Item(day, 20.0 * wiggle, usage_type="USE1-EBS", tags={"user_team": "data"}),
+                  Item(day, 40.0 * wiggle, service="AmazonS3", usage_type="TimedStorage-ByteHrs",
+                       resource="my-bucket"),
+                  Item(day, -3.0, item_type="Credit")]
+    items.append(Item(last, 400.0, usage_type="USE1-DataTransfer-Out-Bytes", resource="i-0spike",
+                      tags={"user_team": "checkout"}))
+    return items
+
+
+def test_pipeline_through_athena_matches_cur_and_names_the_root_cause(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real daily job with SENTINEL_SOURCE=athena: boto3 sends the SQL to a fake Athena
+    that runs it in DuckDB over the export; raw_daily_costs equals what the cur source reads
+    from the same files, and the alert's root cause is the new resource."""
+    last = D(2025, 2, 10)
+    items = _steady_then_spike(last, 41)
+    export = _write(tmp_path / "export", {
+        fake.data_key("2025-01"): fake.parquet_bytes([i for i in items if i.day.month == 1]),
+        fake.data_key("2025-02"): fake.parquet_bytes([i for i in items if i.day.month == 2])})
+    DuckAthena.runner, DuckAthena.results, DuckAthena.starts = DuckRunner(export), {}, []
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "SENTINEL_SOURCE": "athena",
+                        "SENTINEL_ATHENA_DATABASE": DATABASE, "SENTINEL_ATHENA_TABLE": TABLE,
+                        "SENTINEL_ATHENA_WORKGROUP": "finops",
+                        "SENTINEL_ATHENA_OUTPUT": "s3://athena-results/sentinel/",
+                        "SENTINEL_OWNER_KEY": "tag:team", "SLACK_BOT_TOKEN": "",
+                        "SENTINEL_DATA_DIR": str(tmp_path / "data")}.items():
+        monkeypatch.setenv(name, value)
+    with local_server(DuckAthena) as url:
+        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ATHENA", "AWS_ENDPOINT_URL_GLUE"):
+            monkeypatch.setenv(name, url)
+        run_days(instance, last - timedelta(days=40), last)
+    store = TableStore(str(tmp_path / "data"))
+    owner = OwnerKey("tag", "team")
+    for day in (last - timedelta(days=40), D(2025, 1, 31), last):
+        raw = store.read_partition("raw_daily_costs", day)
+        assert raw is not None
+        expected = read_cur(str(export), day, day, owner=owner).rows
+        assert _rounded(raw) == _rounded(expected), day
+    assert [p["WorkGroup"] for p in DuckAthena.starts] == ["finops", "finops"]  # fetch, causes
+    assert DuckAthena.starts[0]["QueryExecutionContext"] == {"Database": DATABASE}
+    assert DuckAthena.starts[0]["ResultConfiguration"] == {
+        "OutputLocation": "s3://athena-results/sentinel/"}
+    anomalies = store.read_partition("cost_anomalies", last)
+    assert anomalies is not None
+    alert = anomalies[anomalies["alert"]]
+    assert list(zip(alert["service"], alert["owner"], strict=True)) == [("AmazonEC2", "checkout")]
+    causes = rc.from_json(alert["root_causes"].iloc[0])
+    assert causes[0]["resource_id"] == "i-0spike" and causes[0]["increase"] == 400.0
+    event = instance.get_latest_materialization_event(dg.AssetKey("raw_daily_costs"))
+    assert event is not None and event.asset_materialization is not None
+    metadata = event.asset_materialization.metadata
+    assert metadata["athena_billing_periods"].value == "2025-01, 2025-02"
+    assert metadata["athena_excluded_cost_by_line_item_type"].value == {"Credit": -123.0}
 
 
 # ------------------------------------------------------------------ 3. bad settings
