@@ -360,6 +360,21 @@ def test_doctor_checks_the_workgroup_and_the_table_without_a_query(athena_moto: 
     assert not ok and "EntityNotFoundException" in message and "SENTINEL_ATHENA_TABLE" in message
 
 
+def test_sentinel_doctor_reports_the_athena_table(athena_moto: str, sentinel_env: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentinel_pipeline.doctor import run_checks
+
+    _glue_table(TABLE, list(fake.COLUMN_TYPES), ["billing_period"])
+    for name, value in {"SENTINEL_SOURCE": "athena", "SENTINEL_ATHENA_DATABASE": DATABASE,
+                        "SENTINEL_ATHENA_TABLE": TABLE,
+                        "SENTINEL_ATHENA_OUTPUT": "s3://results-bucket/q/"}.items():
+        monkeypatch.setenv(name, value)
+    found = [c for c in run_checks() if "Athena" in c[1] or "athena" in c[1]]
+    assert found and found[0][0], found
+    monkeypatch.setenv("SENTINEL_ATHENA_TABLE", "cur;table")
+    assert any(not ok and "SENTINEL_ATHENA_TABLE" in text for ok, text in run_checks())
+
+
 # ------------------------------------------------------------------ 2. the API: a fake Athena
 class FakeAthena(BaseHTTPRequestHandler):
     """Athena's JSON 1.1 protocol, just enough for one scenario at a time."""
