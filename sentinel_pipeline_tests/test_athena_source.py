@@ -641,10 +641,12 @@ class _NoNetwork:
     ("cur db", "cur_table", "", "Usage", "SENTINEL_ATHENA_DATABASE=.*not a Glue name"),
     ("cur_db", "cur_table", "results-bucket/q", "Usage", "SENTINEL_ATHENA_OUTPUT=.*s3://"),
     ("cur_db", "cur_table", "", "Usage,x')--", "SENTINEL_CUR_LINE_ITEM_TYPES"),
+    ("cur_db", "cur_table", "", "Usage", "SENTINEL_ATHENA_WORKGROUP=.*not an Athena workgroup"),
 ])
 def test_bad_settings_fail_before_any_request(database: str, table: str, output: str,
                                               types: str, match: str) -> None:
-    source = AthenaSource(database=database, table=table, workgroup="primary", output=output,
+    workgroup = "bad group!" if "WORKGROUP" in match else "team.finops"
+    source = AthenaSource(database=database, table=table, workgroup=workgroup, output=output,
                           cost="unblended", line_item_types=types, client=_NoNetwork())
     with pytest.raises(ConfigError, match=match):
         source.fetch(D(2025, 1, 1), D(2025, 1, 2))

@@ -93,6 +93,7 @@ DETAIL_COLUMNS: tuple[str, ...] = ("usage_date", "service", "account_id", "regio
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,254}$")
 _ITEM_TYPE = re.compile(r"^[A-Za-z0-9_ -]{1,100}$")
+_WORKGROUP = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # Athena's own rule for workgroup names
 _FIX_TABLE = ("set SENTINEL_ATHENA_DATABASE and SENTINEL_ATHENA_TABLE to the Glue database and "
               "table of the CUR 2.0 Data Export (as the export's CloudFormation stack or Glue "
               "crawler created them)")
@@ -640,7 +641,10 @@ class AthenaSource(CostSource):
         """The validated table settings; the workgroup and result location are checked too."""
         table = AthenaTable.validated(self.database, self.table, self.cost,
                                       self.line_item_types, self.owner)
-        quote_identifier(self.workgroup.strip(), "SENTINEL_ATHENA_WORKGROUP")
+        if not _WORKGROUP.match(self.workgroup.strip()):
+            raise ConfigError(
+                f"SENTINEL_ATHENA_WORKGROUP={self.workgroup!r} is not an Athena workgroup name "
+                "(letters, digits, ., _ and -, at most 128); unset it to use primary")
         if self.output and not self.output.startswith("s3://"):
             raise ConfigError(f"SENTINEL_ATHENA_OUTPUT={self.output!r} is not an s3:// URL: "
                               "set an s3://bucket/prefix/ for query results, or leave it unset "
