@@ -274,3 +274,29 @@ def test_fallback_explanation_names_the_episode_start() -> None:
     text = explain(found.reset_index(drop=True)).iloc[0]
     assert str(day(100)) in text["explanation"] and text["annotator"] == "fallback"
     assert text["action"].startswith(("stop", "review"))
+
+
+def test_the_sorting_network_median_is_the_nan_median() -> None:
+    """The weekday profile's medians come from a sorting network over the weeks; they must be
+    exactly _median's (NaN rows, even and odd counts, all missing, ties), for any number of
+    weeks a lookback gives."""
+    import itertools
+
+    from sentinel_pipeline.detection.robust import _median, _median_of_stack, _sorting_network
+
+    for k in range(1, 11):  # the 0-1 principle: a network sorting every 0/1 input sorts all
+        for bits in itertools.product((0, 1), repeat=k):
+            v = list(bits)
+            for a, b in _sorting_network(k):
+                v[a], v[b] = min(v[a], v[b]), max(v[a], v[b])
+            assert v == sorted(v)
+    rng = np.random.default_rng(5)
+    for k in range(1, 16):
+        x = rng.choice([0.5, 1.0, 1.25, 2.0], (4000, k)).astype(np.float32)  # many ties
+        x[rng.random(x.shape) < 0.3] = np.nan
+        x[:50] = np.nan  # rows with nothing
+        expected = _median(x.copy())
+        stack = x.T.copy()
+        count = (~np.isnan(stack)).sum(axis=0)
+        stack[np.isnan(stack)] = np.inf
+        assert np.array_equal(expected, _median_of_stack(stack, count), equal_nan=True)

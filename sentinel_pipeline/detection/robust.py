@@ -28,6 +28,7 @@ Why each piece is there:
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Mapping
 from datetime import date
 
@@ -131,6 +132,47 @@ def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
     return out
 
 
+@functools.cache
+def _sorting_network(k: int) -> tuple[tuple[int, int], ...]:
+    """Batcher's odd-even merge sort comparators for k inputs (those of the next power of two
+    that touch only the first k: the missing inputs count as +inf, which never move)."""
+    size = 1 << max(k - 1, 0).bit_length()
+    pairs = []
+    p = 1
+    while p < size:
+        q = p
+        while q >= 1:
+            for j in range(q % p, size - q, 2 * q):
+                for i in range(min(q, size - j - q)):
+                    a, b = i + j, i + j + q
+                    if a // (2 * p) == b // (2 * p) and b < k:
+                        pairs.append((a, b))
+            q //= 2
+        p *= 2
+    return tuple(pairs)
+
+
+def _median_of_stack(stack: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median along the first axis of ``stack`` of the ``count`` values that are not +inf (the
+    missing ones; NaN where none is there): the weekday profile's medians of a few weeks, for
+    every series and weekday at once. np.partition works one short row at a time; a sorting
+    network is ~k log2(k)^2 / 4 min/max passes over whole arrays. Same values as _median of
+    the values with NaN for the missing ones: the middle two order statistics, averaged."""
+    k = len(stack)
+    rank = list(stack)
+    spare = np.empty_like(stack[0])  # in place: fresh arrays each step cost page faults
+    for a, b in _sorting_network(k):
+        np.minimum(rank[a], rank[b], out=spare)
+        np.maximum(rank[a], rank[b], out=rank[b])
+        rank[a], spare = spare, rank[a]
+    lo, hi = (count - 1) // 2, count // 2
+    low, high = np.full_like(rank[0], np.nan), np.full_like(rank[0], np.nan)
+    for i in range(k):
+        np.copyto(low, rank[i], where=lo == i)
+        np.copyto(high, rank[i], where=hi == i)
+    return (low + high) / 2
+
+
 def _trailing_run(flags: np.ndarray) -> np.ndarray:
     """How many of the last columns in a row are True, counting back from the end."""
     if flags.shape[1] == 0:
@@ -141,10 +183,10 @@ def _trailing_run(flags: np.ndarray) -> np.ndarray:
 
 def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """ln(actual / expected) where both are positive, else NaN."""
-    ok = (actual > 0) & (expected > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok, np.log(np.where(ok, actual, 1.0) / np.where(ok, expected, 1.0)),
-                        np.nan)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out = np.log(actual / expected)
+    out[~((actual > 0) & (expected > 0))] = np.nan
+    return out
 
 
 def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig,
@@ -181,23 +223,31 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     full_week = week_days == 7
     with np.errstate(invalid="ignore", divide="ignore"):
         week_mean = week_sum / week_days
-        share = np.full(block.shape, np.nan, dtype=np.float32)
-        np.divide(block, week_mean[:, :, None], out=share,
-                  where=block_seen & (week_mean[:, :, None] > 0))
     block_weekdays = weekdays[offset:offset + 7]
     profile = np.ones((n_series, 7))
-    by_weekday = np.ascontiguousarray(share.transpose(2, 0, 1))  # one copy, then in place
     # A weekday's share is the median over the weeks it had spend, once it had spend in
     # MIN_WEEKS_FOR_PROFILE of them (else it is a no-spend weekday: 0). Counting a day without
     # spend as a share of 0 made a series that skips a fifth of its days at random expect almost
     # nothing on a weekday that happened to skip 5 weeks in 9, and alert on its next ordinary day.
     spent = block_seen & present[:, offset:].reshape(n_series, weeks, 7)
-    seen_weeks, spent_weeks = block_seen.sum(axis=1), spent.sum(axis=1)  # per weekday
-    for j, w in enumerate(block_weekdays if weeks else []):
-        if (spent_weeks[:, j] < seen_weeks[:, j]).any():
-            by_weekday[j][block_seen[:, :, j] & ~spent[:, :, j]] = np.nan
-        profile[:, w] = _median(by_weekday[j], scratch=True)
-    del by_weekday
+    counted = spent & (week_mean[:, :, None] > 0)  # the days whose share of their week counts
+    seen_weeks = np.zeros((n_series, 7), dtype=np.int16)  # per weekday, a week at a time:
+    spent_weeks = np.zeros((n_series, 7), dtype=np.int16)  # a sum over the middle axis is slow
+    shares = np.zeros((n_series, 7), dtype=np.int16)
+    for i in range(weeks):
+        seen_weeks += block_seen[:, i, :]
+        spent_weeks += spent[:, i, :]
+        shares += counted[:, i, :]
+    if weeks:
+        # Each day's share of its week's mean, laid out (week, series, weekday) for the median
+        # over the weeks; +inf where a day does not count.
+        by_week = np.full((weeks, n_series, 7), np.inf, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(block.transpose(1, 0, 2), week_mean.T[:, :, None], out=by_week,
+                      where=counted.transpose(1, 0, 2))
+        profile[:, block_weekdays] = _median_of_stack(by_week, shares)
+        del by_week
+    del counted
     if weeks:
         idle = (spent_weeks < MIN_WEEKS_FOR_PROFILE) & (seen_weeks > 0)
         profile[:, block_weekdays] = np.where(idle, 0.0, profile[:, block_weekdays])
@@ -209,7 +259,6 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
     factor32 = factor.astype(np.float32)
 
-    del share
     log_scale, noise_df = _noise(block, block_seen, full_week)
 
     # Level: median of the last days with the weekday effect taken out; and of the lookback.
