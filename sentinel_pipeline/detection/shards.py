@@ -19,7 +19,10 @@ import pyarrow as pa
 from sentinel_pipeline.schema import SERIES_KEY
 
 _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)  # a key part that is missing (no owner)
-_MULTIPLIER = np.uint64(0x100000001B3)
+# One odd multiplier per key part: a row's hash is the sum of its parts' hashes times these, so
+# the work per row is a lookup and an add per part (the multiplying is done per distinct value).
+_MULTIPLIERS = [np.uint64(m) for m in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB,
+                                       0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD)]
 
 
 def shard_count(series: int, shard_series: int, max_shards: int) -> int:
@@ -36,42 +39,41 @@ def shard_count(series: int, shard_series: int, max_shards: int) -> int:
     return max(1, min(max_shards, math.ceil(series / shard_series)))
 
 
-def _part_hashes(column: pa.ChunkedArray | None, n_rows: int) -> np.ndarray:
-    """A stable 64-bit hash of each row's value as text: the distinct values are hashed (by
-    pandas' fixed-key SipHash), the rows take theirs by dictionary index, no Python per row."""
-    if column is None:
-        return np.full(n_rows, _NULL_HASH, dtype=np.uint64)
-    parts = []
-    for chunk in column.chunks:
-        if not pa.types.is_dictionary(chunk.type):
-            chunk = chunk.dictionary_encode()
-        values = chunk.dictionary.cast(pa.string())
-        text = values.to_numpy(zero_copy_only=False).astype(object)
-        missing = np.asarray(values.is_null())
-        text[missing] = ""
-        hashed = pd.util.hash_array(text, categorize=False)
-        hashed[missing] = _NULL_HASH
-        lookup = np.append(hashed, _NULL_HASH)  # the last slot: a null index
-        indices = chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()
-        parts.append(lookup[indices])
+def _part_hashes(column: pa.ChunkedArray | None, n_rows: int,
+                 multiplier: np.uint64) -> np.ndarray:
+    """A stable 64-bit hash of each row's value as text, times ``multiplier``: the distinct
+    values are hashed (pandas' fixed-key SipHash) and multiplied, the rows take theirs by
+    dictionary index; no Python per row."""
+    with np.errstate(over="ignore"):
+        if column is None:
+            return np.full(n_rows, _NULL_HASH * multiplier, dtype=np.uint64)
+        parts = []
+        for chunk in column.chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = chunk.dictionary_encode()
+            values = chunk.dictionary.cast(pa.string())
+            text = values.to_numpy(zero_copy_only=False).astype(object)
+            missing = np.asarray(values.is_null())
+            text[missing] = ""
+            hashed = pd.util.hash_array(text, categorize=False)
+            hashed[missing] = _NULL_HASH
+            lookup = np.append(hashed, _NULL_HASH) * multiplier  # the last slot: null index
+            indices = chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()
+            parts.append(lookup[indices])
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def shard_of_rows(table: pa.Table, shards: int) -> np.ndarray:
     """The shard (0..shards-1) of each row's series; a key column the table lacks counts as
-    missing, as the series matrix reads it."""
+    missing, as the series matrix reads it. The high half of the hash picks the shard (the
+    sums' low bits mix least)."""
     n = table.num_rows
     combined = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for key in SERIES_KEY:
+        for key, multiplier in zip(SERIES_KEY, _MULTIPLIERS, strict=True):
             column = table.column(key) if key in table.column_names else None
-            combined = combined * _MULTIPLIER ^ _part_hashes(column, n)
-        # A final mix (splitmix64's), so the low bits the modulo reads depend on every part.
-        combined ^= combined >> np.uint64(30)
-        combined *= np.uint64(0xBF58476D1CE4E5B9)
-        combined ^= combined >> np.uint64(27)
-        combined *= np.uint64(0x94D049BB133111EB)
-        combined ^= combined >> np.uint64(31)
+            combined += _part_hashes(column, n, multiplier)
+    combined >>= np.uint64(32)
     return (combined % np.uint64(max(shards, 1))).astype(np.int64)
 
 
