@@ -84,7 +84,11 @@ def measure(root: str, shards: int, days: int) -> dict[str, Any]:
         ok = result.success
     else:
         instance = dg.DagsterInstance.get()  # DAGSTER_HOME: a stored instance, as processes need
-        run_config = {"execution": {"config": {"multiprocess": {"max_concurrent": shards}}}}
+        multiprocess: dict[str, Any] = {"max_concurrent": shards}
+        if os.environ.get("BENCH_FORKSERVER"):  # steps forked from a server with the code loaded
+            multiprocess["start_method"] = {"forkserver": {
+                "preload_modules": ["sentinel_pipeline.definitions"]}}
+        run_config = {"execution": {"config": {"multiprocess": multiprocess}}}
         with dg.execute_job(dg.reconstructable(baselines_job), instance=instance,
                             run_config=run_config, tags=_tags(days)) as result:
             ok = result.success
@@ -113,12 +117,13 @@ def _step_seconds(instance: Any, run_id: str) -> dict[str, list[float]]:
     return out
 
 
-def _run_child(root: str, shards: int, days: int) -> dict[str, Any]:
+def _run_child(root: str, shards: int, days: int, forkserver: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sentinel-shard-home-") as home:
         Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         env = {**os.environ, "SENTINEL_DATA_DIR": root, "SENTINEL_SHARDS": str(shards),
                "SENTINEL_SHARD_SERIES": "0", "DAGSTER_HOME": home,
-               "SENTINEL_START_DATE": str(DAY - timedelta(days=HISTORY))}
+               "SENTINEL_START_DATE": str(DAY - timedelta(days=HISTORY)),
+               **({"BENCH_FORKSERVER": "1"} if forkserver else {})}
         load = _load()
         out = subprocess.run([sys.executable, __file__, "--measure", root, "--shards",
                               str(shards), "--days", str(days)],
@@ -139,6 +144,9 @@ def main() -> None:
                         help="days of cost_baselines in the run, ending on D (a backfill: "
                         "the history is read once, the kernel runs per day)")
     parser.add_argument("--data", help="use (or build into) this folder instead of a temp dir")
+    parser.add_argument("--forkserver", action="store_true",
+                        help="also the sharded run with the multiprocess executor's forkserver "
+                        "start method (the code loaded once, each step forked from it)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # the measured child process
     args = parser.parse_args()
     if args.measure:
@@ -156,21 +164,30 @@ def main() -> None:
         runs = {"unsharded (1 step, in process)": _run_child(root, 1, args.days),
                 f"sharded into {args.shards} (multiprocess)": _run_child(root, args.shards,
                                                                         args.days)}
+        if args.forkserver:
+            runs[f"sharded into {args.shards} (multiprocess, forkserver)"] = _run_child(
+                root, args.shards, args.days, forkserver=True)
         for name, f in runs.items():
-            print(f"{name}: {'ok' if f['ok'] else 'FAILED'}, {f['wall']:.1f} s wall, "
-                  f"{f['cpu']:.1f} s CPU, peak RSS {f['peak_gb']:.2f} GB (run process), "
-                  f"{f['child_peak_gb']:.2f} GB (largest step process); load before "
+            # Forked steps are children of the forkserver, which outlives the measure: their
+            # CPU and RSS are not in the run process's children.
+            forked = "forkserver" in name
+            cpu = "CPU of steps not seen" if forked else f"{f['cpu']:.1f} s CPU"
+            step_rss = "" if forked or "unsharded" in name else (
+                f", {f['child_peak_gb']:.2f} GB (largest step process)")
+            print(f"{name}: {'ok' if f['ok'] else 'FAILED'}, {f['wall']:.1f} s wall, {cpu}, "
+                  f"peak RSS {f['peak_gb']:.2f} GB (run process){step_rss}; load before "
                   f"{f['load_before']}, after {f['load_after']}")
-        plain, sharded = runs.values()
+        plain, sharded, *_ = runs.values()
         timings = sharded.get("steps", {})
         shard_cpu = timings.pop("cpu", [])
         steps = ", ".join(f"{k.split('.')[-1]} {v[0]:.1f}-{v[-1]:.1f} s"
                           for k, v in timings.items())
         print(f"sharded steps (start-end from the run's first event): {steps}; CPU of each "
               f"shard's work: {', '.join(f'{c:.1f} s' for c in shard_cpu)}")
-        print(f"speed-up (unsharded wall / sharded wall): {plain['wall'] / sharded['wall']:.2f}x; "
-              f"CPU ratio {sharded['cpu'] / plain['cpu']:.2f}x; same file: "
-              f"{plain['bytes'] == sharded['bytes']}")
+        for name, f in list(runs.items())[1:]:
+            ratio = "" if "forkserver" in name else f"; CPU ratio {f['cpu'] / plain['cpu']:.2f}x"
+            print(f"{name}: speed-up (unsharded wall / its wall) {plain['wall'] / f['wall']:.2f}x"
+                  f"{ratio}; same files: {plain['bytes'] == f['bytes']}")
 
 
 if __name__ == "__main__":

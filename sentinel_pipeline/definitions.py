@@ -1,8 +1,11 @@
 """The one Definitions object: assets, checks, jobs, schedules, sensors, and resources from the
 environment."""
 
+from typing import Any
+
 import dagster as dg
 
+from sentinel_pipeline import settings
 from sentinel_pipeline.defs.assets.alerts import annotated_alerts
 from sentinel_pipeline.defs.assets.anomalies import cost_anomalies
 from sentinel_pipeline.defs.assets.costs import raw_daily_costs
@@ -33,22 +36,33 @@ from sentinel_pipeline.defs.shards import baselines_asset
 # idle 2-core machine, 10-20 s under load, for every run the daemon launches (the schedule, UI
 # materialisations and backfills; in-process test runs never used them).
 _default = dg.multi_or_in_process_executor
-in_process_by_default = dg.ExecutorDefinition(
-    name=_default.name,
-    config_schema=dg.Field(_default.config_schema.as_field().config_type,
-                           default_value={"in_process": {}}),
-    requirements=_default.get_requirements,
-    executor_creation_fn=_default.executor_creation_fn,
-    description="multi_or_in_process, in process unless configured otherwise.",
-)
+
+
+def default_executor(shards: int) -> dg.ExecutorDefinition:
+    """multi_or_in_process, in process unless the run config says otherwise; with
+    SENTINEL_SHARDS of 2 or more, in processes by default (at most ``shards`` at once), so
+    cost_baselines' shard steps of the runs the daemon launches run side by side."""
+    config: dict[str, Any] = ({"multiprocess": {"max_concurrent": shards}} if shards >= 2
+                              else {"in_process": {}})
+    return dg.ExecutorDefinition(
+        name=_default.name,
+        config_schema=dg.Field(_default.config_schema.as_field().config_type,
+                               default_value=config),
+        requirements=_default.get_requirements,
+        executor_creation_fn=_default.executor_creation_fn,
+        description="multi_or_in_process, " + ("multiprocess" if shards >= 2 else "in process")
+        + " unless configured otherwise.",
+    )
+
 
 def build_definitions() -> dg.Definitions:
     """The Definitions from the environment as it is now. ``defs`` below is built once, when
     the code location loads; a test that changes SENTINEL_SHARDS (the shape of cost_baselines'
     graph) builds its own, as a code server would on reload."""
+    shards = settings.shards()  # the shape of the graph: read when the code location loads
     return dg.Definitions(
         # cost_baselines: one op, or split into SENTINEL_SHARDS parallel steps (defs/shards.py).
-        assets=[raw_daily_costs, baselines_asset(), cost_anomalies, cost_scores,
+        assets=[raw_daily_costs, baselines_asset(shards), cost_anomalies, cost_scores,
                 anomaly_episodes, annotated_alerts, alert_feedback],
         asset_checks=raw_freshness_checks,
         jobs=[sentinel_daily_job, sentinel_weekly_digest_job, sentinel_feedback_job],
@@ -56,7 +70,7 @@ def build_definitions() -> dg.Definitions:
         sensors=[restatement_sensor, alert_delivery_sensor, run_failure_alert_sensor,
                  raw_freshness_sensor, abandoned_cli_runs_sensor, feedback_sensor],
         resources=resources_from_environment(),
-        executor=in_process_by_default,
+        executor=default_executor(shards),
     )
 
 

@@ -149,12 +149,16 @@ def test_sharded_backfill_with_processes_writes_the_unsharded_bytes(
     byte for byte the same."""
     monkeypatch.setenv("SENTINEL_SOURCE", "demo")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "")
-    monkeypatch.setenv("SENTINEL_SHARD_SERIES", "0")
     runs: dict[str, Path] = {}
-    for name, shards, run_config in (("plain", "0", DEMO), ("sharded", "3", MULTIPROCESS)):
+    for name, shards, shard_series, run_config in (
+            ("plain", "0", "0", DEMO), ("sharded", "3", "0", MULTIPROCESS),
+            # 3 shard steps, but 200 series at 150 a shard use 2 (the third returns no rows);
+            # in process, the graph's steps run one after the other.
+            ("threshold", "3", "150", {**DEMO, "execution": {"config": {"in_process": {}}}})):
         data = tmp_path / name
         monkeypatch.setenv("SENTINEL_DATA_DIR", str(data))
         monkeypatch.setenv("SENTINEL_SHARDS", shards)
+        monkeypatch.setenv("SENTINEL_SHARD_SERIES", shard_series)
         (tmp_path / f"{name}-instance").mkdir()
         with dg.instance_for_test(temp_dir=str(tmp_path / f"{name}-instance")) as instance:
             result = _run(instance, run_config)
@@ -165,12 +169,15 @@ def test_sharded_backfill_with_processes_writes_the_unsharded_bytes(
             assert {"cost_baselines.shard_0", "cost_baselines.shard_1",
                     "cost_baselines.shard_2", "cost_baselines.merge"} <= steps
             assert len(_pids(instance, result.run_id)) > 1  # steps in processes of their own
-            assert any("the rows of 3 shard(s) used of 3" in r.user_message
-                       for r in instance.all_logs(result.run_id))
-    plain, sharded = _files(runs["plain"]), _files(runs["sharded"])
+            assert _logged(instance, result.run_id, "the rows of 3 shard(s) used of 3")
+        if name == "threshold":
+            assert _logged(instance, result.run_id, "the rows of 2 shard(s) used of 3")
+    plain = _files(runs["plain"])
     assert len(plain) == len(TABLES) * ((END - START).days + 1)
-    assert plain.keys() == sharded.keys()
-    assert [k for k in plain if plain[k] != sharded[k]] == []
+    for name in ("sharded", "threshold"):
+        other = _files(runs[name])
+        assert plain.keys() == other.keys()
+        assert [k for k in plain if plain[k] != other[k]] == [], name
     baselines = pd.read_parquet(runs["sharded"] / "cost_baselines" / f"date={END}")
     assert len(baselines) >= 150
 
@@ -191,3 +198,29 @@ def _steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 def _pids(instance: dg.DagsterInstance, run_id: str) -> set[int]:
     records = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
     return {r.dagster_event.pid for r in records if r.dagster_event and r.dagster_event.pid}
+
+
+def _logged(instance: dg.DagsterInstance, run_id: str, text: str) -> bool:
+    return any(text in r.user_message for r in instance.all_logs(run_id))
+
+
+@pytest.mark.integration  # importing dagster_aws.ecs opens a socket
+def test_shards_run_in_processes_by_default_and_the_executor_examples_are_valid() -> None:
+    """SENTINEL_SHARDS >= 2 makes the Definitions' executor multiprocess by default (the
+    daemon's runs get parallel shards without run config); the README's ECS executor block
+    passes dagster-aws' config validation (not run: no cluster here)."""
+    from dagster._config import validate_config
+    from dagster_aws.ecs import ecs_executor
+
+    from sentinel_pipeline.definitions import default_executor
+
+    def default(shards: int) -> Any:
+        return default_executor(shards).config_schema.as_field().default_value
+
+    assert default(0) == default(1) == {"in_process": {}}
+    assert default(4) == {"multiprocess": {"max_concurrent": 4}}
+    ecs = {"max_concurrent": 4, "cpu": 2048, "memory": 8192,
+           "run_task_kwargs": {"launchType": "FARGATE"}}
+    schema = ecs_executor.config_schema.as_field().config_type
+    assert validate_config(schema, ecs).success
+    assert not validate_config(schema, {**ecs, "max_concurent": 4}).success

@@ -39,7 +39,7 @@ def _shard_op(shard: int, shards: int) -> dg.OpDefinition:
         # The step's own CPU, to size shards: the executor's process start-up is not in it.
         context.log.info(f"cost_baselines shard {shard}: {rows:,} series-days in "
                          f"{time.process_time() - started:.1f} s CPU")
-        return part.packed()
+        return part
 
     return compute
 

@@ -1,7 +1,7 @@
 """cost_baselines: what each series should cost on day D, learned from the days before D."""
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
 from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, accepted_episodes
 from sentinel_pipeline.detection.frames import CostMatrix, MatrixBuilder
 from sentinel_pipeline.detection.shards import in_shard, merge_shards, shard_count
-from sentinel_pipeline.schema import BASELINE_COLUMNS, SERIES_KEY, empty_frame
+from sentinel_pipeline.schema import BASELINE_COLUMNS, SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
 
@@ -132,23 +132,6 @@ class BaselineShard:
     history_days: set[date] = field(default_factory=set)
     shards: int = 1
 
-    def packed(self) -> "BaselineShard":
-        """The frames with their text and date columns as categories, to cross to the merge
-        step through the IO manager: as Python strings a day of 150,000 series pickled to
-        26 MB, nearly all of it the repeated keys."""
-        return replace(self, frames={day: frame.astype({c: "category" for c in _TEXT})
-                                     for day, frame in self.frames.items()})
-
-    def unpacked_day(self, day: date) -> pd.DataFrame:
-        """One day's frame, taken out of the shard, back in the cost_baselines contract's
-        types (what the unsharded asset hands to write_days)."""
-        frame = self.frames.pop(day)
-        types = empty_frame(BASELINE_COLUMNS).dtypes
-        return frame.astype({c: types[c] for c in _TEXT if frame[c].dtype != types[c]})
-
-
-_TEXT = ["usage_date", *SERIES_KEY, "method"]
-
 
 @dg.asset(
     **BASELINES_ASSET,
@@ -221,7 +204,7 @@ def merge_baseline_shards(parts: list[BaselineShard], days: list[date]) -> Basel
     if len(parts) == 1:
         return parts[0]
     # Each shard's day is dropped once merged, so the run holds the days about once.
-    frames = {day: merge_shards([p.unpacked_day(day) for p in parts if day in p.frames])
+    frames = {day: merge_shards([p.frames.pop(day) for p in parts if day in p.frames])
               for day in days}
     used = max(p.shards for p in parts)
     return BaselineShard(frames, set().union(*(p.history_days for p in parts)), used)
