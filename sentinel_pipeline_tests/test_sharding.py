@@ -150,6 +150,7 @@ def test_sharded_backfill_with_processes_writes_the_unsharded_bytes(
     monkeypatch.setenv("SENTINEL_SOURCE", "demo")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "")
     runs: dict[str, Path] = {}
+    metadata: dict[str, dict[str, Any]] = {}
     for name, shards, shard_series, run_config in (
             ("plain", "0", "0", DEMO), ("sharded", "3", "0", MULTIPROCESS),
             # 3 shard steps, but 200 series at 150 a shard use 2 (the third returns no rows);
@@ -164,6 +165,7 @@ def test_sharded_backfill_with_processes_writes_the_unsharded_bytes(
             result = _run(instance, run_config)
             assert result.success
             steps = _steps(instance, result.run_id)
+            metadata[name] = _baseline_metadata(instance)
         runs[name] = data
         if name == "sharded":
             assert {"cost_baselines.shard_0", "cost_baselines.shard_1",
@@ -178,6 +180,10 @@ def test_sharded_backfill_with_processes_writes_the_unsharded_bytes(
         other = _files(runs[name])
         assert plain.keys() == other.keys()
         assert [k for k in plain if plain[k] != other[k]] == [], name
+        assert metadata[name] == metadata["plain"], name  # each day's, and the checks'
+    assert len(metadata["plain"]) == (END - START).days + 1 + 2
+    assert metadata["plain"]["coverage"] is not None
+    assert metadata["plain"][str(END)]["series"] >= 150
     baselines = pd.read_parquet(runs["sharded"] / "cost_baselines" / f"date={END}")
     assert len(baselines) >= 150
 
@@ -224,3 +230,23 @@ def test_shards_run_in_processes_by_default_and_the_executor_examples_are_valid(
     schema = ecs_executor.config_schema.as_field().config_type
     assert validate_config(schema, ecs).success
     assert not validate_config(schema, {**ecs, "max_concurent": 4}).success
+
+
+def _baseline_metadata(instance: dg.DagsterInstance) -> dict[str, Any]:
+    """cost_baselines' metadata of each day, and its check results, as the UI shows them."""
+    key = dg.AssetKey("cost_baselines")
+    records = instance.fetch_materializations(key, limit=1000).records
+    out: dict[str, Any] = {}
+    for record in records:
+        materialization = record.asset_materialization
+        assert materialization is not None
+        out[str(materialization.partition)] = {
+            k: v.value for k, v in materialization.metadata.items()}
+    for check in ("coverage", "history_complete"):
+        evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(key, check)])[dg.AssetCheckKey(key, check)]
+        event = evaluation.event.dagster_event if evaluation and evaluation.event else None
+        data = event.asset_check_evaluation_data if event else None
+        out[check] = (data.passed, {k: v.value for k, v in data.metadata.items()}) if data \
+            else None
+    return out
