@@ -28,7 +28,7 @@ from sentinel_pipeline.defs.sensors import (
     restatement_sensor,
     run_failure_alert_sensor,
 )
-from sentinel_pipeline.defs.shards import baselines_asset
+from sentinel_pipeline.defs.shards import SHARD_IO_MANAGER, ShardIOManager, baselines_asset
 
 # Dagster's default executor, but with steps in the run's own process unless the run config asks
 # for `execution: config: multiprocess: {...}`. The assets are (nearly) a chain, so step processes
@@ -55,6 +55,14 @@ def default_executor(shards: int) -> dg.ExecutorDefinition:
     )
 
 
+def _resources(shards: int) -> dict[str, Any]:
+    """The environment's resources, and where shard steps leave their rows when sharded."""
+    resources: dict[str, Any] = dict(resources_from_environment())
+    if shards >= 2:
+        resources[SHARD_IO_MANAGER] = ShardIOManager(storage=resources["storage"])
+    return resources
+
+
 def build_definitions() -> dg.Definitions:
     """The Definitions from the environment as it is now. ``defs`` below is built once, when
     the code location loads; a test that changes SENTINEL_SHARDS (the shape of cost_baselines'
@@ -69,7 +77,7 @@ def build_definitions() -> dg.Definitions:
         schedules=[sentinel_daily_schedule, weekly_digest_schedule],
         sensors=[restatement_sensor, alert_delivery_sensor, run_failure_alert_sensor,
                  raw_freshness_sensor, abandoned_cli_runs_sensor, feedback_sensor],
-        resources=resources_from_environment(),
+        resources=_resources(shards),
         executor=default_executor(shards),
     )
 

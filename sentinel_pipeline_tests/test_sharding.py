@@ -126,6 +126,26 @@ def test_a_negative_shard_threshold_is_refused() -> None:
         DetectionResource(shard_series=-1)
 
 
+def test_a_merge_never_takes_the_shard_of_another_run(tmp_path: Path) -> None:
+    from sentinel_pipeline.defs.assets.baselines import BaselineShard
+    from sentinel_pipeline.defs.resources import StorageResource
+    from sentinel_pipeline.defs.shards import ShardIOManager
+
+    manager = ShardIOManager(storage=StorageResource(data_dir=str(tmp_path)))
+    part = BaselineShard({START: _keys(10)}, {START}, 2)
+
+    def written(run_id: str) -> dg.OutputContext:
+        return dg.build_output_context(step_key="cost_baselines.shard_1", name="result",
+                                       run_id=run_id)
+
+    manager.handle_output(written("run-a"), part)
+    loaded = manager.load_input(dg.build_input_context(upstream_output=written("run-a")))
+    pd.testing.assert_frame_equal(loaded.frames[START], part.frames[START])
+    manager.handle_output(written("run-b"), part)  # another sharded run of the same step
+    with pytest.raises(dg.Failure, match=r"shard_1 \(run run-a\).*\(run run-b overwrote it\)"):
+        manager.load_input(dg.build_input_context(upstream_output=written("run-a")))
+
+
 def test_the_sharded_asset_is_the_same_asset_in_the_ui() -> None:
     from sentinel_pipeline.defs.shards import baselines_asset
 
@@ -172,6 +192,10 @@ def test_sharded_backfill_with_processes_writes_the_unsharded_bytes(
                     "cost_baselines.shard_2", "cost_baselines.merge"} <= steps
             assert len(_pids(instance, result.run_id)) > 1  # steps in processes of their own
             assert _logged(instance, result.run_id, "the rows of 3 shard(s) used of 3")
+            # The shards' rows crossed through the data dir, one file a shard step, not under
+            # the instance's storage folder.
+            assert sorted(p.name for p in (data / "_shards").iterdir()) == [
+                f"cost_baselines.shard_{i}.pickle" for i in range(3)]
         if name == "threshold":
             assert _logged(instance, result.run_id, "the rows of 2 shard(s) used of 3")
     plain = _files(runs["plain"])
