@@ -104,7 +104,6 @@ class RawHistory:
             yield table
 
 
-
 # What the plain asset and the sharded graph asset (defs/shards.py) share, so the UI shows the
 # same asset, description and checks whichever runs.
 BASELINES_DESCRIPTION = (
