@@ -210,6 +210,21 @@ def test_sharded_backfill_with_processes_writes_the_unsharded_bytes(
     assert metadata["plain"][str(END)]["series"] >= 150
     baselines = pd.read_parquet(runs["sharded"] / "cost_baselines" / f"date={END}")
     assert len(baselines) >= 150
+    # A series is in the same shard on every day, read from the day files as the shards read
+    # them (each file its own dictionary and row order).
+    from sentinel_pipeline.storage import TableStore
+
+    store = TableStore(str(runs["plain"]))
+    shard_by_day = []
+    for day in (START, START + (END - START) // 2, END):
+        table = store.read_arrow("raw_daily_costs", day, [*SERIES_KEY, "cost"])
+        assert table is not None
+        keys = table.select(SERIES_KEY).to_pandas().astype("string")
+        shard_by_day.append(dict(zip(keys.itertuples(index=False, name=None),
+                                     shard_of_rows(table, 3), strict=True)))
+    common = set.intersection(*(set(d) for d in shard_by_day))
+    assert len(common) >= 150
+    assert all(len({d[k] for d in shard_by_day}) == 1 for k in common)
 
 
 def _run(instance: dg.DagsterInstance, run_config: dict[str, Any]) -> Any:
