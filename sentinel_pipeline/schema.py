@@ -85,6 +85,11 @@ SCORE_COLUMNS: list[str] = [
     "kind",
     "method",
     "currency",
+    # what cost_anomalies takes of the unusual rows (it is the filter of this table)
+    "lower",
+    "upper",
+    "anomaly_start",
+    "alert",
 ]
 
 # The one list of anomaly kinds (cost_anomalies.kind): a cost that went up opens or continues

@@ -319,17 +319,19 @@ def test_the_run_queue_tags_every_run_that_writes_a_sentinel_table() -> None:
 def test_anomalies_without_that_days_baselines_fail_naming_the_days(
     demo_backfill: Backfill, backfill_copy: Path, instance: dg.DagsterInstance
 ) -> None:
-    """A UI backfill that selects cost_anomalies without cost_baselines, on days whose
-    baselines were never computed, fails rather than writing empty (quiet) days."""
+    """A UI backfill that selects cost_scores without cost_baselines, or cost_anomalies without
+    cost_scores, on days whose inputs were never computed, fails rather than writing empty
+    (quiet) days."""
     day = date(2025, 4, 2)  # after the demo backfill: raw written below, baselines never
     assert run_days(instance, date(2025, 4, 1), day, assets=["raw_daily_costs"]).success
-    result = run_days(instance, date(2025, 4, 1), day, raise_on_error=False,
-                      assets=["cost_anomalies"])
-    assert not result.success
-    message = _failure(result)
-    assert "cost_baselines for 2025-04-01..2025-04-02, which was never materialised" in message
-    assert "sentinel backfill --start 2025-04-01 --end 2025-04-02" in message
-    assert not (backfill_copy / "cost_anomalies" / "date=2025-04-01").exists()
+    for asset, missing in (("cost_scores", "cost_baselines"), ("cost_anomalies", "cost_scores")):
+        result = run_days(instance, date(2025, 4, 1), day, raise_on_error=False, assets=[asset])
+        assert not result.success
+        message = _failure(result)
+        assert f"{asset} needs {missing} for 2025-04-01..2025-04-02, which was never " \
+               "materialised" in message
+        assert "sentinel backfill --start 2025-04-01 --end 2025-04-02" in message
+        assert not (backfill_copy / asset / "date=2025-04-01").exists()
 
 
 def test_baselines_over_a_never_loaded_raw_day_fail_naming_it(

@@ -9,9 +9,9 @@ import dagster as dg
 
 from sentinel_pipeline.settings import start_date
 
-# The daily tables, in the order of the flow (cost_scores sits beside cost_anomalies;
-# anomaly_episodes follows cost_anomalies' episodes, annotated_alerts waits for it).
-ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "cost_scores",
+# The daily tables, in the order of the flow (cost_anomalies is the unusual rows of
+# cost_scores; anomaly_episodes follows cost_anomalies' episodes, annotated_alerts waits for it).
+ASSET_NAMES = ["raw_daily_costs", "cost_baselines", "cost_scores", "cost_anomalies",
                "anomaly_episodes", "annotated_alerts"]
 
 # SENTINEL_START_DATE is read here, when the code location loads: partitions are structure,

@@ -36,6 +36,7 @@ __all__ = [
     "METHODS",
     "DetectionConfig",
     "anomalies_for_days",
+    "anomalies_of_scores",
     "baselines_for_days",
     "compute_baselines",
     "detect",
@@ -160,11 +161,17 @@ def anomalies_for_days(
     inputs = [raw, baselines]
     del raw, baselines
     scored = _scored_days(inputs, days, config, previous, feedback)
-    column, ascending = _method(config).ANOMALY_ORDER
     out = {}
     for day in list(scored):  # each day's scores freed once its anomalies are taken
-        out[day] = anomaly_frame(_unusual(scored.pop(day), column, ascending))
+        out[day] = anomalies_of_scores(scored.pop(day), config.method)
     return out
+
+
+def anomalies_of_scores(scored: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The unusual rows of one day's scores (cost_scores), in contract order, listed as the
+    method lists them (robust: largest $ impact first; seed: largest % rise)."""
+    column, ascending = (seed if method == "seed" else robust).ANOMALY_ORDER
+    return anomaly_frame(_unusual(scored, column, ascending))
 
 
 def _unusual(scored: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:

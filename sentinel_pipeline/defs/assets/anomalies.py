@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sentinel_pipeline.defs.assets.common import (
     add_day_metadata,
@@ -20,17 +21,14 @@ from sentinel_pipeline.defs.assets.common import (
 )
 from sentinel_pipeline.defs.checks import ANOMALY_CHECK_SPECS, anomaly_check_results
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
-from sentinel_pipeline.defs.resources import (
-    CostSourceResource,
-    DetectionResource,
-    StorageResource,
-)
-from sentinel_pipeline.detection import DetectionConfig, anomalies_for_days
+from sentinel_pipeline.defs.resources import CostSourceResource, StorageResource
+from sentinel_pipeline.detection import DetectionConfig, anomalies_of_scores
 from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, bars_table, raised_bars
 from sentinel_pipeline.schema import (
     ANOMALY_COLUMNS,
     ANOMALY_KINDS,
     BASELINE_COLUMNS,
+    SCORE_COLUMNS,
     SERIES_KEY,
 )
 from sentinel_pipeline.storage import TableStore
@@ -41,37 +39,36 @@ ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost
 
 @dg.asset(
     **DAILY_TABLE,
-    # Same-day dependencies (partitions.py says why). The day before of cost_anomalies itself,
-    # read to continue the episodes it already alerted, is read from storage (when it exists).
-    deps=["raw_daily_costs", "cost_baselines"],
+    # Same-day dependency (partitions.py says why): the unusual rows of cost_scores.
+    deps=["cost_scores"],
     check_specs=ANOMALY_CHECK_SPECS,
     description=(
-        "Series whose cost on day D is unusual against cost_baselines: actual vs expected, "
-        f"$ impact, % change, score, kind ({', '.join(ANOMALY_KINDS)}), "
-        "anomaly_start and alert (True on the day an episode is first worth telling). "
-        "Empty file = quiet day: a day is only computed from raw_daily_costs and cost_baselines "
-        "of that same day, and fails naming the days to materialise when either is missing. "
-        "cost_anomalies of D-1 (episodes already alerted) is read from storage, not declared, "
-        "so that one run can materialise a range of days with the other assets. A series whose "
-        "alert of a kind was marked not_anomaly in alert_feedback needs a higher score for that "
-        "kind from the next day on (column threshold; cost_scores lists those series)."
+        "Series whose cost on day D is unusual against cost_baselines: the rows of cost_scores "
+        f"with a kind ({', '.join(ANOMALY_KINDS)}), with actual vs expected, $ impact, "
+        "% change, score, anomaly_start and alert (True on the day an episode is first worth "
+        "telling), and for alerts the root causes the source finds. Empty file = quiet day: a "
+        "day is only taken from cost_scores of that same day, and fails naming the days to "
+        "materialise when it is missing. A series whose alert of a kind was marked "
+        "not_anomaly in alert_feedback needs a higher score for that kind from the next day on "
+        "(column threshold; cost_scores lists those series)."
     ),
 )
 def cost_anomalies(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    detection: DetectionResource,
     source: CostSourceResource,
 ) -> dg.MaterializeResult:
     days = days_in_context(context)
     store = storage.store()
     with user_errors():
-        config = detection.config()
-        frames = score_range(store, days, config, "cost_anomalies", anomalies_for_days)
+        require_days(store, "cost_scores", days, "cost_anomalies")
+        frames = {day: unusual_scores(store, day) for day in days}
         frames, source_requests = with_root_causes(context, source, frames)
         write_days(context, store, "cost_anomalies", frames, ANOMALY_COLUMNS)
+    methods: set[str] = set()
     for day in days:
         rows = frames[day]
+        methods.update(rows["method"].astype(str).unique() if len(rows) else ())
         top = rows.sort_values("impact", ascending=False) if len(rows) else rows
         add_day_metadata(context, day, {
             "dagster/row_count": len(rows),
@@ -85,10 +82,27 @@ def cost_anomalies(
     return dg.MaterializeResult(
         check_results=anomaly_check_results(frames),
         metadata={
-            "method": config.method,
+            "method": ", ".join(sorted(methods)) or "none (no anomalies)",
             "root_cause_requests": source_requests,  # billed calls of the whole run
         }
     )
+
+
+def unusual_scores(store: TableStore, day: date) -> pd.DataFrame:
+    """The rows of cost_scores[day] with a kind, as cost_anomalies lists them: only those rows
+    are made pandas (a day of a million series has a few hundred)."""
+    table = store.read_arrow("cost_scores", day, SCORE_COLUMNS + ["threshold"])
+    if table is None or table.num_rows == 0:
+        return anomalies_of_scores(pd.DataFrame(columns=SCORE_COLUMNS), "robust")
+    kinds = table.column("kind").cast(pa.string())
+    table = table.filter(pc.fill_null(pc.not_equal(kinds, ""), False))
+    for i, field in enumerate(table.schema):  # text as text, not categories (as scored)
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name,
+                                     table.column(i).cast(field.type.value_type))
+    frame = table.to_pandas()
+    method = str(frame["method"].iloc[0]) if len(frame) else "robust"
+    return anomalies_of_scores(frame, method)
 
 
 def score_range(store: TableStore, days: list[date], config: DetectionConfig, needed_by: str,

@@ -24,8 +24,8 @@ CALIBRATION = {3.0: 1.35e-3, 4.0: 3.17e-5}
 
 @dg.asset(
     **DAILY_TABLE,
-    # Same-day dependencies, as cost_anomalies; the day before of cost_anomalies (the episodes
-    # already open) is read from storage, so kinds here match cost_anomalies row for row.
+    # Same-day dependencies (partitions.py says why). cost_anomalies of the day before (the
+    # episodes already open, so they are continued, not alerted again) is read from storage.
     deps=["raw_daily_costs", "cost_baselines"],
     check_specs=SCORE_CHECK_SPECS,
     description=(
@@ -33,10 +33,10 @@ CALIBRATION = {3.0: 1.35e-3, 4.0: 3.17e-5}
         "expected, $ impact, % change, score and kind ('' on a normal day). The score is in "
         "standard deviations of a one-sided normal tail, the larger of the day's own jump and "
         "the drift of the days before it, so a threshold s means about P(Z > s) false alarms "
-        "per series-day (4: 3 in 100,000). Rank, plot or threshold it; cost_anomalies holds "
-        "the rows that pass the detector's rules. threshold: the score the row had to reach "
-        "for its kind (the configured bar, raised for a series and kind by not_anomaly "
-        "feedback; metadata series_with_raised_bars)."
+        "per series-day (4: 3 in 100,000). Rank, plot or threshold it; cost_anomalies takes "
+        "the rows that pass the detector's rules (kind not ''). threshold: the score the row "
+        "had to reach for its kind (the configured bar, raised for a series and kind by "
+        "not_anomaly feedback; metadata series_with_raised_bars)."
     ),
 )
 def cost_scores(
