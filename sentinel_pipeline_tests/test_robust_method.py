@@ -292,7 +292,8 @@ def test_the_sorting_network_median_is_the_nan_median() -> None:
             assert v == sorted(v)
     rng = np.random.default_rng(5)
     for k in range(1, 16):
-        x = rng.choice([0.5, 1.0, 1.25, 2.0], (4000, k)).astype(np.float32)  # many ties
+        rows = 20_000 if k in (9, 13) else 3000  # past a block of the network (8192)
+        x = rng.choice([0.5, 1.0, 1.25, 2.0], (rows, k)).astype(np.float32)  # many ties
         x[rng.random(x.shape) < 0.3] = np.nan
         x[:50] = np.nan  # rows with nothing
         expected = _median(x.copy())

@@ -156,21 +156,32 @@ def _median_of_stack(stack: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Median along the first axis of ``stack`` of the ``count`` values that are not +inf (the
     missing ones; NaN where none is there): the weekday profile's medians of a few weeks, for
     every series and weekday at once. np.partition works one short row at a time; a sorting
-    network is ~k log2(k)^2 / 4 min/max passes over whole arrays. Same values as _median of
-    the values with NaN for the missing ones: the middle two order statistics, averaged."""
-    k = len(stack)
-    rank = list(stack)
-    spare = np.empty_like(stack[0])  # in place: fresh arrays each step cost page faults
-    for a, b in _sorting_network(k):
-        np.minimum(rank[a], rank[b], out=spare)
-        np.maximum(rank[a], rank[b], out=rank[b])
-        rank[a], spare = spare, rank[a]
-    lo, hi = (count - 1) // 2, count // 2
-    low, high = np.full_like(rank[0], np.nan), np.full_like(rank[0], np.nan)
-    for i in range(k):
-        np.copyto(low, rank[i], where=lo == i)
-        np.copyto(high, rank[i], where=hi == i)
-    return (low + high) / 2
+    network is ~k log2(k)^2 / 4 min/max passes over whole arrays, run here on blocks of series
+    small enough to stay in the CPU cache (over a million series at once, the passes went to
+    memory and were slower than the partitions). Same values as _median of the values with NaN
+    for the missing ones: the middle two order statistics, averaged."""
+    k, n = stack.shape[0], stack.shape[1]
+    out = np.empty(stack.shape[1:], dtype=stack.dtype)
+    network = _sorting_network(k)
+    spare_block = np.empty((min(n, NETWORK_BLOCK),) + stack.shape[2:], dtype=stack.dtype)
+    for start in range(0, n, NETWORK_BLOCK):
+        part = slice(start, min(start + NETWORK_BLOCK, n))
+        rank = [stack[i, part] for i in range(k)]
+        spare = spare_block[:part.stop - part.start]
+        for a, b in network:  # in place: fresh arrays each step cost page faults
+            np.minimum(rank[a], rank[b], out=spare)
+            np.maximum(rank[a], rank[b], out=rank[b])
+            rank[a], spare = spare, rank[a]
+        lo, hi = (count[part] - 1) // 2, count[part] // 2
+        low, high = np.full_like(rank[0], np.nan), np.full_like(rank[0], np.nan)
+        for i in range(k):
+            np.copyto(low, rank[i], where=lo == i)
+            np.copyto(high, rank[i], where=hi == i)
+        out[part] = (low + high) / 2
+    return out
+
+
+NETWORK_BLOCK = 8192  # series per block: k arrays of 8192 x 7 float32 stay in a core's cache
 
 
 def _trailing_run(flags: np.ndarray) -> np.ndarray:
@@ -246,7 +257,8 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
             np.divide(block.transpose(1, 0, 2), week_mean.T[:, :, None], out=by_week,
                       where=counted.transpose(1, 0, 2))
         profile[:, block_weekdays] = _median_of_stack(by_week, shares)
-        del by_week
+    else:
+        by_week = None
     del counted
     if weeks:
         idle = (spent_weeks < MIN_WEEKS_FOR_PROFILE) & (seen_weeks > 0)
@@ -259,7 +271,8 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
     factor32 = factor.astype(np.float32)
 
-    log_scale, noise_df = _noise(block, block_seen, full_week)
+    log_scale, noise_df = _noise(block, block_seen, full_week, scratch=by_week)
+    del by_week
 
     # Level: median of the last days with the weekday effect taken out; and of the lookback.
     recent = max(n_days - RESIDUAL_DAYS, 0)
@@ -348,19 +361,29 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     }, "robust")
 
 
-def _noise(block: np.ndarray, seen: np.ndarray,
-           full_week: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray,
+           scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-space noise sd per series, from the change of each weekday from one week to the next,
     less the trimmed mean change of that pair of weeks: the weekday pattern and any level change or
     trend cancel out, nothing is fitted to the same days (a fitted profile makes residuals too
-    small), and one spike touches two of the changes, not the scale."""
+    small), and one spike touches two of the changes, not the scale.
+
+    ``scratch``: a float32 array the caller is done with, of at least block's size, worked in
+    instead of new memory (a new array of a million series' weeks costs ~0.5 s of page faults
+    on a VM before anything is computed); the changes are made in place in it too."""
     n_series, weeks, _ = block.shape
     if weeks < 2:
         return np.full(n_series, np.nan), np.full(n_series, np.nan)
-    logs = np.full(block.shape, np.nan, dtype=np.float32)
+    if (scratch is not None and scratch.dtype == np.float32 and scratch.flags.c_contiguous
+            and scratch.size >= block.size):
+        logs = scratch.reshape(-1)[:block.size].reshape(block.shape)
+    else:
+        logs = np.empty(block.shape, dtype=np.float32)
+    logs.fill(np.nan)
     np.log(block, out=logs, where=seen & (block > 0))
-    change = logs[:, 1:, :] - logs[:, :-1, :]
-    del logs
+    for i in range(weeks - 1):  # week i's slot becomes the change to week i+1, in order
+        np.subtract(logs[:, i + 1, :], logs[:, i, :], out=logs[:, i, :])
+    change = logs[:, :-1, :]
     both = full_week[:, 1:] & full_week[:, :-1]
     total, high, low = change[:, :, 0].copy(), change[:, :, 0].copy(), change[:, :, 0].copy()
     for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow at scale
@@ -369,7 +392,7 @@ def _noise(block: np.ndarray, seen: np.ndarray,
         np.minimum(low, change[:, :, k], out=low)
     change -= ((total - high - low) / 5)[:, :, None]  # NaN for a pair with a zero day: left out
     change[~both] = np.nan
-    by_day = change.reshape(n_series, (weeks - 1) * 7)
+    by_day = logs.reshape(n_series, weeks * 7)[:, :(weeks - 1) * 7]  # a view, no copy
     counted = (~np.isnan(by_day)).sum(axis=1)
     np.abs(by_day, out=by_day)  # centred on 0 by construction: the MAD needs no second pass
     scale = _median(by_day, scratch=True) / MEDIAN_CHANGE_TO_SIGMA
