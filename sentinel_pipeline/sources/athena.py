@@ -76,9 +76,9 @@ from sentinel_pipeline.sources.exports import (
     DEFAULT_CURRENCY,
     GLOBAL_REGION,
     UNKNOWN,
+    billing_periods,
     check_one_currency,
     daily_rows,
-    month_after,
 )
 
 SOURCE_NAME = "athena"
@@ -144,15 +144,6 @@ def _owner(lookup: tuple[str, tuple[str, ...]] | None) -> str:
     values = [f"NULLIF(TRIM(element_at({_col(column)}, {quote_text(n)})), '')" for n in names]
     found = values[0] if len(values) == 1 else f"COALESCE({', '.join(values)})"
     return f"COALESCE(NULLIF({found}, 'NULL'), '')"
-
-
-def billing_periods(start: dt.date, end: dt.date) -> list[str]:
-    """YYYY-MM of every billing period touching [start, end]: the partitions scanned."""
-    out, month = [], start.replace(day=1)
-    while month <= end:
-        out.append(f"{month:%Y-%m}")
-        month = month_after(month)
-    return out
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ from sentinel_pipeline.sources.exports import (
     DEFAULT_CURRENCY,
     GLOBAL_REGION,
     UNKNOWN,
+    billing_periods,
     check_one_currency,
     daily_rows,
     month_after,
@@ -430,7 +431,7 @@ class _Export:
         read_periods: list[str] = []
         ignored = 0
         without_manifest: list[str] = []
-        for name in _months(start, end):
+        for name in billing_periods(start, end):
             period = self.periods.get(name)
             if period is None or (period.data_folder is None and period.manifest is None):
                 if missing_ok:
@@ -566,15 +567,6 @@ class _Export:
             names = needed + [c for c in optional if c in found.names]
             return pa.schema([found.field(c) for c in names]).empty_table().to_reader()
         return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
-
-
-def _months(start: dt.date, end: dt.date) -> list[str]:
-    """YYYY-MM of every month touching [start, end]."""
-    out, month = [], start.replace(day=1)
-    while month <= end:
-        out.append(f"{month:%Y-%m}")
-        month = month_after(month)
-    return out
 
 
 def _missing_message(display: str, missing: list[str], names: list[str]) -> str:

@@ -104,6 +104,15 @@ def month_after(day: dt.date) -> dt.date:
     return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
+def billing_periods(start: dt.date, end: dt.date) -> list[str]:
+    """YYYY-MM of every billing period (calendar month) touching [start, end]."""
+    out, month = [], start.replace(day=1)
+    while month <= end:
+        out.append(f"{month:%Y-%m}")
+        month = month_after(month)
+    return out
+
+
 def sum_groups(table: pa.Table, keys: list[str]) -> pa.Table:
     """Sum ``cost`` per group of ``keys`` in Arrow, single-threaded so reruns give
     bit-identical sums."""
