@@ -39,6 +39,7 @@ BACKFILL = (date(2025, 1, 1), date(2025, 2, 9))  # 40 days, with a known spike o
 ASSETS = ["raw_daily_costs", "cost_baselines", "cost_anomalies", "cost_scores",
           "anomaly_episodes", "annotated_alerts"]
 TIMEOUT_MS = 20_000
+UI_ENV: dict[str, str] = {}  # the webserver's DAGSTER_HOME and data dir, for tests that add runs
 
 
 def _free_port() -> int:
@@ -74,6 +75,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "SENTINEL_DATA_DIR": str(root / "data"),
            "SENTINEL_SOURCE": "demo", "SLACK_BOT_TOKEN": "", "ANTHROPIC_API_KEY": ""}
+    UI_ENV.update({"DAGSTER_HOME": str(home), "SENTINEL_DATA_DIR": str(root / "data")})
     port = _free_port()
     log = root / "webserver.log"
     webserver_bin = Path(sys.executable).with_name("dagster-webserver")
@@ -167,3 +169,48 @@ def test_materialisation_metadata_shows_the_anomaly_table(webserver: str, page) 
         assert table.get_by_role("row").count() > 1  # header and at least one anomaly
     finally:
         page.screenshot(path=str(ARTIFACTS / "top_anomalies.png"), full_page=True)
+
+
+def test_feedback_from_slack_is_shown(webserver: str, page) -> None:  # noqa: ANN001
+    """A reaction on an alert's Slack message (the real slack_sdk and the fake Slack) becomes a
+    row of alert_feedback, materialised on the instance the webserver shows, and the asset's
+    page lists who said what."""
+    from sentinel_pipeline.definitions import build_definitions
+    from sentinel_pipeline.delivery.deliver import deliver_day
+    from sentinel_pipeline.delivery.ledger import DeliveryLedger, alert_key
+    from sentinel_pipeline.delivery.routing import Router
+    from sentinel_pipeline.delivery.sinks import SlackSink
+    from sentinel_pipeline.storage import TableStore
+    from sentinel_pipeline_tests.fake_slack import fake_slack
+
+    token = "xoxb-ui-feedback-secret"
+    day = date(2025, 1, 20)  # the known spike
+    store = TableStore(UI_ENV["SENTINEL_DATA_DIR"])
+    alerts = store.read_partition("annotated_alerts", day)
+    assert alerts is not None and len(alerts)
+    with fake_slack() as slack, pytest.MonkeyPatch.context() as mp:
+        for name, value in UI_ENV.items():
+            mp.setenv(name, value)
+        mp.setenv("SLACK_BOT_TOKEN", token)
+        mp.setenv("SENTINEL_SLACK_API_URL", slack.url)
+        mp.setenv("SENTINEL_FEEDBACK_DAYS", "3650")  # the backfill's days are long past
+        deliver_day(store, SlackSink(token, slack.url, timeout=5), DeliveryLedger(store),
+                    Router("#cost-alerts"), day.isoformat(), charts=False)
+        posted = DeliveryLedger(store).alert_message(alert_key(alerts.iloc[0]))
+        assert posted is not None
+        slack.person("U0ALICE", "alice")
+        slack.react(slack.message_at(posted.ts), "spiral_calendar_pad", "U0ALICE")
+        with dg.DagsterInstance.get() as instance:
+            job = build_definitions().resolve_job_def("sentinel_feedback_job")
+            assert job.execute_in_process(instance=instance).success
+    assert store.read_table("alert_feedback")["verdict"].tolist() == ["planned"]
+    _open(page, f"{webserver}/assets/alert_feedback?view=events", "latest_feedback",
+          "verdict_planned", shot="alert_feedback")
+    try:
+        table = page.get_by_role("table").filter(
+            has=page.get_by_role("columnheader", name="verdict", exact=True)).first
+        table.get_by_role("cell", name="planned", exact=True).first.wait_for()
+        table.get_by_role("cell", name="alice", exact=True).first.wait_for()
+        assert token not in page.content()
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "alert_feedback_table.png"), full_page=True)
