@@ -13,10 +13,7 @@ SERIES_KEY: list[str] = ["service", "account_id", "region", "owner"]
 
 RAW_COLUMNS: list[str] = [
     "usage_date",
-    "service",
-    "account_id",
-    "region",
-    "owner",
+    *SERIES_KEY,
     "cost",
     "currency",
     "estimated",
@@ -25,10 +22,7 @@ RAW_COLUMNS: list[str] = [
 
 BASELINE_COLUMNS: list[str] = [
     "usage_date",
-    "service",
-    "account_id",
-    "region",
-    "owner",
+    *SERIES_KEY,
     "expected_cost",
     "lower",
     "upper",
@@ -46,10 +40,7 @@ BASELINE_COLUMNS: list[str] = [
 
 ANOMALY_COLUMNS: list[str] = [
     "usage_date",
-    "service",
-    "account_id",
-    "region",
-    "owner",
+    *SERIES_KEY,
     "actual_cost",
     "expected_cost",
     "lower",
@@ -73,10 +64,7 @@ ANOMALY_COLUMNS: list[str] = [
 # on a normal day.
 SCORE_COLUMNS: list[str] = [
     "usage_date",
-    "service",
-    "account_id",
-    "region",
-    "owner",
+    *SERIES_KEY,
     "actual_cost",
     "expected_cost",
     "impact",
@@ -108,10 +96,7 @@ EPISODE_STATUSES: tuple[str, ...] = ("open", "ongoing", "resolved", "accepted")
 EPISODE_COLUMNS: list[str] = [
     "usage_date",  # the partition day D
     "episode_id",  # episode_key: anomaly_start|service|account_id|region[|owner]
-    "service",
-    "account_id",
-    "region",
-    "owner",
+    *SERIES_KEY,
     "kind",  # the kind it alerted as
     "anomaly_start",
     "alert_day",  # the day it alerted (the Slack message to follow up on)
@@ -137,10 +122,7 @@ VERDICTS: tuple[str, ...] = ("expected", "planned", "not_anomaly")
 FEEDBACK_COLUMNS: list[str] = [
     "alert_key",
     "episode_id",
-    "service",
-    "account_id",
-    "region",
-    "owner",
+    *SERIES_KEY,
     "anomaly_start",
     "kind",
     "verdict",
