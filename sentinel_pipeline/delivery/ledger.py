@@ -98,7 +98,7 @@ import pandas as pd
 
 from sentinel_pipeline.delivery.sinks import Posted
 from sentinel_pipeline.errors import SentinelError
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.schema import episode_key
 from sentinel_pipeline.storage import TableStore
 
 LEDGER_PATH = "_delivery/ledger.json"
@@ -124,14 +124,10 @@ class LedgerError(SentinelError):
 
 
 def alert_key(row: pd.Series | Mapping[Any, Any]) -> str:
-    """One alert per series and day: a rerun that rescales the numbers is the same alert."""
-    day = row["usage_date"]
-    day = day.isoformat() if hasattr(day, "isoformat") else str(day)
-    parts = [day[:10], *(str(row[c]) for c in SERIES_KEY if c != "owner")]
-    owner = row.get("owner") if hasattr(row, "get") else None
-    if isinstance(owner, str) and owner:  # unowned keys are as before owners existed
-        parts.append(owner)
-    return "|".join(parts)
+    """One alert per series and day: a rerun that rescales the numbers is the same alert. The
+    same name as the episode that starts that day (unowned keys as before owners existed)."""
+    return episode_key(row["service"], row["account_id"], row["region"], row.get("owner"),
+                       row["usage_date"])
 
 
 def message_key(day: str, channel: str) -> str:
