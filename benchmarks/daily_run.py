@@ -40,6 +40,15 @@ REGIONS = [f"{area}-{n}" for area in ("us-east", "us-west", "eu-west", "ap-south
 
 
 # ---------------------------------------------------------------------------------- the data
+def build_once(root: str, n: int) -> None:
+    """build() unless ``root`` already holds the table (a --data folder of an earlier run)."""
+    if not os.path.isdir(os.path.join(root, TABLE)):
+        started = time.perf_counter()
+        rows = build(root, n)
+        print(f"built {n:,} series x {HISTORY + 1} days ({rows:,} rows) in "
+              f"{time.perf_counter() - started:.0f} s under {root}")
+
+
 def build(root: str, n: int, seed: int = 14) -> int:
     """Write N series x 91 days of raw_daily_costs under ``root``; returns the rows written."""
     from sentinel_pipeline.schema import RAW_COLUMNS, conform
@@ -318,11 +327,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="sentinel-daily-") as tmp:
         root = args.data or tmp
-        if not os.path.isdir(os.path.join(root, TABLE)):
-            started = time.perf_counter()
-            rows = build(root, args.series)
-            print(f"built {args.series:,} series x {HISTORY + 1} days ({rows:,} rows) in "
-                  f"{time.perf_counter() - started:.0f} s under {root}")
+        build_once(root, args.series)
         subprocess.run([sys.executable, __file__, "--run", root], check=True)
         if args.dagster:
             subprocess.run([sys.executable, __file__, "--run-dagster", root], check=True)

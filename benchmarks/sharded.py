@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daily_run import DAY, HISTORY, TABLE, build  # noqa: E402  (the data of the daily benchmark)
+from daily_run import DAY, HISTORY, build_once  # noqa: E402  (the data of the daily benchmark)
 
 
 def _usage() -> dict[str, float]:
@@ -154,11 +154,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="sentinel-sharded-") as tmp:
         root = args.data or tmp
-        if not os.path.isdir(os.path.join(root, TABLE)):
-            started = time.perf_counter()
-            rows = build(root, args.series)
-            print(f"built {args.series:,} series x {HISTORY + 1} days ({rows:,} rows) in "
-                  f"{time.perf_counter() - started:.0f} s under {root}")
+        build_once(root, args.series)
         print(f"machine: {os.cpu_count()} cores; load average now {_load()}")
         print(f"cost_baselines of {args.days} day(s) ending {DAY}")
         runs = {"unsharded (1 step, in process)": _run_child(root, 1, args.days),
