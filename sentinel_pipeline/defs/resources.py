@@ -278,9 +278,7 @@ class AlertSinkResource(dg.ConfigurableResource):
         "heavy_check_mark;planned=calendar;not_anomaly=x' ('' = those defaults)")
 
     def sink(self, store: TableStore) -> AlertSink:
-        if self.slack_bot_token:
-            return SlackSink(self.slack_bot_token, self.slack_api_url, self.timeout_seconds)
-        return OutboxSink(store)
+        return self.feedback_reader() or OutboxSink(store)
 
     def feedback_reader(self) -> SlackSink | None:
         """Slack to read feedback from; None in dry run (the outbox has no feedback)."""

@@ -369,7 +369,7 @@ def fetch_costs(
     estimated_days: set[date] = set()
     pair = _two_keys("SERVICE and LINKED_ACCOUNT")
     records = _records(ce, daily_cost_query(start, end, metric, types), start, end, metric,
-                       lambda keys: (pair(keys)[0], pair(keys)[1], ""), estimated_days)
+                       lambda keys: (*pair(keys), ""), estimated_days)
     owned: dict[str, Any] = {}
     if owner is not None:
         records, owned = _owned_records(ce, records, start, end, metric, types, owner,

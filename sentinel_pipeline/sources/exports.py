@@ -129,11 +129,9 @@ def check_one_currency(rows: pd.DataFrame, path: str, start: dt.date, end: dt.da
     mixed = per_series[per_series > 1]
     if mixed.empty:
         return
-    service, account, region, owner = mixed.index[0]
-    series = rows[
-        (rows["service"] == service) & (rows["account_id"] == account) & (rows["region"] == region)
-        & (rows["owner"] == owner)
-    ]
+    first = pd.Series(dict(zip(schema.SERIES_KEY, mixed.index[0], strict=True)))
+    service, account, region, owner = (first[k] for k in schema.SERIES_KEY)
+    series = rows[schema.same_series(rows, first)]
     details = []
     for currency, group in series.groupby("currency", sort=True):
         files = sorted(set(group["file"]))
@@ -156,11 +154,7 @@ def _check_finite(daily: pd.DataFrame, rows: pd.DataFrame) -> None:
     if not bad.any():
         return
     first = daily[bad].iloc[0]
-    series = rows[(rows["usage_date"] == first["usage_date"])
-                  & (rows["service"] == first["service"])
-                  & (rows["account_id"] == first["account_id"])
-                  & (rows["region"] == first["region"])
-                  & (rows["owner"] == first["owner"])]
+    series = rows[(rows["usage_date"] == first["usage_date"]) & schema.same_series(rows, first)]
     files = sorted(set(series["file"])) if "file" in series else []
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     more = f"; {int(bad.sum()) - 1} other series-days too" if bad.sum() > 1 else ""
