@@ -57,3 +57,14 @@ def test_backfill_records_the_checks(demo_backfill: Backfill) -> None:
     assert all(e.passed for e in evaluations.values())
     assert evaluations["consistent"].passed and evaluations["days_complete"].passed
     assert evaluations["coverage"].passed  # the last day has 89 days of history
+
+
+def test_scores_of_one_service_split_between_owners_are_not_duplicates() -> None:
+    from sentinel_pipeline.defs.checks import scores_complete
+
+    rows = pd.DataFrame({"service": ["EC2", "EC2"], "account_id": ["1", "1"],
+                         "region": ["us-east-1", "us-east-1"], "owner": ["team-a", "team-b"],
+                         "score": [0.5, 1.0]})
+    assert scores_complete({D: rows})[0]  # two owners' series, not one series scored twice
+    passed, details = scores_complete({D: pd.concat([rows, rows.head(1)])})
+    assert not passed and "scored twice" in details["problems"]

@@ -324,7 +324,7 @@ def scores_complete(frames: Mapping[date, pd.DataFrame]) -> Rule:
     for day, rows in sorted(frames.items()):
         if len(rows) == 0:
             continue
-        if rows.duplicated(["service", "account_id", "region"]).any():
+        if rows.duplicated([k for k in SERIES_KEY if k in rows.columns]).any():
             problems.append(f"{day}: a series scored twice")
         score = rows["score"].to_numpy(dtype=float)
         if np.isinf(score).any():

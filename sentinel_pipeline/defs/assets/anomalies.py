@@ -33,7 +33,7 @@ from sentinel_pipeline.schema import (
 )
 from sentinel_pipeline.storage import TableStore
 
-ANOMALY_PREVIEW = ["usage_date", "service", "account_id", "region", "actual_cost",
+ANOMALY_PREVIEW = ["usage_date", *SERIES_KEY, "actual_cost",
                    "expected_cost", "impact", "score", "kind"]
 
 

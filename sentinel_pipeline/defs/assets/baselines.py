@@ -258,5 +258,5 @@ def _day_metadata(frame: pd.DataFrame, day: date, history_days: set[date],
         "accepted_levels": int((accepted["alert_day"] < day).sum())
         if method == "robust" else 0,
         "largest_baselines": dg.MetadataValue.md(markdown_table(
-            top, ["service", "account_id", "region", "expected_cost", "lower", "upper"])),
+            top, [*SERIES_KEY, "expected_cost", "lower", "upper"])),
     }

@@ -14,9 +14,9 @@ from sentinel_pipeline.defs.checks import SCORE_CHECK_SPECS, score_check_results
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import scores_for_days
-from sentinel_pipeline.schema import SCORE_COLUMNS
+from sentinel_pipeline.schema import SCORE_COLUMNS, SERIES_KEY
 
-SCORE_PREVIEW = ["service", "account_id", "region", "actual_cost", "expected_cost", "impact",
+SCORE_PREVIEW = [*SERIES_KEY, "actual_cost", "expected_cost", "impact",
                  "score", "kind"]
 # Share of series-days above a score when the score is calibrated: P(Z > s), one-sided normal.
 CALIBRATION = {3.0: 1.35e-3, 4.0: 3.17e-5}
