@@ -1,10 +1,6 @@
 """cost_anomalies: the days whose actual cost is far from its baseline, scored and classified."""
 
-import ctypes
-import gc
-from collections.abc import Callable
-from datetime import date, timedelta
-from typing import Any
+from datetime import date
 
 import dagster as dg
 import pandas as pd
@@ -22,12 +18,10 @@ from sentinel_pipeline.defs.assets.common import (
 from sentinel_pipeline.defs.checks import ANOMALY_CHECK_SPECS, anomaly_check_results
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import CostSourceResource, StorageResource
-from sentinel_pipeline.detection import DetectionConfig, anomalies_of_scores
-from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, bars_table, raised_bars
+from sentinel_pipeline.detection import anomalies_of_scores
 from sentinel_pipeline.schema import (
     ANOMALY_COLUMNS,
     ANOMALY_KINDS,
-    BASELINE_COLUMNS,
     SCORE_COLUMNS,
     SERIES_KEY,
 )
@@ -103,100 +97,6 @@ def unusual_scores(store: TableStore, day: date) -> pd.DataFrame:
     frame = table.to_pandas()
     method = str(frame["method"].iloc[0]) if len(frame) else "robust"
     return anomalies_of_scores(frame, method)
-
-
-def score_range(store: TableStore, days: list[date], config: DetectionConfig, needed_by: str,
-                score: Callable[..., dict[date, pd.DataFrame]]) -> dict[date, pd.DataFrame]:
-    """``score`` (scores_for_days or anomalies_for_days) of ``days`` from their stored costs and
-    baselines and the anomalies of the day before. The inputs are handed over, not kept here,
-    so they are freed once joined."""
-    inputs = list(scoring_inputs(store, days, needed_by))
-    return score(inputs.pop(0), inputs.pop(0), days, config, previous_anomalies(store, days),
-                 store.read_table(FEEDBACK_TABLE))
-
-
-def raised_bars_metadata(store: TableStore, config: DetectionConfig,
-                         scored: pd.DataFrame) -> dict[str, Any]:
-    """The series of ``scored`` whose bar not_anomaly feedback raised (detection/feedback.py),
-    for the UI; feedback on series that were not scored is left out."""
-    if config.method != "robust" or len(scored) == 0:
-        return {"series_with_raised_bars": 0}
-    bars = bars_table(raised_bars(store.read_table(FEEDBACK_TABLE), config.score_threshold))
-    if len(bars):
-        known = set(scored[SERIES_KEY].astype(str).itertuples(index=False, name=None))
-        bars = bars[[k in known for k in
-                     bars[SERIES_KEY].astype(str).itertuples(index=False, name=None)]]
-    return {
-        "series_with_raised_bars": len(bars),
-        "raised_bars": dg.MetadataValue.md(markdown_table(
-            bars, [*SERIES_KEY, "kind", "raises", "threshold"])),
-    }
-
-
-def scoring_inputs(store: TableStore, days: list[date],
-                   needed_by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The costs and baselines of ``days``. Never score a day without them (an empty result
-    would read as a quiet day): fail naming the days, e.g. a UI backfill that left
-    cost_baselines out.
-
-    Only the columns scoring reads, text as categories and dates as datetime64: a year of
-    10,000 series is 3.65 million rows of each, which as Python dates and text per row took
-    1.3 GB before the join even started."""
-    require_days(store, "raw_daily_costs", days, needed_by)
-    require_days(store, "cost_baselines", days, needed_by)
-    release_freed_memory()  # what the steps before this one freed
-    return (_read_days(store, "raw_daily_costs", days, SCORED_RAW_COLUMNS),
-            _read_days(store, "cost_baselines", days, BASELINE_COLUMNS))
-
-
-SCORED_RAW_COLUMNS = ["usage_date", *SERIES_KEY, "cost", "currency"]
-
-
-def _read_days(store: TableStore, table: str, days: list[date],
-               columns: list[str]) -> pd.DataFrame:
-    """``columns`` of the days from days[0] to days[-1] that have rows (an empty frame if
-    none), read as Arrow a day at a time and made one pandas frame."""
-    n = (days[-1] - days[0]).days + 1
-    # Read with the system allocator (freed pages go back to the OS), not Arrow's default
-    # pool, which kept the ~500 MB a year's files took to decode for the rest of the step.
-    pool = pa.system_memory_pool()
-    default = pa.default_memory_pool()
-    pa.set_memory_pool(pool)
-    try:
-        tables = [t for i in range(max(n, 0)) if (t := store.read_arrow(
-            table, days[0] + timedelta(days=i), columns)) is not None and t.num_rows]
-    finally:
-        pa.set_memory_pool(default)
-    if not tables:
-        return pd.DataFrame()
-    try:
-        whole = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        frames = [t.to_pandas(date_as_object=False, memory_pool=pool) for t in tables]
-        del tables
-        return pd.concat(frames, ignore_index=True)
-    del tables
-    frame = whole.to_pandas(date_as_object=False, self_destruct=True, memory_pool=pool)
-    del whole
-    release_freed_memory()
-    return frame
-
-
-def release_freed_memory() -> None:
-    """Free what only reference cycles still hold (earlier steps of the run) and give the
-    pages freed so far back to the OS: glibc keeps freed blocks under 32 MB, column-sized
-    here, in its heap, so the decoding of a year's files stayed resident."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-def previous_anomalies(store: TableStore, days: list[date]) -> pd.DataFrame | None:
-    """cost_anomalies of the day before ``days`` (None if never written): the episodes already
-    open, so they are continued, not alerted again."""
-    return store.read_partition("cost_anomalies", days[0] - timedelta(days=1))
 
 
 def with_root_causes(
