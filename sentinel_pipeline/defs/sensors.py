@@ -78,13 +78,16 @@ def alert_delivery_sensor(
     # The cursor advances only over records delivered without error, so a day that failed is
     # walked again next tick; days after it are still tried (the ledger skips what went out).
     hint = alert_sink.hint()
-    # Alerts first, then the day's follow-ups (an episode's alert must be out before its news).
+    # Alerts first, then the day's follow-ups (an episode's alert must be out before its news),
+    # once a day: a day whose alerts are in this batch is followed up with them, not also at its
+    # anomaly_episodes record.
+    alert_days = {r.partition_key for r in records if r.asset_key == ALERTS_KEY}
     cursor, blocked, done, too_old = after, False, set(), []
     for record in records:
         day = record.partition_key
         alerts = record.asset_key == ALERTS_KEY
-        if day and (day, alerts) not in done:
-            done.add((day, alerts))
+        if day and day not in done and (alerts or day not in alert_days):
+            done.add(day)
             if day < oldest:
                 too_old.append(day)
             else:
@@ -108,7 +111,6 @@ def alert_delivery_sensor(
         if not blocked:
             cursor = record.storage_id
     if too_old:  # one line, not one per day of a year's backfill
-        too_old = sorted(set(too_old))
         context.log.info(f"{len(too_old)} day(s) {min(too_old)}..{max(too_old)} are older than "
                          f"{alert_sink.max_age_days} days: their alerts stay in the tables, "
                          "not posted")
