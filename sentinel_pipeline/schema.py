@@ -119,6 +119,7 @@ EPISODE_COLUMNS: list[str] = [
 #   not_anomaly  a false alarm: raise this series' bar for this kind of change (reversible:
 #                removing the reaction removes the row and the bar goes back)
 VERDICTS: tuple[str, ...] = ("expected", "planned", "not_anomaly")
+FEEDBACK_TABLE = "alert_feedback"
 FEEDBACK_COLUMNS: list[str] = [
     "alert_key",
     "episode_id",

@@ -18,6 +18,7 @@ from sentinel_pipeline.delivery.digest import (
 )
 from sentinel_pipeline.delivery.ledger import DeliveryLedger, digest_key
 from sentinel_pipeline.errors import ConfigError
+from sentinel_pipeline.schema import FEEDBACK_TABLE
 
 DIGEST_OP = "post_weekly_digest"
 
@@ -36,7 +37,7 @@ sentinel_daily_job = dg.define_asset_job(
 sentinel_feedback_job = dg.define_asset_job(
     name="sentinel_feedback_job",
     # No sentinel/pipeline tag: it writes no daily table, so it need not wait for a backfill.
-    selection=dg.AssetSelection.assets("alert_feedback"),
+    selection=dg.AssetSelection.assets(FEEDBACK_TABLE),
     description="Read reactions and thread replies on recent alert messages into "
     "alert_feedback.",
 )

@@ -29,6 +29,7 @@ from sentinel_pipeline.delivery.followups import follow_up_day
 from sentinel_pipeline.delivery.ledger import DeliveryLedger
 from sentinel_pipeline.delivery.sinks import DeliveryError, OutboxSink, post_metadata
 from sentinel_pipeline.process import HOST_TAG, PID_TAG, is_gone
+from sentinel_pipeline.schema import FEEDBACK_TABLE
 from sentinel_pipeline.settings import failure_sensor_interval, start_date
 from sentinel_pipeline.storage import TableStore
 
@@ -99,7 +100,7 @@ def alert_delivery_sensor(
                         for post in result.posts:
                             context.log.info(f"{day}: sent to {sink.destination} {post}")
                     news = follow_up_day(store, sink, ledger, day, alert_sink.dagster_url,
-                                         feedback_hint=hint, warn=context.log.warning)
+                                         feedback_hint=hint)
                     for line in news.replies + news.updates:
                         context.log.info(f"{day}: follow-up to {sink.destination} {line}")
                 except DeliveryError as exc:
@@ -165,7 +166,7 @@ def feedback_sensor(
 
 def _feedback_written_since(instance: dg.DagsterInstance, last: dict[str, float]) -> bool:
     """alert_feedback was materialised after the last request (that run did its job)."""
-    record = instance.get_latest_materialization_event(dg.AssetKey("alert_feedback"))
+    record = instance.get_latest_materialization_event(dg.AssetKey(FEEDBACK_TABLE))
     return record is not None and record.timestamp >= float(last.get("at", 0))
 
 

@@ -203,7 +203,7 @@ def deliver_day(
             blocked.add(channel)
             if exc.channel_only:
                 continue
-            raise _combined(failures) from exc
+            raise combined_error(failures) from exc
         if found is None:
             continue
         result.adopted += len(entry["alerts"])
@@ -226,7 +226,7 @@ def deliver_day(
     new = alerts[fresh]
     if len(new) == 0:
         if failures:
-            raise _combined(failures)
+            raise combined_error(failures)
         return result
     channels = router.channels(new)
     link = partition_link(dagster_url, day)
@@ -258,7 +258,7 @@ def deliver_day(
                 continue  # the other channels may still be fine
             break  # Slack unreachable or the token refused: the next tick retries
     if failures:
-        raise _combined(failures)
+        raise combined_error(failures)
     return result
 
 
@@ -290,7 +290,8 @@ def _post_overflow(store: TableStore, sink: AlertSink, ledger: DeliveryLedger,
                           previous is not None, warn)
 
 
-def _combined(failures: list[DeliveryError]) -> DeliveryError:
+def combined_error(failures: list[DeliveryError]) -> DeliveryError:
+    """One error for several refusals (channel-only when each one was)."""
     if len(failures) == 1:
         return failures[0]
     return DeliveryError(" | ".join(str(f) for f in failures),

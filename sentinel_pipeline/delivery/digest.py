@@ -32,9 +32,9 @@ import pandas as pd
 
 from sentinel_pipeline.delivery.ledger import alert_key
 from sentinel_pipeline.delivery.message import MAX_SECTION_CHARS, clip, escape
-from sentinel_pipeline.detection.feedback import ACCEPT_VERDICTS, FEEDBACK_TABLE, NOT_ANOMALY
+from sentinel_pipeline.detection.feedback import ACCEPT_VERDICTS, NOT_ANOMALY
 from sentinel_pipeline.formatting import money
-from sentinel_pipeline.schema import SERIES_KEY
+from sentinel_pipeline.schema import FEEDBACK_TABLE, SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
 TOP_MOVERS = 5

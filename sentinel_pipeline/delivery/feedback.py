@@ -38,10 +38,9 @@ import pandas as pd
 
 from sentinel_pipeline.delivery.ledger import DeliveryLedger, alert_key
 from sentinel_pipeline.delivery.sinks import DeliveryError, Posted
-from sentinel_pipeline.schema import FEEDBACK_COLUMNS, VERDICTS, episode_key
+from sentinel_pipeline.schema import FEEDBACK_COLUMNS, FEEDBACK_TABLE, VERDICTS, episode_key
 from sentinel_pipeline.storage import TableStore
 
-FEEDBACK_TABLE = "alert_feedback"
 DEFAULT_REACTIONS: dict[str, tuple[str, ...]] = {
     "expected": ("white_check_mark", "heavy_check_mark"),
     "planned": ("spiral_calendar_pad", "calendar"),
@@ -146,7 +145,7 @@ class _Users:
                    or profile.get("real_name") or user.get("name") or user_id)
 
 
-def _alert_row(store: TableStore, key: str,
+def alert_row(store: TableStore, key: str,
                cache: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] | None:
     """The annotated_alerts row of an alert key (None: not, or no longer, an alert)."""
     day = key[:10]
@@ -211,7 +210,7 @@ def collect_feedback(
     read_keys: set[str] = set()
     rows: list[dict[str, Any]] = []
     for key, entry in ledger.alert_messages(since, destination="slack"):
-        row = _alert_row(store, key, alert_rows)
+        row = alert_row(store, key, alert_rows)
         if row is None:
             result.ignored.append(f"{key}: not in annotated_alerts any more")
             continue

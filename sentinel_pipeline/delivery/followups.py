@@ -24,18 +24,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import pandas as pd
 
-from sentinel_pipeline.delivery.deliver import FEEDBACK_HINT, partition_link, post_once
-from sentinel_pipeline.delivery.ledger import DeliveryLedger, alert_key, followup_key
+from sentinel_pipeline.delivery.deliver import (
+    FEEDBACK_HINT,
+    combined_error,
+    partition_link,
+    post_once,
+)
+from sentinel_pipeline.delivery.feedback import alert_row
+from sentinel_pipeline.delivery.ledger import DeliveryLedger, followup_key
 from sentinel_pipeline.delivery.message import MAX_FIELD_CHARS, build_message, escape
 from sentinel_pipeline.delivery.sinks import AlertSink, DeliveryError, Posted
 from sentinel_pipeline.formatting import money
+from sentinel_pipeline.schema import FEEDBACK_TABLE
 from sentinel_pipeline.storage import TableStore
 
 EPISODES_TABLE = "anomaly_episodes"
@@ -48,7 +54,6 @@ class FollowUps:
     day: str
     replies: list[str] = field(default_factory=list)
     updates: list[str] = field(default_factory=list)
-    skipped: int = 0  # episodes whose alert has no message Sentinel knows
 
 
 def _value(row: dict[str, Any], column: str, default: Any = None) -> Any:
@@ -95,27 +100,13 @@ def _reply_text(episode: dict[str, Any], status: str, reason: str) -> str:
     return accepted_text(episode, reason) + "."
 
 
-def _reason(store: TableStore, episode: dict[str, Any]) -> str:
+def _reason(feedback: pd.DataFrame | None, episode: dict[str, Any]) -> str:
     """The reason the accepting user gave in their reply, from alert_feedback ('' if none)."""
-    feedback = store.read_table("alert_feedback")
     if feedback is None or len(feedback) == 0 or "reason" not in feedback.columns:
         return ""
     mine = feedback[(feedback["alert_key"].astype(str) == str(episode.get("alert_key")))
                     & (feedback["user_id"].astype(str) == str(episode.get("verdict_by")))]
     return str(mine["reason"].iloc[-1] or "") if len(mine) else ""
-
-
-def _alert_row(store: TableStore, key: str) -> pd.Series | None:
-    frame = store.read_partition("annotated_alerts", date.fromisoformat(key[:10]))
-    if frame is None or len(frame) == 0:
-        return None
-    keys = [alert_key(row) for row in frame.to_dict("records")]
-    matches = [i for i, k in enumerate(keys) if k == key]
-    return frame.iloc[matches[0]] if matches else None
-
-
-def _warn_nowhere(_: str) -> None:
-    return None
 
 
 def follow_up_day(
@@ -125,7 +116,6 @@ def follow_up_day(
     day: str,
     dagster_url: str = "",
     feedback_hint: str | None = FEEDBACK_HINT,
-    warn: Callable[[str], None] = _warn_nowhere,
 ) -> FollowUps:
     """Follow up every episode of ``anomaly_episodes[day]`` on its alert's message.
 
@@ -137,6 +127,10 @@ def follow_up_day(
     if episodes is None or len(episodes) == 0:
         return result
     failures: list[DeliveryError] = []
+    # Read once for the day, and only if an episode was accepted; alert rows per alert day.
+    feedback = (store.read_table(FEEDBACK_TABLE)
+                if (episodes["status"].astype(str) == "accepted").any() else None)
+    alert_rows: dict[str, dict[str, dict[str, Any]]] = {}
     for record in episodes.to_dict("records"):
         episode = {str(k): v for k, v in record.items()}
         status = str(_value(episode, "status", ""))
@@ -146,27 +140,23 @@ def follow_up_day(
         where = ledger.thread_of(key)
         entry = ledger.alerts.get(key) or {}
         if where is None or entry.get("destination", sink.destination) != sink.destination:
-            result.skipped += 1
-            continue
+            continue  # no message of its own Sentinel knows (an older ledger, the outbox)
         root, own = where
         channel = str(entry["channel"])
-        reason = _reason(store, episode) if status == "accepted" else ""
+        reason = _reason(feedback, episode) if status == "accepted" else ""
         try:
             if status in ("resolved", "accepted"):
                 _reply_once(store, sink, ledger, result, episode, status, reason, channel, root,
                             own, day)
             if own:
                 _update(store, sink, ledger, result, key, episode, reason, channel, root, day,
-                        dagster_url, feedback_hint)
+                        dagster_url, feedback_hint, alert_rows)
         except DeliveryError as exc:
             failures.append(exc)
             if not exc.channel_only:
                 break  # Slack unreachable or the token refused: the next tick retries
     if failures:
-        if len(failures) == 1:
-            raise failures[0]
-        raise DeliveryError(" | ".join(str(f) for f in failures),
-                            channel_only=all(f.channel_only for f in failures))
+        raise combined_error(failures)
     return result
 
 
@@ -192,7 +182,8 @@ def _reply_once(store: TableStore, sink: AlertSink, ledger: DeliveryLedger, resu
 
 def _update(store: TableStore, sink: AlertSink, ledger: DeliveryLedger, result: FollowUps,
             key: str, episode: dict[str, Any], reason: str, channel: str, root: Posted,
-            day: str, dagster_url: str, feedback_hint: str | None) -> None:
+            day: str, dagster_url: str, feedback_hint: str | None,
+            alert_rows: dict[str, dict[str, dict[str, Any]]]) -> None:
     status = status_line(episode, reason)
     if status is None:
         return
@@ -200,11 +191,11 @@ def _update(store: TableStore, sink: AlertSink, ledger: DeliveryLedger, result: 
     last = ledger.last_update(key)
     if last.get("digest") == digest or str(last.get("day", "")) > day:
         return  # written already, or newer news is there already
-    row = _alert_row(store, key)
+    row = alert_row(store, key, alert_rows)
     if row is None:
         return  # the alert is no longer in annotated_alerts: leave its message alone
     alert_day = key[:10]
-    message = build_message(alert_day, row, partition_link(dagster_url, alert_day),
+    message = build_message(alert_day, pd.Series(row), partition_link(dagster_url, alert_day),
                             feedback_hint=feedback_hint, status=status)
     reference = sink.update(channel, root, f"{alert_day}-{_short(key)}", message)
     ledger.record_update(key, day, digest)

@@ -34,7 +34,6 @@ import pandas as pd
 from sentinel_pipeline.detection.frames import usage_days
 from sentinel_pipeline.schema import SERIES_KEY
 
-FEEDBACK_TABLE = "alert_feedback"  # written by the Slack side, read by detection
 ACCEPT_VERDICTS = ("expected", "planned")
 NOT_ANOMALY = "not_anomaly"
 NOT_ANOMALY_STEP = 2.0  # z added to a series' bar per distinct alert marked not_anomaly

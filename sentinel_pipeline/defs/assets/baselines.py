@@ -26,10 +26,10 @@ from sentinel_pipeline.defs.checks import (
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context, first_day
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import HISTORY_WINDOW_DAYS, baselines_for_days
-from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, accepted_episodes
+from sentinel_pipeline.detection.feedback import accepted_episodes
 from sentinel_pipeline.detection.frames import CostMatrix, MatrixBuilder
 from sentinel_pipeline.detection.shards import in_shard, merge_shards, shard_count
-from sentinel_pipeline.schema import BASELINE_COLUMNS, SERIES_KEY
+from sentinel_pipeline.schema import BASELINE_COLUMNS, FEEDBACK_TABLE, SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
 

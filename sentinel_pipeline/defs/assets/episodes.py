@@ -23,8 +23,7 @@ from sentinel_pipeline.detection.episodes import (
     episodes_for_days,
     rebuild_previous,
 )
-from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE
-from sentinel_pipeline.schema import EPISODE_COLUMNS, EPISODE_STATUSES
+from sentinel_pipeline.schema import EPISODE_COLUMNS, EPISODE_STATUSES, FEEDBACK_TABLE
 from sentinel_pipeline.storage import TableStore
 
 EPISODE_PREVIEW = ["service", "account_id", "region", "owner", "kind", "anomaly_start",

@@ -7,9 +7,9 @@ import dagster as dg
 
 from sentinel_pipeline.defs.assets.common import markdown_table
 from sentinel_pipeline.defs.resources import AlertSinkResource, StorageResource
-from sentinel_pipeline.delivery.feedback import FEEDBACK_TABLE, collect_feedback
+from sentinel_pipeline.delivery.feedback import collect_feedback
 from sentinel_pipeline.delivery.ledger import DeliveryLedger
-from sentinel_pipeline.schema import VERDICTS
+from sentinel_pipeline.schema import FEEDBACK_TABLE, VERDICTS
 
 
 @dg.asset(

@@ -21,8 +21,8 @@ from sentinel_pipeline.defs.checks import SCORE_CHECK_SPECS, score_check_results
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import DetectionConfig, scores_for_days
-from sentinel_pipeline.detection.feedback import FEEDBACK_TABLE, bars_table, raised_bars
-from sentinel_pipeline.schema import BASELINE_COLUMNS, SCORE_COLUMNS, SERIES_KEY
+from sentinel_pipeline.detection.feedback import bars_table, raised_bars
+from sentinel_pipeline.schema import BASELINE_COLUMNS, FEEDBACK_TABLE, SCORE_COLUMNS, SERIES_KEY
 from sentinel_pipeline.storage import TableStore
 
 SCORE_PREVIEW = [*SERIES_KEY, "actual_cost", "expected_cost", "impact",
