@@ -51,7 +51,8 @@ MAX_REASON_CHARS = 500
 _REPLY = re.compile(
     r"^\s*(?P<verdict>expected|planned|not[ _]an?[ _]anomaly|not[ _]anomaly)\b"
     r"\s*(?:[:\-–—]\s*(?P<reason>.*))?$", re.IGNORECASE | re.DOTALL)
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")  # a Slack user ID
+VERDICT_WORDS = {"expected": "expected", "planned": "planned", "not_anomaly": "not an anomaly"}
 # What the table's rows are compared on (seen_at is kept while these stay the same).
 SAME_ROW = ["alert_key", "user_id", "verdict", "reason", "source"]
 
@@ -84,8 +85,7 @@ def parse_reactions(text: str) -> dict[str, tuple[str, ...]]:
 
 def feedback_hint(reactions: Mapping[str, tuple[str, ...]] = DEFAULT_REACTIONS) -> str:
     """The line under each alert telling people how to answer it."""
-    labels = {"expected": "expected", "planned": "planned", "not_anomaly": "not an anomaly"}
-    parts = [f":{reactions[v][0]}: {labels[v]}" for v in VERDICTS if reactions.get(v)]
+    parts = [f":{reactions[v][0]}: {VERDICT_WORDS[v]}" for v in VERDICTS if reactions.get(v)]
     return f"React {' · '.join(parts)}, or reply `expected: &lt;reason&gt;`"
 
 
@@ -126,7 +126,7 @@ class _Users:
 
     def name(self, user_id: str) -> str | None:
         """The user's display name if they may give feedback, else None."""
-        if not _USER_ID.match(user_id or "") or user_id == "USLACKBOT":
+        if not USER_ID.match(user_id or "") or user_id == "USLACKBOT":
             return None
         if self.allowed and user_id not in self.allowed:
             return None

@@ -23,7 +23,6 @@ version 1 entries that do not say which message carried them) are skipped.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -36,7 +35,7 @@ from sentinel_pipeline.delivery.deliver import (
     partition_link,
     post_once,
 )
-from sentinel_pipeline.delivery.feedback import alert_row
+from sentinel_pipeline.delivery.feedback import USER_ID, VERDICT_WORDS, alert_row
 from sentinel_pipeline.delivery.ledger import DeliveryLedger, followup_key
 from sentinel_pipeline.delivery.message import MAX_FIELD_CHARS, build_message, escape
 from sentinel_pipeline.delivery.sinks import AlertSink, DeliveryError, Posted
@@ -45,8 +44,6 @@ from sentinel_pipeline.schema import FEEDBACK_TABLE
 from sentinel_pipeline.storage import TableStore
 
 EPISODES_TABLE = "anomaly_episodes"
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-VERDICT_WORDS = {"expected": "expected", "planned": "planned", "not_anomaly": "not an anomaly"}
 
 
 @dataclass
@@ -66,7 +63,7 @@ def _value(row: dict[str, Any], column: str, default: Any = None) -> Any:
 def _mention(user_id: Any) -> str:
     """``<@U123>`` for a Slack user ID, nothing else (the field comes from a table)."""
     text = str(user_id or "")
-    return f"<@{text}>" if _USER_ID.match(text) else "someone"
+    return f"<@{text}>" if USER_ID.match(text) else "someone"
 
 
 def status_line(episode: dict[str, Any], reason: str = "") -> str | None:
