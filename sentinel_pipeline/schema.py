@@ -78,6 +78,9 @@ SCORE_COLUMNS: list[str] = [
     "upper",
     "anomaly_start",
     "alert",
+    # the robust method's drift statistics after the day (NaN for seed): the next day's start
+    "cusum",
+    "cusum_large",
 ]
 
 # The one list of anomaly kinds (cost_anomalies.kind): a cost that went up opens or continues

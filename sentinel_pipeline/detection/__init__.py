@@ -96,18 +96,21 @@ def scores_for_days(
     config: DetectionConfig,
     previous: pd.DataFrame | None = None,
     feedback: pd.DataFrame | None = None,
+    drift_before: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
     """Every series of each day, scored against its own baselines; ``kind`` is "" on a normal
     day. ``previous``: the anomalies of the day before ``days`` (as stored), so an episode
     already alerted there is continued, not alerted again. ``feedback``: the alert_feedback
     table (robust only): not_anomaly verdicts raise that series' bar for that kind.
+    ``drift_before``: the scores of the day before ``days`` (as stored), whose drift
+    statistics (cusum, cusum_large) the robust method carries on from.
 
     A caller that passes ``raw`` and ``baselines`` without keeping them lets them be freed as
     soon as they are joined (a year of 10,000 series is 3.65 million rows of each).
     """
     inputs = [raw, baselines]
     del raw, baselines
-    return _scored_days(inputs, days, config, previous, feedback)
+    return _scored_days(inputs, days, config, previous, feedback, drift_before)
 
 
 def _scored_days(
@@ -116,6 +119,7 @@ def _scored_days(
     config: DetectionConfig,
     previous: pd.DataFrame | None,
     feedback: pd.DataFrame | None = None,
+    drift_before: pd.DataFrame | None = None,
 ) -> dict[date, pd.DataFrame]:
     """scores_for_days of ``[raw, baselines]``, emptying the list: each frame is dropped as
     soon as it is no longer needed, so the range's frames are not all alive at once."""
@@ -127,7 +131,7 @@ def _scored_days(
     if len(merged):
         if config.method == "robust":
             bars = raised_bars(feedback, config.score_threshold)
-            merged = robust.score(merged, config, previous, bars)
+            merged = robust.score(merged, config, previous, bars, drift_before)
         else:  # seed: the fixed reference rule, feedback ignored
             merged = seed.score(merged, config, previous)
     return split_days(merged, days)

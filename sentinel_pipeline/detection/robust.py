@@ -9,6 +9,11 @@ Why each piece is there:
   level change or trend in the window does not inflate the noise.
 - Scores are calibrated z: a residual over an estimated scale has t tails, turned into the
   normal z of the same tail, so a threshold means a false-alarm rate.
+- A steady trend (a growing business) is part of normal: a robust slope through the lookback's
+  weeks (Tukey's resistant line, limited so a level shift is not taken for growth) brings the
+  recent days forward to D before their median is taken, and each past day is judged against
+  the level of its own date. Without it, a level
+  that lags 7 days behind 10 %/month growth made growing series alert (and feed the drift).
 - The expected cost is the higher of the recent level (last 14 days) and the lookback's level,
   so the return to normal after a drop or a pause is not news; an open episode is left out of
   the recent level for up to ADOPT_DAYS, so a ramp is not measured against itself.
@@ -61,6 +66,8 @@ MEDIAN_CHANGE_TO_SIGMA = 0.8379
 CHANGES_PER_DF = 2.7
 RELATIVE_SCALE_FLOOR = 0.05  # a day within 5 % of expected is never surprising
 MIN_WEEKS_FOR_PROFILE = 3  # with 3 samples a weekday median shrugs off one spike
+# Weeks needed for a trend: 6 make thirds of 2 weeks (the lookback's 63 days: thirds of 3).
+MIN_WEEKS_FOR_TREND = 6
 # Week-over-week changes needed before the noise is trusted: 3 pairs of full weeks. With fewer,
 # the young series' floor applies (2 weeks' changes once made new services look like spikes).
 MIN_LOG_RESIDUALS = 21
@@ -74,6 +81,12 @@ WARM_HISTORY_DAYS = 35  # "new" needs a full billing month seen, or monthly fees
 # makes a drift.
 CUSUM_KS = (0.5, 1.5)
 CUSUM_CAP = 3.0
+# A CUSUM carried from day to day stays above a level for a few days once it gets there, so the
+# share of days above h is more than the rate of first crossings (1 / ARL, Siegmund): 3.3 times
+# for K = 0.5 on normal days, by simulation (re-derived in test_detection_drift.py). For
+# K = 1.5 the share is below 1 / ARL (0.4-0.6), so the ARL is kept there, the cautious side.
+# Scores convert the share, so a threshold s is P(Z > s) of the days, as for the day's jump.
+CUSUM_DAY_SHARE = {0.5: 3.3, 1.5: 1.0}
 # Until an elevated run has lasted this long its days are left out of the level (the baseline
 # does not chase an open episode); after it, the new level is taken as the new normal.
 ADOPT_DAYS = 14
@@ -270,6 +283,8 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     weeks_seen = full_week.sum(axis=1) if weeks else np.zeros(n_series)
     factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
     factor32 = factor.astype(np.float32)
+    # The trend, from each week's median day (by_week is made scratch by _noise next).
+    slope = _trend(block, spent, factor32[:, block_weekdays])
 
     log_scale, noise_df = _noise(block, block_seen, full_week, scratch=by_week)
     del by_week
@@ -278,7 +293,12 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     recent = max(n_days - RESIDUAL_DAYS, 0)
     seen_r = columns[recent:] >= first_seen[:, None]
     active_r = np.where(seen_r, values[:, recent:], np.nan)
-    factor_r = factor32[:, weekdays[recent:]]
+    # A recent day's normal share of D's level: its weekday's factor, and the lookback's trend
+    # back to it (1 on flat series), so the days' median is the level of D, not of a week
+    # before it, and each past day is judged against the level of its own date.
+    lags = np.arange(n_days - recent, 0, -1, dtype=np.float32)  # days before D
+    factor_r = np.exp(np.multiply.outer(-slope, lags))
+    factor_r *= factor32[:, weekdays[recent:]]
     with np.errstate(invalid="ignore", divide="ignore"):
         deseasoned = active_r / factor_r
     # The lookback's level: the median of its full weeks' means (weeks a series fully lived).
@@ -311,7 +331,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         scale = _scale(expected, has_log, noise, floor[rows], active_r[rows], model_r, config)
         # Monthly recurring charges, on top of that day's normal cost.
         expected, scale = _recurring(values[rows], present[rows], matrix.first, day, level,
-                                     factor[rows], weekdays, expected, scale)
+                                     factor[rows], weekdays, expected, scale, slope[rows])
         # The days just before, judged against today's model of each weekday: how many in a
         # row were elevated (the open episode), its money so far, and the drift statistic.
         seen = seen_r[rows][:, tail]
@@ -400,6 +420,45 @@ def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray,
     return scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
 
 
+def _trend(block: np.ndarray, spent: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Trend per day of each series, in log space: Tukey's resistant line through the median
+    week of the first, middle and last third of the lookback, taken as the smaller of its two
+    half-slopes when they agree in sign and 0 when they do not (the minmod limiter). A week is
+    its median weekday-adjusted day, so a spike does not move it and a week a level shift cuts
+    in two is on one side of the shift, not between. A steady trend has equal half-slopes; a
+    level shift inside the lookback has one of them ~0, so it is not extrapolated as growth,
+    nor is a ramp of the last week or two. 0 without MIN_WEEKS_FOR_TREND weeks, or with a third
+    without spend.
+
+    ``block``: the costs as (series, weeks, 7), ``spent`` where they count; ``factor``: the
+    weekday factor of each of the 7 columns."""
+    n, weeks, _ = block.shape
+    third = weeks // 3
+    if weeks < MIN_WEEKS_FOR_TREND or third == 0:
+        return np.zeros(n, dtype=np.float32)
+    week_median = np.empty((weeks, n), dtype=np.float32)
+    for start in range(0, n, NETWORK_BLOCK):  # blocks of series: small, cache-sized copies
+        part = slice(start, min(start + NETWORK_BLOCK, n))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            days = (block[part] / factor[part, None, :]).transpose(2, 1, 0)  # (7, weeks, b)
+        days[~(spent[part].transpose(2, 1, 0) & np.isfinite(days) & (days > 0))] = np.inf
+        week_median[:, part] = _median_of_stack(np.ascontiguousarray(days),
+                                                (days < np.inf).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(week_median)
+    logs[~np.isfinite(logs)] = np.inf
+    thirds = (range(third), range(third, weeks - third), range(weeks - third, weeks))
+    left, middle, right = (
+        _median_of_stack(logs[part.start:part.stop], (logs[part.start:part.stop] < np.inf)
+                         .sum(axis=0)) for part in thirds)
+    days_between = [7.0 * (np.mean(b) - np.mean(a)) for a, b in zip(thirds, thirds[1:],
+                                                                  strict=False)]
+    rise = (middle - left) / np.float32(days_between[0])
+    rest = (right - middle) / np.float32(days_between[1])
+    slope = np.where(rise * rest > 0, np.sign(rise) * np.fmin(np.abs(rise), np.abs(rest)), 0.0)
+    return np.where(np.isfinite(slope), slope, 0.0).astype(np.float32)
+
+
 def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     """Median of the LEVEL_DAYS weekday-adjusted days before the last ``excluded`` ones."""
     width = deseasoned.shape[1]
@@ -468,6 +527,7 @@ def cusum_score(total: np.ndarray, k: float = CUSUM_KS[0]) -> np.ndarray:
     with np.errstate(over="ignore"):
         log_arl = np.where(b > 30, b, np.log(np.maximum(np.expm1(b) - b, 1e-12))) \
             - np.log(2 * k ** 2)
+    log_arl -= np.log(CUSUM_DAY_SHARE.get(k, 1.0))
     return _z_of_log_tail(-np.maximum(log_arl, np.log(2.0)))
 
 
@@ -481,7 +541,8 @@ def _z_of_log_tail(log_p: np.ndarray) -> np.ndarray:
 
 def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
                level: np.ndarray, factor: np.ndarray, weekdays: np.ndarray,
-               expected: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               expected: np.ndarray, scale: np.ndarray,
+               slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Expect last month's same-day surcharge again when it is known to recur: the series bills
     only on such days, or it stood out the month before too. Each past day is judged against
     the model of its own weekday, so weekly cycles are not mistaken for monthly charges, and a
@@ -493,7 +554,7 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         return expected, scale
 
     def surcharge(c: int) -> tuple[np.ndarray, np.ndarray]:
-        normal = level * factor[:, weekdays[c]]
+        normal = level * factor[:, weekdays[c]] * np.exp(-slope * (values.shape[1] - c))
         extra = values[:, c] - normal
         margin = RECURRING_MARGIN * np.maximum(scale, RELATIVE_SCALE_FLOOR * np.abs(normal))
         return extra, present[:, c] & (extra > margin)
@@ -563,7 +624,8 @@ def _elevated(excess: np.ndarray, expected: np.ndarray, z: np.ndarray,
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
           previous: pd.DataFrame | None = None,
-          bars: pd.DataFrame | None = None) -> pd.DataFrame:
+          bars: pd.DataFrame | None = None,
+          drift_before: pd.DataFrame | None = None) -> pd.DataFrame:
     """Classify each (day, series): spike, sustained, level_shift, new_spend, drop or "" (a
     normal day). Every row is returned, scored, so cost_scores can keep them all.
 
@@ -571,6 +633,8 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     the day before the first one (from the table), so rerunning a single day knows which
     episodes were already open. ``bars``: score bars raised by not_anomaly feedback per series
     and kind (feedback.raised_bars); the bar each row had to pass is its ``threshold``.
+    ``drift_before``: the scores of the day before the first one (SERIES_KEY, cusum,
+    cusum_large), whose drift statistics each series' CUSUMs carry on from (carried_cusums).
     """
     thr = config.score_threshold
     bar = bar_columns(merged, bars, thr)
@@ -600,9 +664,10 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     elevated = ~is_new & _elevated(impact, expected, z, config)
     # Drift: the evidence of a run of small rises, on the same scale as the day's z, and the
     # money the episode has cost so far (a small overrun alerts once it adds up to min_impact).
-    drift_score = np.where(is_new, 0.0, _drift_score(_cusum_step(cusum_before, z, CUSUM_KS[0]),
-                                                     _cusum_step(cusum_large_before, z,
-                                                                 CUSUM_KS[1])))
+    days = usage_days(merged)
+    small, large = carried_cusums(merged, days, z, cusum_before, cusum_large_before,
+                                  drift_before)
+    drift_score = np.where(is_new, 0.0, _drift_score(small, large))
     run_cost = np.where(run > 0, prior_actual - prior_expected, 0.0) + impact
     drifting = elevated & (drift_score >= bar["sustained"]) & (run_cost >= config.min_impact)
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
@@ -612,7 +677,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
             & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
-    walk = _walk_episodes(merged, previous, usage_days(merged), elevated, hard | drifting,
+    walk = _walk_episodes(merged, previous, days, elevated, hard | drifting,
                           new_spend, drop, run, hard & (run == 0), impact)
     continuing, opens, start, opened_as, drop_opens = walk
 
@@ -637,11 +702,56 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["upper"] = out["upper"].fillna(0.0)
     out["anomaly_start"] = start  # numpy days: made dates for the anomalies only (conform)
     out["threshold"] = threshold
+    out["cusum"] = small  # the drift statistics after the day, which the next day carries on
+    out["cusum_large"] = large
     out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
     return out
 
 
 OPENED_SPIKE, OPENED_SUSTAINED = 1, 2
+
+
+def carried_cusums(merged: pd.DataFrame, days: np.ndarray, z: np.ndarray,
+                   small_before: np.ndarray, large_before: np.ndarray,
+                   drift_before: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """The two CUSUMs after each row's day, Page's recursion carried from day to day: each day's
+    z is against that day's own baseline, so a ramp adds up its whole surprise. Recomputing the
+    CUSUM over the last days against today's model (``small_before``, from the baselines) let a
+    ramp that had lifted today's level hide its own earlier days; it is the start where a series
+    has no statistics of the day before (its first day, a gap, or scores written before them).
+    """
+    small = _cusum_step(small_before, z, CUSUM_KS[0])
+    large = _cusum_step(large_before, z, CUSUM_KS[1])
+    state = drift_before if drift_before is not None and len(drift_before) and {
+        "cusum", "cusum_large"} <= set(drift_before.columns) else None
+    if len(merged) == 0 or (state is None and (days == days[0]).all()):
+        return small, large
+    from sentinel_pipeline.detection.frames import series_codes  # noqa: PLC0415
+
+    codes_all = series_codes(merged if state is None else [merged, with_owner(state)],
+                             SERIES_KEY)
+    codes = codes_all[:len(merged)]
+    n_codes = int(codes_all.max()) + 1
+    carried_small = np.zeros(n_codes)
+    carried_large = np.zeros(n_codes)
+    as_of = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
+    if state is not None:
+        state_codes = codes_all[len(merged):]
+        carried_small[state_codes] = state["cusum"].to_numpy(dtype=float, na_value=0.0)
+        carried_large[state_codes] = state["cusum_large"].to_numpy(dtype=float, na_value=0.0)
+        as_of[state_codes] = pd.to_datetime(state["usage_date"]).to_numpy().astype(
+            "datetime64[D]")
+    order = np.argsort(days, kind="stable")
+    boundaries = np.flatnonzero(np.diff(days[order].astype(np.int64))) + 1
+    for rows in np.split(order, boundaries):
+        c = codes[rows]
+        known = as_of[c] == days[rows] - np.timedelta64(1, "D")
+        small[rows] = _cusum_step(np.where(known, carried_small[c], small_before[rows]),
+                                  z[rows], CUSUM_KS[0])
+        large[rows] = _cusum_step(np.where(known, carried_large[c], large_before[rows]),
+                                  z[rows], CUSUM_KS[1])
+        carried_small[c], carried_large[c], as_of[c] = small[rows], large[rows], days[rows]
+    return small, large
 
 
 def _walk_episodes(

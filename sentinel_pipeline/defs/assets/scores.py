@@ -22,7 +22,13 @@ from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import DetectionConfig, scores_for_days
 from sentinel_pipeline.detection.feedback import bars_table, raised_bars
-from sentinel_pipeline.schema import BASELINE_COLUMNS, FEEDBACK_TABLE, SCORE_COLUMNS, SERIES_KEY
+from sentinel_pipeline.schema import (
+    BASELINE_COLUMNS,
+    FEEDBACK_TABLE,
+    SCORE_COLUMNS,
+    SERIES_KEY,
+    with_owner,
+)
 from sentinel_pipeline.storage import TableStore
 
 SCORE_PREVIEW = [*SERIES_KEY, "actual_cost", "expected_cost", "impact",
@@ -86,12 +92,13 @@ def cost_scores(
 
 def score_range(store: TableStore, days: list[date], config: DetectionConfig, needed_by: str,
                 feedback: pd.DataFrame | None) -> dict[date, pd.DataFrame]:
-    """scores_for_days of ``days`` from their stored costs and baselines, the anomalies of the
-    day before and the feedback. The inputs are handed over, not kept here, so they are freed
-    once joined."""
+    """scores_for_days of ``days`` from their stored costs and baselines, the anomalies and
+    drift statistics of the day before and the feedback. The inputs are handed over, not kept
+    here, so they are freed once joined."""
     inputs = list(scoring_inputs(store, days, needed_by))
+    drift = previous_drift(store, days) if config.method == "robust" else None
     return scores_for_days(inputs.pop(0), inputs.pop(0), days, config,
-                           previous_anomalies(store, days), feedback)
+                           previous_anomalies(store, days), feedback, drift)
 
 
 def raised_bars_metadata(feedback: pd.DataFrame | None, config: DetectionConfig,
@@ -175,6 +182,15 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
+
+
+def previous_drift(store: TableStore, days: list[date]) -> pd.DataFrame | None:
+    """The drift statistics cost_scores stored for the day before ``days`` (None if that day
+    was never scored; no columns from scores written before they existed): the CUSUMs carry
+    on from them, so a daily run and a backfill of the same days score alike."""
+    table = store.read_arrow("cost_scores", days[0] - timedelta(days=1),
+                             ["usage_date", *SERIES_KEY, "cusum", "cusum_large"])
+    return None if table is None else with_owner(table.to_pandas())
 
 
 def previous_anomalies(store: TableStore, days: list[date]) -> pd.DataFrame | None:
