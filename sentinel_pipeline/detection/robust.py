@@ -101,28 +101,26 @@ def _same_day_last_month(day: date) -> date:
 
 
 def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
-    """Row medians ignoring NaN (NaN when a row has none).
+    """Row medians ignoring NaN (NaN when a row has none): float64 when a row had NaN, else in
+    ``values``' dtype.
 
-    Rows without NaN (most series) take np.partition, linear in the row length; the rest are
-    sorted, NaN last, and read at their own middle. ``scratch``: the caller no longer needs
-    ``values``, so it is partitioned in place instead of copied (it is the hot path at scale).
+    Rows are sorted, NaN last, and read at the middle of their own values: numpy's vectorised
+    sort of a short row is several times faster than np.partition's selection of the two middle
+    values (the hot path at scale), and gives the same order statistics. ``scratch``: the caller
+    no longer needs ``values``, so it is sorted in place instead of copied.
     """
     n, width = values.shape
-    out = np.full(n, np.nan)
     if width == 0 or n == 0:
-        return out
-    gaps = np.isnan(values).any(axis=1)
+        return np.full(n, np.nan)
+    ordered = values if scratch else values.copy()
+    ordered.sort(axis=1)  # NaN sorts last
     lo, hi = (width - 1) // 2, width // 2
-    if not gaps.any():
-        part = values if scratch else values.copy()
-        part.partition([lo, hi], axis=1)
-        return (part[:, lo] + part[:, hi]) / 2
-    full = ~gaps
-    if full.any():
-        part = values[full]
-        part.partition([lo, hi], axis=1)
-        out[full] = (part[:, lo] + part[:, hi]) / 2
-    ordered = np.sort(values[gaps], axis=1)  # NaN sorts last
+    middle = (ordered[:, lo] + ordered[:, hi]) / 2
+    gaps = np.flatnonzero(np.isnan(ordered[:, -1]))
+    if not len(gaps):
+        return middle
+    out = middle.astype(np.float64)
+    ordered = ordered[gaps]
     count = width - np.isnan(ordered).sum(axis=1)
     lo_i = np.clip((count - 1) // 2, 0, width - 1)
     hi_i = np.clip(count // 2, 0, width - 1)
