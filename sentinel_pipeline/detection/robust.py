@@ -368,34 +368,57 @@ def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray,
 
     ``scratch``: a float32 array the caller is done with, of at least block's size, worked in
     instead of new memory (a new array of a million series' weeks costs ~0.5 s of page faults
-    on a VM before anything is computed); the changes are made in place in it too."""
+    on a VM before anything is computed); the changes are made in it."""
     n_series, weeks, _ = block.shape
     if weeks < 2:
         return np.full(n_series, np.nan), np.full(n_series, np.nan)
+    size = n_series * (weeks - 1) * 7
     if (scratch is not None and scratch.dtype == np.float32 and scratch.flags.c_contiguous
-            and scratch.size >= block.size):
-        logs = scratch.reshape(-1)[:block.size].reshape(block.shape)
+            and scratch.size >= size):
+        changes = scratch.reshape(-1)[:size].reshape(n_series, (weeks - 1) * 7)
     else:
-        logs = np.empty(block.shape, dtype=np.float32)
-    logs.fill(np.nan)
-    np.log(block, out=logs, where=seen & (block > 0))
-    for i in range(weeks - 1):  # week i's slot becomes the change to week i+1, in order
-        np.subtract(logs[:, i + 1, :], logs[:, i, :], out=logs[:, i, :])
-    change = logs[:, :-1, :]
-    both = full_week[:, 1:] & full_week[:, :-1]
-    total, high, low = change[:, :, 0].copy(), change[:, :, 0].copy(), change[:, :, 0].copy()
-    for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow at scale
-        total += change[:, :, k]
-        np.maximum(high, change[:, :, k], out=high)
-        np.minimum(low, change[:, :, k], out=low)
-    change -= ((total - high - low) / 5)[:, :, None]  # NaN for a pair with a zero day: left out
-    change[~both] = np.nan
-    by_day = logs.reshape(n_series, weeks * 7)[:, :(weeks - 1) * 7]  # a view, no copy
-    counted = (~np.isnan(by_day)).sum(axis=1)
-    np.abs(by_day, out=by_day)  # centred on 0 by construction: the MAD needs no second pass
-    scale = _median(by_day, scratch=True) / MEDIAN_CHANGE_TO_SIGMA
+        changes = np.empty((n_series, (weeks - 1) * 7), dtype=np.float32)
+    # A block of series at a time, so the passes over the weeks stay in the CPU cache; the
+    # logs' buffer is reused from block to block.
+    logs = np.empty((min(n_series, SERIES_BLOCK), weeks, 7), dtype=np.float32)
+    counted = np.empty(n_series, dtype=np.int64)
+    for start in range(0, n_series, SERIES_BLOCK):
+        part = slice(start, start + SERIES_BLOCK)
+        counted[part] = _abs_changes(block[part], seen[part], full_week[part],
+                                     logs[:len(changes[part])], changes[part])
+    scale = _median(changes, scratch=True) / MEDIAN_CHANGE_TO_SIGMA
     scale[counted < MIN_LOG_RESIDUALS] = np.nan
     return scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
+
+
+def _abs_changes(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray, logs: np.ndarray,
+                 changes: np.ndarray) -> np.ndarray:
+    """_noise's |changes| of some series, written in ``changes`` (a row per series: the 7
+    changes from week 0 to 1, then 1 to 2, ...; NaN where left out), in ``logs``' room; returns
+    how many each series has."""
+    n, weeks, _ = block.shape
+    logs.fill(np.nan)
+    np.log(block, out=logs, where=seen & (block > 0))
+    days = logs.reshape(n, weeks * 7)
+    np.subtract(days[:, 7:], days[:, :-7], out=changes)
+    # One row per series and pair of weeks: a weekday's column is then one long strided pass
+    # (as a (series, pair) slice it was a call of numpy's inner loop per series, 7 or 8 wide).
+    pair = changes.reshape(n * (weeks - 1), 7)
+    total, high, low = pair[:, 0].copy(), pair[:, 0].copy(), pair[:, 0].copy()
+    for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow
+        total += pair[:, k]
+        np.maximum(high, pair[:, k], out=high)
+        np.minimum(low, pair[:, k], out=low)
+    mean = (total - high - low) / 5  # NaN for a pair with a zero day: left out
+    mean[~(full_week[:, 1:] & full_week[:, :-1]).reshape(-1)] = np.nan  # and one not both full
+    for k in range(7):
+        pair[:, k] -= mean
+    np.abs(changes, out=changes)  # centred on 0 by construction: the MAD needs no second pass
+    # A pair's 7 changes are all NaN or none: any change not finite makes its mean NaN.
+    return 7 * (~np.isnan(mean)).reshape(n, weeks - 1).sum(axis=1)
+
+
+SERIES_BLOCK = 4096  # series per block: a block's days and weeks stay in a core's cache
 
 
 def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
