@@ -318,13 +318,19 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         z_past = _z(actual_past, expected_past, noise.astype(np.float32)[:, None],
                     scale.astype(np.float32)[:, None], noise_df[rows, None].astype(np.float32))
         run = _trailing_run(seen & (actual_past > expected_past) & (z_past >= 1.0))
-        in_run = np.arange(actual_past.shape[1])[None, :] >= actual_past.shape[1] - run[:, None]
+        # The run's money, added up only for the series in a run (most are not: their 0).
+        running = np.flatnonzero(run > 0)
+        in_run = (np.arange(actual_past.shape[1])[None, :]
+                  >= actual_past.shape[1] - run[running, None])
+        run_actual = np.zeros(len(run), dtype=actual_past.dtype)
+        run_actual[running] = np.where(in_run, actual_past[running], 0.0).sum(axis=1)
+        run_expected = np.zeros(len(run), dtype=expected_past.dtype)
+        run_expected[running] = np.where(in_run, expected_past[running], 0.0).sum(axis=1)
+        cusum, cusum_large = _cusums(np.where(seen, z_past, 0.0))
         return {
             "expected": expected, "scale": scale, "has_log": has_log, "run": run,
-            "run_actual": np.where(in_run, actual_past, 0.0).sum(axis=1),
-            "run_expected": np.where(in_run, expected_past, 0.0).sum(axis=1),
-            "cusum": _cusum(np.where(seen, z_past, 0.0), CUSUM_KS[0]),
-            "cusum_large": _cusum(np.where(seen, z_past, 0.0), CUSUM_KS[1]),
+            "run_actual": run_actual, "run_expected": run_expected,
+            "cusum": cusum, "cusum_large": cusum_large,
         }
 
     # Twice for the series with an open episode: once to find it, once with the level from
@@ -459,12 +465,22 @@ def _scale(expected: np.ndarray, has_log: np.ndarray, log_scale: np.ndarray, flo
     return np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
 
 
-def _cusum(z: np.ndarray, k: float) -> np.ndarray:
-    """One-sided CUSUM with reference value ``k`` of standardised residuals (days in columns)."""
-    total = np.zeros(z.shape[0], dtype=z.dtype)
-    for j in range(z.shape[1]):
-        total = _cusum_step(total, z[:, j], k)
-    return total
+def _cusums(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one-sided CUSUMs with reference values CUSUM_KS of standardised residuals (days in
+    columns), each day's step as _cusum_step's."""
+    # Each day's capped z made once for both, a day per contiguous row, and the steps in place.
+    capped = np.ascontiguousarray(z.T)
+    np.nan_to_num(capped, copy=False, nan=0.0)
+    np.minimum(capped, CUSUM_CAP, out=capped)
+    totals = []
+    for k in CUSUM_KS:
+        total = np.zeros(z.shape[0], dtype=z.dtype)
+        for day in capped:
+            total += day
+            total -= k
+            np.maximum(total, 0.0, out=total)
+        totals.append(total)
+    return totals[0], totals[1]
 
 
 def _cusum_step(before: np.ndarray, z: np.ndarray, k: float) -> np.ndarray:
