@@ -107,27 +107,47 @@ def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
     Rows are sorted, NaN last, and read at the middle of their own values: numpy's vectorised
     sort of a short row is several times faster than np.partition's selection of the two middle
     values (the hot path at scale), and gives the same order statistics. ``scratch``: the caller
-    no longer needs ``values``, so it is sorted in place instead of copied.
+    no longer needs ``values``, so it is sorted in place instead of copied (unless it holds -0.0:
+    _middle then needs the rows as they were).
     """
     n, width = values.shape
     if width == 0 or n == 0:
         return np.full(n, np.nan)
-    ordered = values if scratch else values.copy()
+    signed = bool((np.signbit(values) & (values == 0)).any())
+    ordered = values if scratch and not signed else values.copy()
     ordered.sort(axis=1)  # NaN sorts last
+    middle, gaps = _middle(ordered, values if signed else None)
+    return middle.astype(np.float64) if gaps else middle
+
+
+def _middle(ordered: np.ndarray, unsorted: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """The medians of rows sorted NaN last, in their dtype (NaN for a row of NaN), and whether
+    a row had NaN. ``unsorted``: the rows before the sort, or None if no -0.0 is in them.
+
+    The medians are np.partition's of a row without NaN, the sort's of one with (as they were
+    taken before the sort did both): the same values, but of a 0 in the middle the two may take
+    a different sign when the row holds both -0.0 and 0.0, so those rows are partitioned."""
+    width = ordered.shape[1]
     lo, hi = (width - 1) // 2, width // 2
     middle = (ordered[:, lo] + ordered[:, hi]) / 2
-    gaps = np.flatnonzero(np.isnan(ordered[:, -1]))
-    if not len(gaps):
-        return middle
-    out = middle.astype(np.float64)
-    ordered = ordered[gaps]
-    count = width - np.isnan(ordered).sum(axis=1)
-    lo_i = np.clip((count - 1) // 2, 0, width - 1)
-    hi_i = np.clip(count // 2, 0, width - 1)
-    rows = np.arange(len(ordered))
-    median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
-    out[gaps] = np.where(count > 0, median, np.nan)
-    return out
+    no_nan = ~np.isnan(ordered[:, -1])
+    if unsorted is not None:
+        zero = np.flatnonzero(((ordered[:, lo] == 0) | (ordered[:, hi] == 0)) & no_nan)
+        signed = zero[(np.signbit(ordered[zero]) & (ordered[zero] == 0)).any(axis=1)]
+        if len(signed):
+            part = unsorted[signed]
+            part.partition([lo, hi], axis=1)
+            middle[signed] = (part[:, lo] + part[:, hi]) / 2
+    gaps = np.flatnonzero(~no_nan)
+    if len(gaps):  # read at the middle of their own values
+        ordered = ordered[gaps]
+        count = width - np.isnan(ordered).sum(axis=1)
+        lo_i = np.clip((count - 1) // 2, 0, width - 1)
+        hi_i = np.clip(count // 2, 0, width - 1)
+        rows = np.arange(len(ordered))
+        median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
+        middle[gaps] = np.where(count > 0, median, np.nan)
+    return middle, bool(len(gaps))
 
 
 @functools.cache
@@ -218,59 +238,12 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     age = n_days - first_seen
     columns = np.arange(n_days)
 
-    # Weekday profile: each day's cost as a share of its own week's mean, median per weekday.
-    weeks = n_days // 7
-    offset = n_days - weeks * 7
-    block_seen = (columns[offset:] >= first_seen[:, None]).reshape(n_series, weeks, 7)
-    block = values[:, offset:].reshape(n_series, weeks, 7)
-    # Sums over the 7 days as 6 additions of (series, weeks) slices: numpy's reduction over a
-    # tiny last axis is several times slower at a million series.
-    week_sum, week_days = block[:, :, 0].copy(), block_seen[:, :, 0].astype(np.int8)
-    for k in range(1, 7):
-        week_sum += block[:, :, k]
-        week_days += block_seen[:, :, k]
-    full_week = week_days == 7
-    with np.errstate(invalid="ignore", divide="ignore"):
-        week_mean = week_sum / week_days
-    block_weekdays = weekdays[offset:offset + 7]
-    profile = np.ones((n_series, 7))
-    # A weekday's share is the median over the weeks it had spend, once it had spend in
-    # MIN_WEEKS_FOR_PROFILE of them (else it is a no-spend weekday: 0). Counting a day without
-    # spend as a share of 0 made a series that skips a fifth of its days at random expect almost
-    # nothing on a weekday that happened to skip 5 weeks in 9, and alert on its next ordinary day.
-    spent = block_seen & present[:, offset:].reshape(n_series, weeks, 7)
-    counted = spent & (week_mean[:, :, None] > 0)  # the days whose share of their week counts
-    seen_weeks = np.zeros((n_series, 7), dtype=np.int16)  # per weekday, a week at a time:
-    spent_weeks = np.zeros((n_series, 7), dtype=np.int16)  # a sum over the middle axis is slow
-    shares = np.zeros((n_series, 7), dtype=np.int16)
-    for i in range(weeks):
-        seen_weeks += block_seen[:, i, :]
-        spent_weeks += spent[:, i, :]
-        shares += counted[:, i, :]
-    if weeks:
-        # Each day's share of its week's mean, laid out (week, series, weekday) for the median
-        # over the weeks; +inf where a day does not count.
-        by_week = np.full((weeks, n_series, 7), np.inf, dtype=np.float32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(block.transpose(1, 0, 2), week_mean.T[:, :, None], out=by_week,
-                      where=counted.transpose(1, 0, 2))
-        profile[:, block_weekdays] = _median_of_stack(by_week, shares)
-    else:
-        by_week = None
-    del counted
-    if weeks:
-        idle = (spent_weeks < MIN_WEEKS_FOR_PROFILE) & (seen_weeks > 0)
-        profile[:, block_weekdays] = np.where(idle, 0.0, profile[:, block_weekdays])
-    profile = np.nan_to_num(profile, nan=1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = profile / profile.mean(axis=1, keepdims=True)
-    factor = np.clip(np.nan_to_num(factor, nan=1.0), 0.2, 5.0)
-    weeks_seen = full_week.sum(axis=1) if weeks else np.zeros(n_series)
-    factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
+    # The weekday profile, the lookback's level and the noise, from the whole weeks that end the
+    # window.
+    offset = n_days % 7
+    factor, level_long, log_scale, noise_df = _weekly(
+        values[:, offset:], present[:, offset:], first_seen - offset, weekdays[offset:])
     factor32 = factor.astype(np.float32)
-
-    log_scale, noise_df = _noise(block, block_seen, full_week, scratch=by_week)
-    del by_week
 
     # Level: median of the last days with the weekday effect taken out; and of the lookback.
     recent = max(n_days - RESIDUAL_DAYS, 0)
@@ -279,9 +252,6 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     factor_r = factor32[:, weekdays[recent:]]
     with np.errstate(invalid="ignore", divide="ignore"):
         deseasoned = active_r / factor_r
-    # The lookback's level: the median of its full weeks' means (weeks a series fully lived).
-    level_long = (_median(np.where(full_week, week_mean, np.nan)) if weeks
-                  else np.full(n_series, np.nan))
     floor = np.where((age < YOUNG_DAYS) | np.isnan(log_scale), YOUNG_SCALE_FLOOR,
                      RELATIVE_SCALE_FLOOR)
     log_scale = np.fmax(log_scale, np.log1p(floor))
@@ -365,66 +335,128 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     }, "robust")
 
 
-def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray,
-           scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Log-space noise sd per series, from the change of each weekday from one week to the next,
-    less the trimmed mean change of that pair of weeks: the weekday pattern and any level change or
-    trend cancel out, nothing is fitted to the same days (a fitted profile makes residuals too
-    small), and one spike touches two of the changes, not the scale.
+def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
+            weekdays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each series' weekday factors (a column per weekday), the lookback's level, and the log
+    noise with its degrees of freedom (_noise), from whole weeks: ``values`` (float32) and
+    ``present`` are those weeks' days, ``first_seen`` counted from their first day.
 
-    ``scratch``: a float32 array the caller is done with, of at least block's size, worked in
-    instead of new memory (a new array of a million series' weeks costs ~0.5 s of page faults
-    on a VM before anything is computed); the changes are made in it."""
-    n_series, weeks, _ = block.shape
-    if weeks < 2:
-        return np.full(n_series, np.nan), np.full(n_series, np.nan)
-    size = n_series * (weeks - 1) * 7
-    if (scratch is not None and scratch.dtype == np.float32 and scratch.flags.c_contiguous
-            and scratch.size >= size):
-        changes = scratch.reshape(-1)[:size].reshape(n_series, (weeks - 1) * 7)
-    else:
-        changes = np.empty((n_series, (weeks - 1) * 7), dtype=np.float32)
-    # A block of series at a time, so the passes over the weeks stay in the CPU cache; the
-    # logs' buffer is reused from block to block.
-    logs = np.empty((min(n_series, SERIES_BLOCK), weeks, 7), dtype=np.float32)
-    counted = np.empty(n_series, dtype=np.int64)
+    A block of series at a time (_week_block), so the dozens of passes over the weeks stay in
+    the CPU cache and the blocks' arrays reuse the same memory: over a million series at once,
+    every pass went to memory and every new array cost page faults."""
+    n_series, n_days = values.shape
+    weeks = n_days // 7
+    factor = np.ones((n_series, 7))
+    no_value = np.full(n_series, np.nan)
+    if weeks == 0:
+        return factor, no_value, no_value, no_value.copy()
+    level = np.empty(n_series, dtype=np.float32)
+    noise = np.empty(n_series, dtype=np.float32)
+    counted = np.zeros(n_series, dtype=np.int64)
+    # Whether any series had a week or a change left out: a median over all series at once
+    # (_median) is then float64, else float32, and what is computed from it follows.
+    level_gaps = noise_gaps = n_series == 0
     for start in range(0, n_series, SERIES_BLOCK):
         part = slice(start, start + SERIES_BLOCK)
-        counted[part] = _abs_changes(block[part], seen[part], full_week[part],
-                                     logs[:len(changes[part])], changes[part])
-    scale = _median(changes, scratch=True) / MEDIAN_CHANGE_TO_SIGMA
+        factor[part], level[part], gaps, block_noise = _week_block(
+            values[part], present[part], first_seen[part], weekdays)
+        level_gaps |= gaps
+        if block_noise is not None:
+            noise[part], gaps, counted[part] = block_noise
+            noise_gaps |= gaps
+    level_long = level.astype(np.float64) if level_gaps else level
+    if weeks < 2:
+        return factor, level_long, no_value, no_value.copy()
+    scale = (noise.astype(np.float64) if noise_gaps else noise) / MEDIAN_CHANGE_TO_SIGMA
     scale[counted < MIN_LOG_RESIDUALS] = np.nan
-    return scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
-
-
-def _abs_changes(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray, logs: np.ndarray,
-                 changes: np.ndarray) -> np.ndarray:
-    """_noise's |changes| of some series, written in ``changes`` (a row per series: the 7
-    changes from week 0 to 1, then 1 to 2, ...; NaN where left out), in ``logs``' room; returns
-    how many each series has."""
-    n, weeks, _ = block.shape
-    logs.fill(np.nan)
-    np.log(block, out=logs, where=seen & (block > 0))
-    days = logs.reshape(n, weeks * 7)
-    np.subtract(days[:, 7:], days[:, :-7], out=changes)
-    # One row per series and pair of weeks: a weekday's column is then one long strided pass
-    # (as a (series, pair) slice it was a call of numpy's inner loop per series, 7 or 8 wide).
-    pair = changes.reshape(n * (weeks - 1), 7)
-    total, high, low = pair[:, 0].copy(), pair[:, 0].copy(), pair[:, 0].copy()
-    for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow
-        total += pair[:, k]
-        np.maximum(high, pair[:, k], out=high)
-        np.minimum(low, pair[:, k], out=low)
-    mean = (total - high - low) / 5  # NaN for a pair with a zero day: left out
-    mean[~(full_week[:, 1:] & full_week[:, :-1]).reshape(-1)] = np.nan  # and one not both full
-    for k in range(7):
-        pair[:, k] -= mean
-    np.abs(changes, out=changes)  # centred on 0 by construction: the MAD needs no second pass
-    # A pair's 7 changes are all NaN or none: any change not finite makes its mean NaN.
-    return 7 * (~np.isnan(mean)).reshape(n, weeks - 1).sum(axis=1)
+    return factor, level_long, scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
 
 
 SERIES_BLOCK = 4096  # series per block: a block's days and weeks stay in a core's cache
+
+
+def _week_block(
+    values: np.ndarray, present: np.ndarray, first_seen: np.ndarray, weekdays: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, bool, tuple[np.ndarray, bool, np.ndarray] | None]:
+    """_weekly for one block of series: the factors, the level and _noise's answer (None with
+    less than 2 weeks); the medians in float32, each with whether a row had NaN."""
+    n, n_days = values.shape
+    weeks = n_days // 7
+    # Laid out (week, day of the week, series): every pass below is then over contiguous rows
+    # of the block's series, where a (series, ...) layout made numpy loop over 7 or 9 values
+    # per series.
+    days = np.ascontiguousarray(values.T).reshape(weeks, 7, n)
+    seen = (np.arange(n_days)[:, None] >= first_seen).reshape(weeks, 7, n)
+    week_sum, week_days = days[:, 0].copy(), seen[:, 0].astype(np.int8)
+    for k in range(1, 7):
+        week_sum += days[:, k]
+        week_days += seen[:, k]
+    full_week = week_days == 7
+    with np.errstate(invalid="ignore", divide="ignore"):
+        week_mean = week_sum / week_days
+    # Weekday profile: each day's cost as a share of its own week's mean, median per weekday.
+    # A weekday's share is the median over the weeks it had spend, once it had spend in
+    # MIN_WEEKS_FOR_PROFILE of them (else it is a no-spend weekday: 0). Counting a day without
+    # spend as a share of 0 made a series that skips a fifth of its days at random expect almost
+    # nothing on a weekday that happened to skip 5 weeks in 9, and alert on its next ordinary day.
+    spent = seen & np.ascontiguousarray(present.T).reshape(weeks, 7, n)
+    counted = spent & (week_mean[:, None, :] > 0)  # the days whose share of their week counts
+    # Each day's share of its week's mean; +inf where a day does not count.
+    by_week = np.full((weeks, 7, n), np.inf, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(days, week_mean[:, None, :], out=by_week, where=counted)
+    shares = _median_of_stack(by_week.reshape(weeks, 7 * n),
+                              counted.sum(axis=0, dtype=np.int16).reshape(-1)).reshape(7, n)
+    idle = ((spent.sum(axis=0, dtype=np.int16) < MIN_WEEKS_FOR_PROFILE)
+            & (seen.sum(axis=0, dtype=np.int16) > 0))
+    profile = np.empty((7, n))  # a row per weekday
+    profile[weekdays[:7]] = np.where(idle, 0.0, shares.astype(np.float64))
+    profile = np.nan_to_num(profile, nan=1.0)
+    # The mean over the weekdays added in weekday order, as profile.mean(axis=1) of a series
+    # per row does.
+    mean = profile[0].copy()
+    for k in range(1, 7):
+        mean += profile[k]
+    mean /= 7
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = profile / mean
+    factor = np.clip(np.nan_to_num(factor, nan=1.0), 0.2, 5.0)
+    factor[:, full_week.sum(axis=0) < MIN_WEEKS_FOR_PROFILE] = 1.0
+    # The lookback's level: the median of its full weeks' means (weeks a series fully lived).
+    weekly = np.where(full_week, week_mean, np.nan).T  # a row per series
+    level = np.ascontiguousarray(weekly)
+    level.sort(axis=1)
+    return (factor.T, *_middle(level, weekly),
+            _noise(days, seen, full_week) if weeks >= 2 else None)
+
+
+def _noise(days: np.ndarray, seen: np.ndarray,
+           full_week: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
+    """Log-space noise per series (the median |change|, in float32, with whether a series had
+    changes left out, and how many it had), from the change of each weekday from one week to
+    the next, less the trimmed mean change of that pair of weeks: the weekday pattern and any
+    level change or trend cancel out, nothing is fitted to the same days (a fitted profile
+    makes residuals too small), and one spike touches two of the changes, not the scale.
+    ``days``, ``seen``: (week, day of the week, series); ``full_week``: (week, series)."""
+    weeks, _, n = days.shape
+    logs = np.full(days.shape, np.nan, dtype=np.float32)
+    np.log(days, out=logs, where=seen & (days > 0))
+    change = logs[1:] - logs[:-1]
+    total, high, low = change[:, 0].copy(), change[:, 0].copy(), change[:, 0].copy()
+    for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow
+        total += change[:, k]
+        np.maximum(high, change[:, k], out=high)
+        np.minimum(low, change[:, k], out=low)
+    mean = (total - high - low) / 5  # NaN for a pair with a zero day: left out
+    mean[~(full_week[1:] & full_week[:-1])] = np.nan  # and one not both full weeks
+    change -= mean[:, None, :]
+    np.abs(change, out=change)  # centred on 0 by construction: the MAD needs no second pass
+    # A pair's 7 changes are all NaN or none: any change not finite makes its mean NaN.
+    counted = 7 * (~np.isnan(mean)).sum(axis=0)
+    ordered = np.ascontiguousarray(change.reshape((weeks - 1) * 7, n).T)  # a row per series
+    ordered.sort(axis=1)
+    median, gaps = _middle(ordered, None)  # no -0.0 in absolute values
+    return median, gaps, counted
 
 
 def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
