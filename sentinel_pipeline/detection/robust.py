@@ -347,9 +347,8 @@ def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
     n_series, n_days = values.shape
     weeks = n_days // 7
     factor = np.ones((n_series, 7))
-    no_value = np.full(n_series, np.nan)
     if weeks == 0:
-        return factor, no_value, no_value, no_value.copy()
+        return factor, np.full(n_series, np.nan), *_no_noise(n_series)
     level = np.empty(n_series, dtype=np.float32)
     noise = np.empty(n_series, dtype=np.float32)
     counted = np.zeros(n_series, dtype=np.int64)
@@ -366,13 +365,18 @@ def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
             noise_gaps |= gaps
     level_long = level.astype(np.float64) if level_gaps else level
     if weeks < 2:
-        return factor, level_long, no_value, no_value.copy()
+        return factor, level_long, *_no_noise(n_series)
     scale = (noise.astype(np.float64) if noise_gaps else noise) / MEDIAN_CHANGE_TO_SIGMA
     scale[counted < MIN_LOG_RESIDUALS] = np.nan
     return factor, level_long, scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
 
 
 SERIES_BLOCK = 4096  # series per block: a block's days and weeks stay in a core's cache
+
+
+def _no_noise(n_series: int) -> tuple[np.ndarray, np.ndarray]:
+    """The log noise and its degrees of freedom without two weeks to compare: unknown."""
+    return np.full(n_series, np.nan), np.full(n_series, np.nan)
 
 
 def _week_block(
