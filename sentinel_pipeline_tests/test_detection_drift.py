@@ -249,13 +249,14 @@ def test_a_level_shift_in_the_lookback_is_not_taken_for_growth() -> None:
     while 1 %/day growth is measured."""
     rng = np.random.default_rng(0)
     n = 200
-    spent, flat = np.ones((n, 9, 7), dtype=bool), np.ones((n, 7), dtype=np.float32)
+    present, flat = np.ones((n, 63), dtype=bool), np.ones((n, 7), dtype=np.float32)
+    since, weekdays = np.zeros(n, dtype=np.int64), np.arange(63) % 7
     for at in range(63):
         values = 500 * np.exp(rng.normal(0, 0.05, (n, 63)))
         values[:, at:] *= 1.5
-        slope = _trend(values.reshape(n, 9, 7).astype(np.float32), spent, flat)
+        slope = _trend(values.astype(np.float32), present, since, weekdays, flat)
         assert float(np.median(np.abs(slope))) * 7.5 < 0.025, at  # the noise of a median
     t = np.arange(63)
     growing = 500 * (1 + 0.01 * t) * np.exp(rng.normal(0, 0.05, (n, 63)))
-    slope = _trend(growing.reshape(n, 9, 7).astype(np.float32), spent, flat)
+    slope = _trend(growing.astype(np.float32), present, since, weekdays, flat)
     assert float(np.median(slope)) == pytest.approx(0.01 / (1 + 0.01 * 40), rel=0.2)

@@ -114,35 +114,53 @@ def _same_day_last_month(day: date) -> date:
 
 
 def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
-    """Row medians ignoring NaN (NaN when a row has none).
+    """Row medians ignoring NaN (NaN when a row has none): float64 when a row had NaN, else in
+    ``values``' dtype.
 
-    Rows without NaN (most series) take np.partition, linear in the row length; the rest are
-    sorted, NaN last, and read at their own middle. ``scratch``: the caller no longer needs
-    ``values``, so it is partitioned in place instead of copied (it is the hot path at scale).
+    Rows are sorted, NaN last, and read at the middle of their own values: numpy's vectorised
+    sort of a short row is several times faster than np.partition's selection of the two middle
+    values (the hot path at scale), and gives the same order statistics. ``scratch``: the caller
+    no longer needs ``values``, so it is sorted in place instead of copied (unless it holds -0.0:
+    _middle then needs the rows as they were).
     """
     n, width = values.shape
-    out = np.full(n, np.nan)
     if width == 0 or n == 0:
-        return out
-    gaps = np.isnan(values).any(axis=1)
+        return np.full(n, np.nan)
+    signed = bool((np.signbit(values) & (values == 0)).any())
+    ordered = values if scratch and not signed else values.copy()
+    ordered.sort(axis=1)  # NaN sorts last
+    middle, gaps = _middle(ordered, values if signed else None)
+    return middle.astype(np.float64) if gaps else middle
+
+
+def _middle(ordered: np.ndarray, unsorted: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """The medians of rows sorted NaN last, in their dtype (NaN for a row of NaN), and whether
+    a row had NaN. ``unsorted``: the rows before the sort, or None if no -0.0 is in them.
+
+    The medians are np.partition's of a row without NaN, the sort's of one with (as they were
+    taken before the sort did both): the same values, but of a 0 in the middle the two may take
+    a different sign when the row holds both -0.0 and 0.0, so those rows are partitioned."""
+    width = ordered.shape[1]
     lo, hi = (width - 1) // 2, width // 2
-    if not gaps.any():
-        part = values if scratch else values.copy()
-        part.partition([lo, hi], axis=1)
-        return (part[:, lo] + part[:, hi]) / 2
-    full = ~gaps
-    if full.any():
-        part = values[full]
-        part.partition([lo, hi], axis=1)
-        out[full] = (part[:, lo] + part[:, hi]) / 2
-    ordered = np.sort(values[gaps], axis=1)  # NaN sorts last
-    count = width - np.isnan(ordered).sum(axis=1)
-    lo_i = np.clip((count - 1) // 2, 0, width - 1)
-    hi_i = np.clip(count // 2, 0, width - 1)
-    rows = np.arange(len(ordered))
-    median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
-    out[gaps] = np.where(count > 0, median, np.nan)
-    return out
+    middle = (ordered[:, lo] + ordered[:, hi]) / 2
+    no_nan = ~np.isnan(ordered[:, -1])
+    if unsorted is not None:
+        zero = np.flatnonzero(((ordered[:, lo] == 0) | (ordered[:, hi] == 0)) & no_nan)
+        signed = zero[(np.signbit(ordered[zero]) & (ordered[zero] == 0)).any(axis=1)]
+        if len(signed):
+            part = unsorted[signed]
+            part.partition([lo, hi], axis=1)
+            middle[signed] = (part[:, lo] + part[:, hi]) / 2
+    gaps = np.flatnonzero(~no_nan)
+    if len(gaps):  # read at the middle of their own values
+        ordered = ordered[gaps]
+        count = width - np.isnan(ordered).sum(axis=1)
+        lo_i = np.clip((count - 1) // 2, 0, width - 1)
+        hi_i = np.clip(count // 2, 0, width - 1)
+        rows = np.arange(len(ordered))
+        median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
+        middle[gaps] = np.where(count > 0, median, np.nan)
+    return middle, bool(len(gaps))
 
 
 @functools.cache
@@ -233,61 +251,14 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     age = n_days - first_seen
     columns = np.arange(n_days)
 
-    # Weekday profile: each day's cost as a share of its own week's mean, median per weekday.
-    weeks = n_days // 7
-    offset = n_days - weeks * 7
-    block_seen = (columns[offset:] >= first_seen[:, None]).reshape(n_series, weeks, 7)
-    block = values[:, offset:].reshape(n_series, weeks, 7)
-    # Sums over the 7 days as 6 additions of (series, weeks) slices: numpy's reduction over a
-    # tiny last axis is several times slower at a million series.
-    week_sum, week_days = block[:, :, 0].copy(), block_seen[:, :, 0].astype(np.int8)
-    for k in range(1, 7):
-        week_sum += block[:, :, k]
-        week_days += block_seen[:, :, k]
-    full_week = week_days == 7
-    with np.errstate(invalid="ignore", divide="ignore"):
-        week_mean = week_sum / week_days
-    block_weekdays = weekdays[offset:offset + 7]
-    profile = np.ones((n_series, 7))
-    # A weekday's share is the median over the weeks it had spend, once it had spend in
-    # MIN_WEEKS_FOR_PROFILE of them (else it is a no-spend weekday: 0). Counting a day without
-    # spend as a share of 0 made a series that skips a fifth of its days at random expect almost
-    # nothing on a weekday that happened to skip 5 weeks in 9, and alert on its next ordinary day.
-    spent = block_seen & present[:, offset:].reshape(n_series, weeks, 7)
-    counted = spent & (week_mean[:, :, None] > 0)  # the days whose share of their week counts
-    seen_weeks = np.zeros((n_series, 7), dtype=np.int16)  # per weekday, a week at a time:
-    spent_weeks = np.zeros((n_series, 7), dtype=np.int16)  # a sum over the middle axis is slow
-    shares = np.zeros((n_series, 7), dtype=np.int16)
-    for i in range(weeks):
-        seen_weeks += block_seen[:, i, :]
-        spent_weeks += spent[:, i, :]
-        shares += counted[:, i, :]
-    if weeks:
-        # Each day's share of its week's mean, laid out (week, series, weekday) for the median
-        # over the weeks; +inf where a day does not count.
-        by_week = np.full((weeks, n_series, 7), np.inf, dtype=np.float32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(block.transpose(1, 0, 2), week_mean.T[:, :, None], out=by_week,
-                      where=counted.transpose(1, 0, 2))
-        profile[:, block_weekdays] = _median_of_stack(by_week, shares)
-    else:
-        by_week = None
-    del counted
-    if weeks:
-        idle = (spent_weeks < MIN_WEEKS_FOR_PROFILE) & (seen_weeks > 0)
-        profile[:, block_weekdays] = np.where(idle, 0.0, profile[:, block_weekdays])
-    profile = np.nan_to_num(profile, nan=1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = profile / profile.mean(axis=1, keepdims=True)
-    factor = np.clip(np.nan_to_num(factor, nan=1.0), 0.2, 5.0)
-    weeks_seen = full_week.sum(axis=1) if weeks else np.zeros(n_series)
-    factor[weeks_seen < MIN_WEEKS_FOR_PROFILE] = 1.0
+    # The weekday profile, the lookback's level and the noise, from the whole weeks that end the
+    # window.
+    offset = n_days % 7
+    factor, level_long, log_scale, noise_df = _weekly(
+        values[:, offset:], present[:, offset:], first_seen - offset, weekdays[offset:])
     factor32 = factor.astype(np.float32)
-    # The trend, from each week's median day (by_week is made scratch by _noise next).
-    slope = _trend(block, spent, factor32[:, block_weekdays])
-
-    log_scale, noise_df = _noise(block, block_seen, full_week, scratch=by_week)
-    del by_week
+    slope = _trend(values[:, offset:], present[:, offset:], first_seen - offset,
+                   weekdays[offset:], factor32)
 
     # Level: median of the last days with the weekday effect taken out; and of the lookback.
     recent = max(n_days - RESIDUAL_DAYS, 0)
@@ -301,9 +272,6 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     factor_r *= factor32[:, weekdays[recent:]]
     with np.errstate(invalid="ignore", divide="ignore"):
         deseasoned = active_r / factor_r
-    # The lookback's level: the median of its full weeks' means (weeks a series fully lived).
-    level_long = (_median(np.where(full_week, week_mean, np.nan)) if weeks
-                  else np.full(n_series, np.nan))
     floor = np.where((age < YOUNG_DAYS) | np.isnan(log_scale), YOUNG_SCALE_FLOOR,
                      RELATIVE_SCALE_FLOOR)
     log_scale = np.fmax(log_scale, np.log1p(floor))
@@ -340,13 +308,19 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         z_past = _z(actual_past, expected_past, noise.astype(np.float32)[:, None],
                     scale.astype(np.float32)[:, None], noise_df[rows, None].astype(np.float32))
         run = _trailing_run(seen & (actual_past > expected_past) & (z_past >= 1.0))
-        in_run = np.arange(actual_past.shape[1])[None, :] >= actual_past.shape[1] - run[:, None]
+        # The run's money, added up only for the series in a run (most are not: their 0).
+        running = np.flatnonzero(run > 0)
+        in_run = (np.arange(actual_past.shape[1])[None, :]
+                  >= actual_past.shape[1] - run[running, None])
+        run_actual = np.zeros(len(run), dtype=actual_past.dtype)
+        run_actual[running] = np.where(in_run, actual_past[running], 0.0).sum(axis=1)
+        run_expected = np.zeros(len(run), dtype=expected_past.dtype)
+        run_expected[running] = np.where(in_run, expected_past[running], 0.0).sum(axis=1)
+        cusum, cusum_large = _cusums(np.where(seen, z_past, 0.0))
         return {
             "expected": expected, "scale": scale, "has_log": has_log, "run": run,
-            "run_actual": np.where(in_run, actual_past, 0.0).sum(axis=1),
-            "run_expected": np.where(in_run, expected_past, 0.0).sum(axis=1),
-            "cusum": _cusum(np.where(seen, z_past, 0.0), CUSUM_KS[0]),
-            "cusum_large": _cusum(np.where(seen, z_past, 0.0), CUSUM_KS[1]),
+            "run_actual": run_actual, "run_expected": run_expected,
+            "cusum": cusum, "cusum_large": cusum_large,
         }
 
     # Twice for the series with an open episode: once to find it, once with the level from
@@ -381,46 +355,136 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     }, "robust")
 
 
-def _noise(block: np.ndarray, seen: np.ndarray, full_week: np.ndarray,
-           scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Log-space noise sd per series, from the change of each weekday from one week to the next,
-    less the trimmed mean change of that pair of weeks: the weekday pattern and any level change or
-    trend cancel out, nothing is fitted to the same days (a fitted profile makes residuals too
-    small), and one spike touches two of the changes, not the scale.
+def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
+            weekdays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each series' weekday factors (a column per weekday), the lookback's level, and the log
+    noise with its degrees of freedom (_noise), from whole weeks: ``values`` (float32) and
+    ``present`` are those weeks' days, ``first_seen`` counted from their first day.
 
-    ``scratch``: a float32 array the caller is done with, of at least block's size, worked in
-    instead of new memory (a new array of a million series' weeks costs ~0.5 s of page faults
-    on a VM before anything is computed); the changes are made in place in it too."""
-    n_series, weeks, _ = block.shape
+    A block of series at a time (_week_block), so the dozens of passes over the weeks stay in
+    the CPU cache and the blocks' arrays reuse the same memory: over a million series at once,
+    every pass went to memory and every new array cost page faults."""
+    n_series, n_days = values.shape
+    weeks = n_days // 7
+    factor = np.ones((n_series, 7))
+    if weeks == 0:
+        return factor, np.full(n_series, np.nan), *_no_noise(n_series)
+    level = np.empty(n_series, dtype=np.float32)
+    noise = np.empty(n_series, dtype=np.float32)
+    counted = np.zeros(n_series, dtype=np.int64)
+    # Whether any series had a week or a change left out: a median over all series at once
+    # (_median) is then float64, else float32, and what is computed from it follows.
+    level_gaps = noise_gaps = n_series == 0
+    for start in range(0, n_series, SERIES_BLOCK):
+        part = slice(start, start + SERIES_BLOCK)
+        factor[part], level[part], gaps, block_noise = _week_block(
+            values[part], present[part], first_seen[part], weekdays)
+        level_gaps |= gaps
+        if block_noise is not None:
+            noise[part], gaps, counted[part] = block_noise
+            noise_gaps |= gaps
+    level_long = level.astype(np.float64) if level_gaps else level
     if weeks < 2:
-        return np.full(n_series, np.nan), np.full(n_series, np.nan)
-    if (scratch is not None and scratch.dtype == np.float32 and scratch.flags.c_contiguous
-            and scratch.size >= block.size):
-        logs = scratch.reshape(-1)[:block.size].reshape(block.shape)
-    else:
-        logs = np.empty(block.shape, dtype=np.float32)
-    logs.fill(np.nan)
-    np.log(block, out=logs, where=seen & (block > 0))
-    for i in range(weeks - 1):  # week i's slot becomes the change to week i+1, in order
-        np.subtract(logs[:, i + 1, :], logs[:, i, :], out=logs[:, i, :])
-    change = logs[:, :-1, :]
-    both = full_week[:, 1:] & full_week[:, :-1]
-    total, high, low = change[:, :, 0].copy(), change[:, :, 0].copy(), change[:, :, 0].copy()
-    for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow at scale
-        total += change[:, :, k]
-        np.maximum(high, change[:, :, k], out=high)
-        np.minimum(low, change[:, :, k], out=low)
-    change -= ((total - high - low) / 5)[:, :, None]  # NaN for a pair with a zero day: left out
-    change[~both] = np.nan
-    by_day = logs.reshape(n_series, weeks * 7)[:, :(weeks - 1) * 7]  # a view, no copy
-    counted = (~np.isnan(by_day)).sum(axis=1)
-    np.abs(by_day, out=by_day)  # centred on 0 by construction: the MAD needs no second pass
-    scale = _median(by_day, scratch=True) / MEDIAN_CHANGE_TO_SIGMA
+        return factor, level_long, *_no_noise(n_series)
+    scale = (noise.astype(np.float64) if noise_gaps else noise) / MEDIAN_CHANGE_TO_SIGMA
     scale[counted < MIN_LOG_RESIDUALS] = np.nan
-    return scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
+    return factor, level_long, scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
 
 
-def _trend(block: np.ndarray, spent: np.ndarray, factor: np.ndarray) -> np.ndarray:
+SERIES_BLOCK = 4096  # series per block: a block's days and weeks stay in a core's cache
+
+
+def _no_noise(n_series: int) -> tuple[np.ndarray, np.ndarray]:
+    """The log noise and its degrees of freedom without two weeks to compare: unknown."""
+    return np.full(n_series, np.nan), np.full(n_series, np.nan)
+
+
+def _week_block(
+    values: np.ndarray, present: np.ndarray, first_seen: np.ndarray, weekdays: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, bool, tuple[np.ndarray, bool, np.ndarray] | None]:
+    """_weekly for one block of series: the factors, the level and _noise's answer (None with
+    less than 2 weeks); the medians in float32, each with whether a row had NaN."""
+    n, n_days = values.shape
+    weeks = n_days // 7
+    # Laid out (week, day of the week, series): every pass below is then over contiguous rows
+    # of the block's series, where a (series, ...) layout made numpy loop over 7 or 9 values
+    # per series.
+    days = np.ascontiguousarray(values.T).reshape(weeks, 7, n)
+    seen = (np.arange(n_days)[:, None] >= first_seen).reshape(weeks, 7, n)
+    week_sum, week_days = days[:, 0].copy(), seen[:, 0].astype(np.int8)
+    for k in range(1, 7):
+        week_sum += days[:, k]
+        week_days += seen[:, k]
+    full_week = week_days == 7
+    with np.errstate(invalid="ignore", divide="ignore"):
+        week_mean = week_sum / week_days
+    # Weekday profile: each day's cost as a share of its own week's mean, median per weekday.
+    # A weekday's share is the median over the weeks it had spend, once it had spend in
+    # MIN_WEEKS_FOR_PROFILE of them (else it is a no-spend weekday: 0). Counting a day without
+    # spend as a share of 0 made a series that skips a fifth of its days at random expect almost
+    # nothing on a weekday that happened to skip 5 weeks in 9, and alert on its next ordinary day.
+    spent = seen & np.ascontiguousarray(present.T).reshape(weeks, 7, n)
+    counted = spent & (week_mean[:, None, :] > 0)  # the days whose share of their week counts
+    # Each day's share of its week's mean; +inf where a day does not count.
+    by_week = np.full((weeks, 7, n), np.inf, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(days, week_mean[:, None, :], out=by_week, where=counted)
+    shares = _median_of_stack(by_week.reshape(weeks, 7 * n),
+                              counted.sum(axis=0, dtype=np.int16).reshape(-1)).reshape(7, n)
+    idle = ((spent.sum(axis=0, dtype=np.int16) < MIN_WEEKS_FOR_PROFILE)
+            & (seen.sum(axis=0, dtype=np.int16) > 0))
+    profile = np.empty((7, n))  # a row per weekday
+    profile[weekdays[:7]] = np.where(idle, 0.0, shares.astype(np.float64))
+    profile = np.nan_to_num(profile, nan=1.0)
+    # The mean over the weekdays added in weekday order, as profile.mean(axis=1) of a series
+    # per row does.
+    mean = profile[0].copy()
+    for k in range(1, 7):
+        mean += profile[k]
+    mean /= 7
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = profile / mean
+    factor = np.clip(np.nan_to_num(factor, nan=1.0), 0.2, 5.0)
+    factor[:, full_week.sum(axis=0) < MIN_WEEKS_FOR_PROFILE] = 1.0
+    # The lookback's level: the median of its full weeks' means (weeks a series fully lived).
+    weekly = np.where(full_week, week_mean, np.nan).T  # a row per series
+    level = np.ascontiguousarray(weekly)
+    level.sort(axis=1)
+    return (factor.T, *_middle(level, weekly),
+            _noise(days, seen, full_week) if weeks >= 2 else None)
+
+
+def _noise(days: np.ndarray, seen: np.ndarray,
+           full_week: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
+    """Log-space noise per series (the median |change|, in float32, with whether a series had
+    changes left out, and how many it had), from the change of each weekday from one week to
+    the next, less the trimmed mean change of that pair of weeks: the weekday pattern and any
+    level change or trend cancel out, nothing is fitted to the same days (a fitted profile
+    makes residuals too small), and one spike touches two of the changes, not the scale.
+    ``days``, ``seen``: (week, day of the week, series); ``full_week``: (week, series)."""
+    weeks, _, n = days.shape
+    logs = np.full(days.shape, np.nan, dtype=np.float32)
+    np.log(days, out=logs, where=seen & (days > 0))
+    change = logs[1:] - logs[:-1]
+    total, high, low = change[:, 0].copy(), change[:, 0].copy(), change[:, 0].copy()
+    for k in range(1, 7):  # 6 slice operations: a reduction over a tiny axis is slow
+        total += change[:, k]
+        np.maximum(high, change[:, k], out=high)
+        np.minimum(low, change[:, k], out=low)
+    mean = (total - high - low) / 5  # NaN for a pair with a zero day: left out
+    mean[~(full_week[1:] & full_week[:-1])] = np.nan  # and one not both full weeks
+    change -= mean[:, None, :]
+    np.abs(change, out=change)  # centred on 0 by construction: the MAD needs no second pass
+    # A pair's 7 changes are all NaN or none: any change not finite makes its mean NaN.
+    counted = 7 * (~np.isnan(mean)).sum(axis=0)
+    ordered = np.ascontiguousarray(change.reshape((weeks - 1) * 7, n).T)  # a row per series
+    ordered.sort(axis=1)
+    median, gaps = _middle(ordered, None)  # no -0.0 in absolute values
+    return median, gaps, counted
+
+
+def _trend(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
+           weekdays: np.ndarray, factor: np.ndarray) -> np.ndarray:
     """Trend per day of each series, in log space: Tukey's resistant line through the median
     week of the first, middle and last third of the lookback, taken as the smaller of its two
     half-slopes when they agree in sign and 0 when they do not (the minmod limiter). A week is
@@ -430,20 +494,23 @@ def _trend(block: np.ndarray, spent: np.ndarray, factor: np.ndarray) -> np.ndarr
     nor is a ramp of the last week or two. 0 without MIN_WEEKS_FOR_TREND weeks, or with a third
     without spend.
 
-    ``block``: the costs as (series, weeks, 7), ``spent`` where they count; ``factor``: the
-    weekday factor of each of the 7 columns."""
-    n, weeks, _ = block.shape
+    ``values`` and ``present``: whole weeks of days (``first_seen`` counted from the first);
+    ``weekdays``: each column's weekday; ``factor``: the weekday factors (a column a weekday)."""
+    n, n_days = values.shape
+    weeks = n_days // 7
     third = weeks // 3
     if weeks < MIN_WEEKS_FOR_TREND or third == 0:
         return np.zeros(n, dtype=np.float32)
     week_median = np.empty((weeks, n), dtype=np.float32)
-    for start in range(0, n, NETWORK_BLOCK):  # blocks of series: small, cache-sized copies
-        part = slice(start, min(start + NETWORK_BLOCK, n))
+    columns = np.arange(n_days)
+    for start in range(0, n, SERIES_BLOCK):  # blocks of series: small, cache-sized copies
+        part = slice(start, min(start + SERIES_BLOCK, n))
+        spent = present[part] & (columns >= first_seen[part, None])
         with np.errstate(invalid="ignore", divide="ignore"):
-            days = (block[part] / factor[part, None, :]).transpose(2, 1, 0)  # (7, weeks, b)
-        days[~(spent[part].transpose(2, 1, 0) & np.isfinite(days) & (days > 0))] = np.inf
-        week_median[:, part] = _median_of_stack(np.ascontiguousarray(days),
-                                                (days < np.inf).sum(axis=0))
+            days = values[part] / factor[part][:, weekdays]
+        days[~(spent & np.isfinite(days) & (days > 0))] = np.inf  # left out of the median
+        stack = np.ascontiguousarray(days.reshape(-1, weeks, 7).transpose(2, 1, 0))
+        week_median[:, part] = _median_of_stack(stack, (stack < np.inf).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.log(week_median)
     logs[~np.isfinite(logs)] = np.inf
@@ -497,12 +564,22 @@ def _scale(expected: np.ndarray, has_log: np.ndarray, log_scale: np.ndarray, flo
     return np.maximum(np.maximum(scale, floor * np.abs(expected)), _abs_floor(config))
 
 
-def _cusum(z: np.ndarray, k: float) -> np.ndarray:
-    """One-sided CUSUM with reference value ``k`` of standardised residuals (days in columns)."""
-    total = np.zeros(z.shape[0], dtype=z.dtype)
-    for j in range(z.shape[1]):
-        total = _cusum_step(total, z[:, j], k)
-    return total
+def _cusums(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one-sided CUSUMs with reference values CUSUM_KS of standardised residuals (days in
+    columns), each day's step as _cusum_step's."""
+    # Each day's capped z made once for both, a day per contiguous row, and the steps in place.
+    capped = np.ascontiguousarray(z.T)
+    np.nan_to_num(capped, copy=False, nan=0.0)
+    np.minimum(capped, CUSUM_CAP, out=capped)
+    totals = []
+    for k in CUSUM_KS:
+        total = np.zeros(z.shape[0], dtype=z.dtype)
+        for day in capped:
+            total += day
+            total -= k
+            np.maximum(total, 0.0, out=total)
+        totals.append(total)
+    return totals[0], totals[1]
 
 
 def _cusum_step(before: np.ndarray, z: np.ndarray, k: float) -> np.ndarray:
