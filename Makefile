@@ -96,6 +96,7 @@ test-fast: $(DEV_STAMP) lint
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.quality.run
 	$(BIN)/python -m benchmarks.public.run
+	$(BIN)/python -m benchmarks.shapes
 	$(BIN)/python benchmarks/detection_speed.py
 	$(BIN)/python benchmarks/daily_run.py --series 100000
 	$(BIN)/python benchmarks/backfill.py --days 240 --series 70

@@ -279,7 +279,9 @@ def run_dagster(root: str) -> None:
     """The daily run of day D materialised by Dagster itself (in-process, ephemeral instance):
     cost_baselines, then cost_anomalies and cost_scores of the same day, each the asset's own
     code end to end with its checks and metadata, in a process of its own so the peak RSS is
-    the run's. (annotated_alerts is left out: its cost is the alerts', not the series'.)"""
+    the run's. (annotated_alerts is left out: its cost is the alerts', not the series'.) Day
+    D-1 is materialised first, untimed, so day D reads its anomalies and carries its drift
+    statistics on from its cost_scores, as every daily run after the first does."""
     os.environ["SENTINEL_START_DATE"] = str(DAY - timedelta(days=HISTORY))
     import dagster as dg
 
@@ -295,6 +297,9 @@ def run_dagster(root: str) -> None:
     resources = {"storage": StorageResource(data_dir=root), "detection": DetectionResource(),
                  "source": CostSourceResource()}
     instance = dg.DagsterInstance.ephemeral()
+    for asset in (cost_baselines, cost_anomalies, cost_scores):
+        assert dg.materialize([asset], partition_key=str(DAY - timedelta(days=1)),
+                              instance=instance, resources=resources).success
     load_before = _load()
     total_wall, total_cpu = 0.0, 0.0
     for asset in (cost_baselines, cost_anomalies, cost_scores):
