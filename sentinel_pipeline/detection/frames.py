@@ -436,15 +436,26 @@ def series_codes(frames: pd.DataFrame | list[pd.DataFrame],
     """One integer per row naming its series (the key compared as text, a missing part equal
     to itself), over the rows of the frames one after the other: each key part factorized on
     its own, the parts' codes combined and factorized again, rather than a MultiIndex of a row
-    tuple each (3.65 million of them in a year of 10,000 series)."""
+    tuple each (3.65 million of them in a year of 10,000 series). Each frame's column is
+    factorized as it is (a category column by its codes) and only its distinct values are made
+    text: a million rows of text cost a second, their few distinct values nothing."""
     frames = frames if isinstance(frames, list) else [frames]
     n = sum(len(f) for f in frames)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     combined = np.zeros(n, dtype=np.int64)
     for part_name in key:
-        text = pd.concat([f[part_name].astype("string") for f in frames], ignore_index=True)
-        part, values = pd.factorize(text)  # a missing part is -1: one more value
+        local = [pd.factorize(f[part_name]) for f in frames]  # a missing part is -1
+        text = [pd.Series(np.asarray(u, dtype=object), dtype=object).astype("string")
+                for _, u in local]
+        ranks, values = pd.factorize(pd.concat(text, ignore_index=True))
+        part = np.empty(n, dtype=np.int64)
+        row = offset = 0
+        for (codes, _), t in zip(local, text, strict=True):
+            lookup = np.append(ranks[offset:offset + len(t)], -1)
+            offset += len(t)
+            part[row:row + len(codes)] = lookup[codes]  # -1 (missing) takes the last slot
+            row += len(codes)
         # Renumbered each time, so the product stays below rows x values.
         combined = pd.factorize(combined * (len(values) + 1) + (part + 1))[0].astype(np.int64)
     return combined
