@@ -12,8 +12,8 @@ Why each piece is there:
 - A steady trend (a growing business) is part of normal: a robust slope through the lookback's
   weeks (Tukey's resistant line, limited so a level shift is not taken for growth) brings the
   recent days forward to D before their median is taken, and each past day is judged against
-  the level of its own date. Without it, a level
-  that lags 7 days behind 10 %/month growth made growing series alert (and feed the drift).
+  the level of its own date. Without it, a level that lags 7 days behind a growing bill made
+  growing series alert (and, carried from day to day, feed the drift).
 - The expected cost is the higher of the recent level (last 14 days) and the lookback's level,
   so the return to normal after a drop or a pause is not news; an open episode is left out of
   the recent level for up to ADOPT_DAYS, so a ramp is not measured against itself.
@@ -23,8 +23,9 @@ Why each piece is there:
 - Episodes: consecutive elevated days are one anomaly with a start day. The first day worth it
   alerts; later days are recorded (``alert=False``) until the baseline has adapted, unless the
   episode doubles its impact. An increase too small to alert on one day alerts when the drift
-  statistics (two CUSUMs) reach the threshold and its cost above expected since it began reaches
-  min_impact. Drops are episodes too.
+  statistics (two CUSUMs, carried from one day's scores to the next: carried_cusums) reach the
+  threshold and its cost above expected since it began reaches min_impact. Drops are episodes
+  too.
 - Feedback (feedback.py): an episode marked expected / planned has its level adopted from the day
   after its alert (``level_since``), and not_anomaly raises that series' bar for that kind
   (``bars`` in ``score``).
