@@ -93,12 +93,20 @@ def level_since(accepted: pd.DataFrame, keys: pd.DataFrame, day: date) -> dict[i
     live = accepted[accepted["alert_day"] < day].sort_values("anomaly_start", kind="stable")
     if len(live) == 0:
         return out
-    text = {column: keys[column].astype(str).to_numpy() for column in SERIES_KEY}  # once
+    # The rows whose every key part is one of the accepted episodes' (as text), found from
+    # each column's distinct values: a million keys made text cost 0.6 s a day.
+    rows = np.arange(len(keys))
+    for column in SERIES_KEY:
+        codes, uniques = pd.factorize(keys[column].to_numpy()[rows], use_na_sentinel=False)
+        wanted = np.isin(np.asarray(uniques, dtype=object).astype(str),
+                         live[column].map(str).unique())
+        rows = rows[wanted[codes]]
+    text = {column: keys[column].to_numpy()[rows].astype(str) for column in SERIES_KEY}
     for episode in live.to_dict("records"):  # later starts overwrite earlier ones
-        mask = np.ones(len(keys), dtype=bool)
+        mask = np.ones(len(rows), dtype=bool)
         for column in SERIES_KEY:
             mask &= text[column] == str(episode[column])
-        for row in np.flatnonzero(mask):
+        for row in rows[mask]:
             out[int(row)] = episode["anomaly_start"]
     return out
 
