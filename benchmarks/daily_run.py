@@ -277,11 +277,11 @@ def run(root: str) -> None:
 
 def run_dagster(root: str) -> None:
     """The daily run of day D materialised by Dagster itself (in-process, ephemeral instance):
-    cost_baselines, then cost_scores and cost_anomalies (its filter) of the same day, each the asset's own
-    code end to end with its checks and metadata, in a process of its own so the peak RSS is
-    the run's. (annotated_alerts is left out: its cost is the alerts', not the series'.) Day
-    D-1 is materialised first, untimed, so day D reads its anomalies and carries its drift
-    statistics on from its cost_scores, as every daily run after the first does."""
+    cost_baselines, then cost_scores and cost_anomalies (its filter) of the same day, each the
+    asset's own code end to end with its checks and metadata, in a process of its own so the
+    peak RSS is the run's. (annotated_alerts is left out: its cost is the alerts', not the
+    series'.) Day D-1 is materialised first, untimed, so day D reads its anomalies and carries
+    its drift statistics on from its cost_scores, as every daily run after the first does."""
     os.environ["SENTINEL_START_DATE"] = str(DAY - timedelta(days=HISTORY))
     import dagster as dg
 

@@ -23,7 +23,7 @@ Why each piece is there:
 - Episodes: consecutive elevated days are one anomaly with a start day. The first day worth it
   alerts; later days are recorded (``alert=False``) until the baseline has adapted, unless the
   episode doubles its impact. An increase too small to alert on one day alerts when the drift
-  statistics (two CUSUMs, carried from one day's scores to the next: carried_cusums) reach the
+  statistics (two CUSUMs, carried from one day's scores to the next: _Drift) reach the
   threshold and its cost above expected since it began reaches min_impact. Drops are episodes
   too.
 - Feedback (feedback.py): an episode marked expected / planned has its level adopted from the day
@@ -36,6 +36,7 @@ from __future__ import annotations
 import calendar
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -712,7 +713,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     episodes were already open. ``bars``: score bars raised by not_anomaly feedback per series
     and kind (feedback.raised_bars); the bar each row had to pass is its ``threshold``.
     ``drift_before``: the scores of the day before the first one (SERIES_KEY, cusum,
-    cusum_large), whose drift statistics each series' CUSUMs carry on from (carried_cusums).
+    cusum_large), whose drift statistics each series' CUSUMs carry on from (_Drift).
     """
     thr = config.score_threshold
     bar = bar_columns(merged, bars, thr)
@@ -742,12 +743,11 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     elevated = ~is_new & _elevated(impact, expected, z, config)
     # Drift: the evidence of a run of small rises, on the same scale as the day's z, and the
     # money the episode has cost so far (a small overrun alerts once it adds up to min_impact).
+    # The CUSUMs are carried from day to day in the walk below (_Drift).
     days = usage_days(merged)
-    small, large = carried_cusums(merged, days, z, cusum_before, cusum_large_before,
-                                  drift_before)
-    drift_score = np.where(is_new, 0.0, _drift_score(small, large))
     run_cost = np.where(run > 0, prior_actual - prior_expected, 0.0) + impact
-    drifting = elevated & (drift_score >= bar["sustained"]) & (run_cost >= config.min_impact)
+    drift = _Drift(z, cusum_before, cusum_large_before, is_new,
+                   elevated & (run_cost >= config.min_impact), bar["sustained"], drift_before)
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
     new_score = impact / max(config.min_impact, _abs_floor(config)) * thr
     new_spend = is_new & warm & (impact >= config.min_impact) & (new_score >= bar["new_spend"])
@@ -755,9 +755,10 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
             & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
-    walk = _walk_episodes(merged, previous, days, elevated, hard | drifting,
+    walk = _walk_episodes(merged, previous, days, elevated, hard, drift,
                           new_spend, drop, run, hard & (run == 0), impact)
     continuing, opens, start, opened_as, drop_opens = walk
+    drift_score = np.where(is_new, 0.0, _drift_score(drift.small, drift.large))
 
     kind = np.full(len(merged), "", dtype=object)
     kind[opens] = np.where(opened_as[opens] == OPENED_SPIKE, "spike", "sustained")
@@ -780,8 +781,8 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["upper"] = out["upper"].fillna(0.0)
     out["anomaly_start"] = start  # numpy days: made dates for the anomalies only (conform)
     out["threshold"] = threshold
-    out["cusum"] = small  # the drift statistics after the day, which the next day carries on
-    out["cusum_large"] = large
+    out["cusum"] = drift.carried_small  # what the next day carries on from
+    out["cusum_large"] = drift.carried_large
     out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
     return out
 
@@ -789,47 +790,56 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
 OPENED_SPIKE, OPENED_SUSTAINED = 1, 2
 
 
-def carried_cusums(merged: pd.DataFrame, days: np.ndarray, z: np.ndarray,
-                   small_before: np.ndarray, large_before: np.ndarray,
-                   drift_before: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-    """The two CUSUMs after each row's day, Page's recursion carried from day to day: each day's
-    z is against that day's own baseline, so a ramp adds up its whole surprise. Recomputing the
-    CUSUM over the last days against today's model (``small_before``, from the baselines) let a
-    ramp that had lifted today's level hide its own earlier days; it is the start where a series
-    has no statistics of the day before (its first day, a gap, or scores written before them).
-    """
-    small = _cusum_step(small_before, z, CUSUM_KS[0])
-    large = _cusum_step(large_before, z, CUSUM_KS[1])
-    state = drift_before if drift_before is not None and len(drift_before) and {
-        "cusum", "cusum_large"} <= set(drift_before.columns) else None
-    if len(merged) == 0 or (state is None and (days == days[0]).all()):
-        return small, large
-    from sentinel_pipeline.detection.frames import series_codes  # noqa: PLC0415
+@dataclass
+class _Drift:
+    """The two CUSUMs, Page's recursion carried from day to day: each day's z is against that
+    day's own baseline, so a ramp adds up its whole surprise (recomputing them over the last
+    days against today's model let a ramp that had lifted today's level hide its own earlier
+    days). A series starts from ``small_before`` / ``large_before`` (the baselines' CUSUM of
+    its last days) where it has no statistics of the day before: its first day, a gap, scores
+    written before they existed. After a day of an open episode they restart from 0, as a
+    CUSUM does after its alarm: the evidence is spent, and carried on it kept alerting a level
+    shift again and again once the baseline had adopted the new level.
 
-    codes_all = series_codes(merged if state is None else [merged, with_owner(state)],
-                             SERIES_KEY)
-    codes = codes_all[:len(merged)]
-    n_codes = int(codes_all.max()) + 1
-    carried_small = np.zeros(n_codes)
-    carried_large = np.zeros(n_codes)
-    as_of = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
-    if state is not None:
-        state_codes = codes_all[len(merged):]
-        carried_small[state_codes] = state["cusum"].to_numpy(dtype=float, na_value=0.0)
-        carried_large[state_codes] = state["cusum_large"].to_numpy(dtype=float, na_value=0.0)
-        as_of[state_codes] = pd.to_datetime(state["usage_date"]).to_numpy().astype(
-            "datetime64[D]")
-    order = np.argsort(days, kind="stable")
-    boundaries = np.flatnonzero(np.diff(days[order].astype(np.int64))) + 1
-    for rows in np.split(order, boundaries):
-        c = codes[rows]
-        known = as_of[c] == days[rows] - np.timedelta64(1, "D")
-        small[rows] = _cusum_step(np.where(known, carried_small[c], small_before[rows]),
-                                  z[rows], CUSUM_KS[0])
-        large[rows] = _cusum_step(np.where(known, carried_large[c], large_before[rows]),
-                                  z[rows], CUSUM_KS[1])
-        carried_small[c], carried_large[c], as_of[c] = small[rows], large[rows], days[rows]
-    return small, large
+    ``drifting_if``: the rows that open an episode when the drift reaches ``bar`` (elevated,
+    their money to date worth it). Filled by the walk: ``small`` / ``large`` after each row's
+    day, ``carried_*`` what the next day starts from."""
+
+    z: np.ndarray
+    small_before: np.ndarray
+    large_before: np.ndarray
+    is_new: np.ndarray
+    drifting_if: np.ndarray
+    bar: np.ndarray
+    state: pd.DataFrame | None  # the scores of the day before (SERIES_KEY, cusum, cusum_large)
+    small: np.ndarray = field(init=False)
+    large: np.ndarray = field(init=False)
+    carried_small: np.ndarray = field(init=False)
+    carried_large: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.state is not None and not (len(self.state) and {"cusum", "cusum_large"}
+                                           <= set(self.state.columns)):
+            self.state = None
+        self.small = np.zeros(len(self.z))
+        self.large = np.zeros(len(self.z))
+        self.carried_small = np.zeros(len(self.z))
+        self.carried_large = np.zeros(len(self.z))
+
+    def step(self, rows: np.ndarray | slice, small_before: np.ndarray,
+             large_before: np.ndarray) -> np.ndarray:
+        """The CUSUMs of ``rows`` after their day, from the given ones before it; whether each
+        row drifts (its drift score reaches the bar)."""
+        small = _cusum_step(small_before, self.z[rows], CUSUM_KS[0])
+        large = _cusum_step(large_before, self.z[rows], CUSUM_KS[1])
+        self.small[rows], self.large[rows] = small, large
+        score = np.where(self.is_new[rows], 0.0, _drift_score(small, large))
+        return self.drifting_if[rows] & (score >= self.bar[rows])
+
+    def spend(self, rows: np.ndarray | slice, alive: np.ndarray) -> None:
+        """What the next day carries on from: 0 after a day of an open episode."""
+        self.carried_small[rows] = np.where(alive, 0.0, self.small[rows])
+        self.carried_large[rows] = np.where(alive, 0.0, self.large[rows])
 
 
 def _walk_episodes(
@@ -837,7 +847,8 @@ def _walk_episodes(
     previous: pd.DataFrame | None,
     days: np.ndarray,
     elevated: np.ndarray,
-    worthy: np.ndarray,
+    hard: np.ndarray,
+    drift: _Drift,
     new_spend: np.ndarray,
     drop: np.ndarray,
     run: np.ndarray,
@@ -845,28 +856,40 @@ def _walk_episodes(
     impact: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Day by day (vectorised over series): an elevated day of an open episode continues it
-    (unless its impact doubles the episode's peak); a worthy day with no open episode opens
-    one, its start traced back over the elevated run. Drops open and close the same way."""
+    (unless its impact doubles the episode's peak); a worthy day (``hard``, or drifting) with
+    no open episode opens one, its start traced back over the elevated run. Drops open and
+    close the same way. The drift's CUSUMs are carried along (_Drift)."""
     prev = with_owner(previous) if previous is not None and len(previous) else None
     n = len(merged)
-    if prev is None and (n == 0 or (days == days[0]).all()):
-        # One day and nothing open before it (the daily run without history of episodes):
-        # no state to carry, so no need to identify series across days.
-        opens = worthy.copy()
+    if prev is None and drift.state is None and (n == 0 or (days == days[0]).all()):
+        # One day and nothing open or carried before it (the first daily run): no state to
+        # carry, so no need to identify series across days.
+        opens = hard | drift.step(slice(None), drift.small_before, drift.large_before)
+        drift.spend(slice(None), opens | new_spend)
         start = np.where(opens, days - run, days)
         opened_as = np.where(jump, OPENED_SPIKE, OPENED_SUSTAINED).astype(np.int8)
         return np.zeros(n, dtype=bool), opens, start, opened_as, drop.copy()
     from sentinel_pipeline.detection.frames import series_codes  # noqa: PLC0415
 
-    codes_all = series_codes(merged if prev is None else [merged, prev], SERIES_KEY)
+    state = None if drift.state is None else with_owner(drift.state)
+    others = [f for f in (prev, state) if f is not None]
+    codes_all = series_codes([merged, *others], SERIES_KEY)
     codes = codes_all[:n]
     n_codes = int(codes_all.max()) + 1 if len(codes_all) else 0
+    carried_small, carried_large = np.zeros(n_codes), np.zeros(n_codes)
+    as_of = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
+    if state is not None:
+        state_codes = codes_all[n + (len(prev) if prev is not None else 0):]
+        carried_small[state_codes] = state["cusum"].to_numpy(dtype=float, na_value=0.0)
+        carried_large[state_codes] = state["cusum_large"].to_numpy(dtype=float, na_value=0.0)
+        as_of[state_codes] = pd.to_datetime(state["usage_date"]).to_numpy().astype(
+            "datetime64[D]")
     open_start = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
     open_kind = np.zeros(n_codes, dtype=np.int8)
     peak = np.zeros(n_codes)
     dropping = np.zeros(n_codes, dtype=bool)
     if prev is not None:
-        prev_codes = codes_all[n:]
+        prev_codes = codes_all[n:n + len(prev)]
         up = prev["kind"].isin(UP_KINDS).to_numpy()
         open_start[prev_codes[up]] = pd.to_datetime(
             prev.loc[up, "anomaly_start"]).to_numpy().astype("datetime64[D]")
@@ -885,10 +908,14 @@ def _walk_episodes(
     boundaries = np.flatnonzero(np.diff(days[order].astype(np.int64))) + 1
     for rows in np.split(order, boundaries) if n else []:
         c = codes[rows]
+        known = as_of[c] == days[rows] - np.timedelta64(1, "D")
+        worthy = hard[rows] | drift.step(
+            rows, np.where(known, carried_small[c], drift.small_before[rows]),
+            np.where(known, carried_large[c], drift.large_before[rows]))
         is_open = ~np.isnat(open_start[c])
-        bigger = is_open & worthy[rows] & (impact[rows] >= REALERT_FACTOR * peak[c])
+        bigger = is_open & worthy & (impact[rows] >= REALERT_FACTOR * peak[c])
         cont = elevated[rows] & is_open & ~bigger
-        new = worthy[rows] & ~cont
+        new = worthy & ~cont
         continuing[rows], opens[rows] = cont, new
         drop_opens[rows] = drop[rows] & ~dropping[c]
         traced = np.where(bigger, 0, run[rows])
@@ -907,4 +934,7 @@ def _walk_episodes(
                                        opened_as[rows][alive])
         peak[c[alive]] = new_peak[alive]
         dropping[c[drop[rows]]] = True
+        drift.spend(rows, alive)
+        carried_small[c], carried_large[c] = drift.carried_small[rows], drift.carried_large[rows]
+        as_of[c] = days[rows]
     return continuing, opens, start, opened_as, drop_opens
