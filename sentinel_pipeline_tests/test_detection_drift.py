@@ -274,9 +274,11 @@ def test_a_level_shift_alerts_once_on_a_noisy_series() -> None:
     a day of an open episode (its evidence is spent); carried on, the drift built up while the
     shift was new kept opening "sustained" episodes for weeks after the baseline had adopted the
     new level (2-6 alerts per series here)."""
-    counts = []
+    rows = []
     for seed in range(8):
         values = [v * (1.8 if i >= 100 else 1) for i, v in enumerate(noisy(200, 500, 0.15,
                                                                             seed=seed))]
-        counts.append(len(alerts(run(series(values), 95, 199))))
+        rows += series(values, service=f"S{seed}")
+    flagged = alerts(run(rows, 95, 199))
+    counts = [int((flagged["service"] == f"S{seed}").sum()) for seed in range(8)]
     assert sum(counts) <= 9 and min(counts) == 1, counts
