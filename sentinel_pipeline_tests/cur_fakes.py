@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -97,6 +98,15 @@ def parquet_bytes(items: list[Item], drop: tuple[str, ...] = ()) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table(items, drop), sink, compression="snappy")
     return sink.getvalue()
+
+
+def write_export(root: Path, files: dict[str, bytes]) -> Path:
+    """``files`` (key -> bytes) written under ``root``; the export's folder."""
+    for key, body in files.items():
+        target = root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+    return root / EXPORT
 
 
 def data_key(period: str, number: int = 1) -> str:

@@ -97,14 +97,6 @@ class DuckRunner:
         return QueryResult(f"duckdb-{len(self.sql)}", columns, rows, 1234)
 
 
-def _write(root: Path, files: dict[str, bytes]) -> Path:
-    for key, body in files.items():
-        target = root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(body)
-    return root / fake.EXPORT
-
-
 def _export(tmp_path: Path) -> Path:
     """Two billing periods with every case the cur source treats specially, and a third
     period holding a January-dated line item that partition pruning must leave out."""
@@ -149,7 +141,7 @@ def _export(tmp_path: Path) -> Path:
     ]
     history = [Item(D(2025, 1, day), 9.0 + day % 3, tags=team) for day in range(18, 30)]
     stray = [Item(D(2025, 1, 30), 5000.0)]  # in March's partition: never scanned
-    return _write(tmp_path, {
+    return fake.write_export(tmp_path, {
         fake.data_key("2025-01"): fake.parquet_bytes(jan + history),
         fake.data_key("2025-02"): fake.parquet_bytes(feb),
         fake.data_key("2025-03"): fake.parquet_bytes(stray),
@@ -584,7 +576,7 @@ def test_pipeline_through_athena_matches_cur_and_names_the_root_cause(
     from the same files, and the alert's root cause is the new resource."""
     last = D(2025, 2, 10)
     items = _steady_then_spike(last, 41)
-    export = _write(tmp_path / "export", {
+    export = fake.write_export(tmp_path / "export", {
         fake.data_key("2025-01"): fake.parquet_bytes([i for i in items if i.day.month == 1]),
         fake.data_key("2025-02"): fake.parquet_bytes([i for i in items if i.day.month == 2])})
     DuckAthena.runner, DuckAthena.results, DuckAthena.starts = DuckRunner(export), {}, []

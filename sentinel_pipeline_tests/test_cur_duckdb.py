@@ -96,13 +96,6 @@ def _export_files(bucket_url: str) -> dict[str, bytes]:
     return files
 
 
-def _write(root: Path, files: dict[str, bytes]) -> Path:
-    for key, body in files.items():
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_bytes(body)
-    return root / fake.EXPORT
-
-
 def _both(monkeypatch: pytest.MonkeyPatch, read: Callable[[], SourceResult]
           ) -> tuple[SourceResult | str, SourceResult | str, bool]:
     """`read` by the DuckDB path (falling back as it would), then by the pyarrow path alone;
@@ -140,7 +133,7 @@ def _same(fast: SourceResult | str, slow: SourceResult | str) -> None:
 def test_duckdb_path_gives_the_rows_of_the_pyarrow_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cost: str
 ) -> None:
-    path = _write(tmp_path, _export_files("s3://billing/exports"))
+    path = fake.write_export(tmp_path, _export_files("s3://billing/exports"))
     for types in (USAGE, "usage,credit,unknown"):  # "unknown": null types counted too
         fast, slow, took = _both(monkeypatch, lambda types=types: cur.read_cur(
             str(path), D(2025, 1, 3), D(2025, 2, 20), cost=cost, line_item_types=types,
@@ -159,7 +152,7 @@ def test_duckdb_path_with_owners_gives_the_rows_of_the_pyarrow_path(
 ) -> None:
     """The owner looked up in SQL equals the owner looked up in Arrow, label cleaning included,
     and the DuckDB path keeps summing (no fallback) with an owner key."""
-    path = _write(tmp_path, _export_files("s3://billing/exports"))
+    path = fake.write_export(tmp_path, _export_files("s3://billing/exports"))
     key = parse_owner_key(owner)
     fast, slow, took = _both(monkeypatch, lambda: cur.read_cur(
         str(path), D(2025, 1, 3), D(2025, 2, 20), line_item_types=USAGE, today=TODAY,
@@ -208,7 +201,7 @@ def test_duckdb_sums_are_bit_identical_from_run_to_run(
                  for d, c, s in zip(rng.integers(1, 29, 3000), rng.lognormal(-2, 2, 3000),
                                     rng.integers(0, 5, 3000), strict=True)]
         files[fake.data_key("2025-01", number)] = fake.parquet_bytes(items)
-    path = _write(tmp_path, files)
+    path = fake.write_export(tmp_path, files)
 
     def read() -> SourceResult:
         return cur.read_cur(str(path), D(2025, 1, 1), D(2025, 1, 31), today=TODAY)
@@ -241,7 +234,7 @@ def test_bad_input_gives_the_errors_of_the_pyarrow_path(
         files = {fake.data_key("2025-01", 1): january, fake.data_key("2025-01", 2): second,
                  fake.manifest_key("2025-01"): fake.manifest_bytes("s3://b/p", "2025-01",
                                                                    [1, 2])}
-        path = _write(tmp_path / name, files)
+        path = fake.write_export(tmp_path / name, files)
         fast, slow, _ = _both(monkeypatch, lambda: cur.read_cur(
             str(path), D(2025, 1, 1), D(2025, 1, 31), today=TODAY))
         assert isinstance(fast, str) and fast == slow, (fast, slow)
@@ -267,7 +260,7 @@ def test_bad_input_gives_the_errors_of_the_pyarrow_path(
     mixed = {fake.data_key("2025-01", 1): january,
              fake.data_key("2025-01", 2): _parquet(_zoned(fake.table([Item(D(2025, 1, 5),
                                                                           3.0, hour=23)])))}
-    path = _write(tmp_path / "zones", mixed)
+    path = fake.write_export(tmp_path / "zones", mixed)
     fast, slow, took = _both(monkeypatch, lambda: cur.read_cur(
         str(path), D(2025, 1, 1), D(2025, 1, 31), today=TODAY))
     _same(fast, slow)

@@ -29,14 +29,6 @@ JAN = "2025-01"
 OLD = D(2026, 1, 1)  # a "today" long after January 2025 closed: nothing estimated
 
 
-def _write(root: Path, files: dict[str, bytes]) -> Path:
-    for key, body in files.items():
-        target = root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(body)
-    return root / fake.EXPORT
-
-
 def _series(df: pd.DataFrame, service: str, region: str = "us-east-1") -> dict[date, float]:
     part = df[(df["service"] == service) & (df["region"] == region)]
     return {d: round(float(c), 6) for d, c in zip(part["usage_date"], part["cost"], strict=True)}
@@ -55,7 +47,7 @@ def _january(tmp_path: Path) -> Path:
         Item(D(2024, 12, 31), 99.0),  # outside the range asked for
         Item(D(2025, 1, 3), 99.0),
     ]
-    return _write(tmp_path, {fake.data_key(JAN): fake.parquet_bytes(items)})
+    return fake.write_export(tmp_path, {fake.data_key(JAN): fake.parquet_bytes(items)})
 
 
 def test_daily_series_from_a_local_export(tmp_path: Path) -> None:
@@ -93,19 +85,19 @@ def test_manifest_decides_which_files_are_read(tmp_path: Path) -> None:
     one = fake.parquet_bytes([Item(D(2025, 1, 5), 10.0)])
     two = fake.parquet_bytes([Item(D(2025, 1, 5), 1000.0)])
     files = {fake.data_key(JAN, 1): one, fake.data_key(JAN, 2): two}
-    path = _write(tmp_path / "with", {**files, fake.manifest_key(JAN): fake.manifest_bytes(
-        "s3://billing/exports", JAN, [1])})
+    path = fake.write_export(tmp_path / "with", {**files, fake.manifest_key(JAN):
+                             fake.manifest_bytes("s3://billing/exports", JAN, [1])})
     df_result = read_cur(str(path), D(2025, 1, 5), D(2025, 1, 5), today=OLD)
     df = df_result.rows
     assert df["cost"].sum() == 10.0
     assert df_result.metadata["cur_files_not_in_manifest"] == 1
-    path = _write(tmp_path / "without", files)
+    path = fake.write_export(tmp_path / "without", files)
     df_result = read_cur(str(path), D(2025, 1, 5), D(2025, 1, 5), today=OLD)
     df = df_result.rows
     assert df["cost"].sum() == 1010.0
     assert df_result.metadata["cur_periods_without_manifest"] == JAN
     # A manifest naming a file that is gone: a rewrite is under way, retry later.
-    path = _write(tmp_path / "gone", {fake.data_key(JAN, 1): one, fake.manifest_key(JAN):
+    path = fake.write_export(tmp_path / "gone", {fake.data_key(JAN, 1): one, fake.manifest_key(JAN):
                                       fake.manifest_bytes("s3://b/p", JAN, [1, 3])})
     with pytest.raises(SourceError, match="rewriting billing period 2025-01.*rerun"):
         read_cur(str(path), D(2025, 1, 5), D(2025, 1, 5), today=OLD)
@@ -130,7 +122,7 @@ def test_cost_measures_follow_the_aws_formulas(tmp_path: Path) -> None:
             "savings_plan_total_commitment_to_date": 20.0, "savings_plan_used_commitment": 15.0}),
         Item(day, 500.0, item_type="Fee", extra={"reservation_reservation_a_r_n": "arn:aws:ri"}),
     ]
-    path = _write(tmp_path, {fake.data_key(JAN): fake.parquet_bytes(items)})
+    path = fake.write_export(tmp_path, {fake.data_key(JAN): fake.parquet_bytes(items)})
     every = "Usage,SavingsPlanCoveredUsage,SavingsPlanNegation,DiscountedUsage,RIFee," \
             "SavingsPlanRecurringFee,Fee"
 
@@ -152,7 +144,7 @@ def test_cost_measures_follow_the_aws_formulas(tmp_path: Path) -> None:
 
 
 def _bad(tmp_path: Path, files: dict[str, bytes]) -> str:
-    path = _write(tmp_path, files)
+    path = fake.write_export(tmp_path, files)
     with pytest.raises(SourceError) as err:
         read_cur(str(path), D(2025, 1, 1), D(2025, 1, 2), today=OLD)
     return str(err.value)
@@ -180,7 +172,7 @@ def test_bad_exports_are_clear_errors(tmp_path: Path) -> None:
     two = {fake.data_key(JAN): fake.parquet_bytes(items),
            "other/" + fake.data_key(JAN): fake.parquet_bytes(items)}
     with pytest.raises(SourceError, match="holds 2 CUR exports"):
-        read_cur(str(_write(tmp_path / "f", two).parent), D(2025, 1, 1), D(2025, 1, 1))
+        read_cur(str(fake.write_export(tmp_path / "f", two).parent), D(2025, 1, 1), D(2025, 1, 1))
 
 
 def _bucket(endpoint: str) -> str:
@@ -282,7 +274,7 @@ def test_bad_input_fails_the_run_and_writes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mixed = [Item(D(2025, 1, 1), 1.0), Item(D(2025, 1, 1), 1.0, currency="EUR")]
-    path = _write(tmp_path / "cur", {fake.data_key(JAN): fake.parquet_bytes(mixed)})
+    path = fake.write_export(tmp_path / "cur", {fake.data_key(JAN): fake.parquet_bytes(mixed)})
     monkeypatch.setenv("SENTINEL_SOURCE", "cur")
     monkeypatch.setenv("SENTINEL_SOURCE_PATH", str(path))
     result = run_days(instance, D(2025, 1, 1), D(2025, 1, 1), raise_on_error=False)
