@@ -758,7 +758,6 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     walk = _walk_episodes(merged, previous, days, elevated, hard, drift,
                           new_spend, drop, run, hard & (run == 0), impact)
     continuing, opens, start, opened_as, drop_opens = walk
-    drift_score = np.where(is_new, 0.0, _drift_score(drift.small, drift.large))
 
     kind = np.full(len(merged), "", dtype=object)
     kind[opens] = np.where(opened_as[opens] == OPENED_SPIKE, "spike", "sustained")
@@ -774,7 +773,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["expected_cost"] = expected
     out["impact"] = impact
     out["pct_change"] = pct
-    out["score"] = np.where(is_new, new_score, np.where(z >= 0, np.fmax(z, drift_score), z))
+    out["score"] = np.where(is_new, new_score, np.where(z >= 0, np.fmax(z, drift.score), z))
     out["kind"] = kind
     out["method"] = "robust"
     out["lower"] = out["lower"].fillna(0.0)
@@ -803,7 +802,7 @@ class _Drift:
 
     ``drifting_if``: the rows that open an episode when the drift reaches ``bar`` (elevated,
     their money to date worth it). Filled by the walk: ``small`` / ``large`` after each row's
-    day, ``carried_*`` what the next day starts from."""
+    day, ``score`` their drift score, ``carried_*`` what the next day starts from."""
 
     z: np.ndarray
     small_before: np.ndarray
@@ -814,6 +813,7 @@ class _Drift:
     state: pd.DataFrame | None  # the scores of the day before (SERIES_KEY, cusum, cusum_large)
     small: np.ndarray = field(init=False)
     large: np.ndarray = field(init=False)
+    score: np.ndarray = field(init=False)
     carried_small: np.ndarray = field(init=False)
     carried_large: np.ndarray = field(init=False)
 
@@ -823,6 +823,7 @@ class _Drift:
             self.state = None
         self.small = np.zeros(len(self.z))
         self.large = np.zeros(len(self.z))
+        self.score = np.zeros(len(self.z))
         self.carried_small = np.zeros(len(self.z))
         self.carried_large = np.zeros(len(self.z))
 
@@ -834,6 +835,7 @@ class _Drift:
         large = _cusum_step(large_before, self.z[rows], CUSUM_KS[1])
         self.small[rows], self.large[rows] = small, large
         score = np.where(self.is_new[rows], 0.0, _drift_score(small, large))
+        self.score[rows] = score
         return self.drifting_if[rows] & (score >= self.bar[rows])
 
     def spend(self, rows: np.ndarray | slice, alive: np.ndarray) -> None:
