@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -399,23 +400,16 @@ class _PackedKeys:
             d -= first
         parts = []
         for key in SERIES_KEY:
-            local = [pd.factorize(f[key]) for f in frames]
-            # Distinct values made text (two values may make the same text: 1 and "1").
-            text = [pd.Series(np.asarray(u, dtype=object)).astype("string") for _, u in local]
-            ranks, uniques = pd.factorize(pd.concat(text, ignore_index=True), sort=True)
+            codes, uniques = text_codes(frames, key, sort=True)
             values = uniques.array
             radix = len(values) + 1  # a missing part after every value, as the merge sorts
             span *= radix
             if span >= 2**62:
                 return None
-            ranks = np.where(ranks < 0, len(values), ranks)
-            offset = 0
-            for side, ((row_codes, _), t) in enumerate(zip(local, text, strict=True)):
-                lookup = np.append(ranks[offset:offset + len(t)], len(values))
-                offset += len(t)
+            for side, side_codes in enumerate(codes):
                 packed[side] *= radix
-                packed[side] += lookup[row_codes]  # -1 (missing) takes the last slot
-            del local
+                packed[side] += np.where(side_codes < 0, len(values), side_codes)
+            del codes
             parts.append(values)
         return cls(packed[0], packed[1], first, parts)
 
@@ -431,31 +425,40 @@ class _PackedKeys:
         return {"usage_date": days, **{key: out[key] for key in SERIES_KEY}}
 
 
+def text_codes(frames: Sequence[pd.DataFrame], column: str,
+               sort: bool = False) -> tuple[list[np.ndarray], pd.Index]:
+    """Each frame's ``column`` as codes into the distinct values of all of them compared as
+    text (in text order with ``sort``), -1 where missing. Each frame's column is factorized as
+    it is (a category column by its codes) and only its distinct values are made text (two may
+    make the same text: 1 and "1"): a million rows of text cost a second, their few distinct
+    values nothing."""
+    local = [pd.factorize(f[column]) for f in frames]
+    text = [pd.Series(np.asarray(u, dtype=object), dtype=object).astype("string")
+            for _, u in local]
+    ranks, values = pd.factorize(pd.concat(text, ignore_index=True), sort=sort)
+    out, offset = [], 0
+    for (codes, _), t in zip(local, text, strict=True):
+        lookup = np.append(ranks[offset:offset + len(t)], -1)  # -1 (missing) takes the last
+        offset += len(t)
+        out.append(lookup[codes])
+    return out, values
+
+
 def series_codes(frames: pd.DataFrame | list[pd.DataFrame],
                  key: list[str] = SERIES_KEY) -> np.ndarray:
     """One integer per row naming its series (the key compared as text, a missing part equal
     to itself), over the rows of the frames one after the other: each key part factorized on
     its own, the parts' codes combined and factorized again, rather than a MultiIndex of a row
-    tuple each (3.65 million of them in a year of 10,000 series). Each frame's column is
-    factorized as it is (a category column by its codes) and only its distinct values are made
-    text: a million rows of text cost a second, their few distinct values nothing."""
+    tuple each (3.65 million of them in a year of 10,000 series); the parts' codes by
+    text_codes."""
     frames = frames if isinstance(frames, list) else [frames]
     n = sum(len(f) for f in frames)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     combined = np.zeros(n, dtype=np.int64)
     for part_name in key:
-        local = [pd.factorize(f[part_name]) for f in frames]  # a missing part is -1
-        text = [pd.Series(np.asarray(u, dtype=object), dtype=object).astype("string")
-                for _, u in local]
-        ranks, values = pd.factorize(pd.concat(text, ignore_index=True))
-        part = np.empty(n, dtype=np.int64)
-        row = offset = 0
-        for (codes, _), t in zip(local, text, strict=True):
-            lookup = np.append(ranks[offset:offset + len(t)], -1)
-            offset += len(t)
-            part[row:row + len(codes)] = lookup[codes]  # -1 (missing) takes the last slot
-            row += len(codes)
+        codes, values = text_codes(frames, part_name)
+        part = np.concatenate(codes).astype(np.int64)  # a missing part is -1
         # Renumbered each time, so the product stays below rows x values.
         combined = pd.factorize(combined * (len(values) + 1) + (part + 1))[0].astype(np.int64)
     return combined
