@@ -35,6 +35,7 @@ BASELINE_COLUMNS: list[str] = [
     "prior_expected",
     "cusum",  # drift statistics at D-1 (robust.py): the evidence of a slow rise (K = 0.5)
     "cusum_large",  # and of a larger one (K = 1.5)
+    "autocorr",  # lag-1 autocorrelation of the noise: a run of z adds up in a wider unit
     "method",
 ]
 
@@ -205,6 +206,7 @@ _FLOAT_COLUMNS = {
     "prior_expected",
     "cusum",
     "cusum_large",
+    "autocorr",
     "confidence",
     "impact_to_date",
 }

@@ -274,6 +274,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     factor_r *= factor32[:, weekdays[recent:]]
     with np.errstate(invalid="ignore", divide="ignore"):
         deseasoned = active_r / factor_r
+    autocorr = _autocorrelation(values, present, first_seen, factor32, weekdays, log_scale)
     floor = np.where((age < YOUNG_DAYS) | np.isnan(log_scale), YOUNG_SCALE_FLOOR,
                      RELATIVE_SCALE_FLOOR)
     log_scale = np.fmax(log_scale, np.log1p(floor))
@@ -318,7 +319,8 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         run_actual[running] = np.where(in_run, actual_past[running], 0.0).sum(axis=1)
         run_expected = np.zeros(len(run), dtype=expected_past.dtype)
         run_expected[running] = np.where(in_run, expected_past[running], 0.0).sum(axis=1)
-        cusum, cusum_large = _cusums(np.where(seen, z_past, 0.0))
+        cusum, cusum_large = _cusums(np.where(seen, z_past, 0.0)
+                                     / _drift_unit(autocorr[rows])[:, None])
         return {
             "expected": expected, "scale": scale, "has_log": has_log, "run": run,
             "run_actual": run_actual, "run_expected": run_expected,
@@ -354,6 +356,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "prior_expected": m["run_expected"],
         "cusum": m["cusum"],
         "cusum_large": m["cusum_large"],
+        "autocorr": autocorr,
     }, "robust")
 
 
@@ -526,6 +529,68 @@ def _trend(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
     rest = (right - middle) / np.float32(days_between[1])
     slope = np.where(rise * rest > 0, np.sign(rise) * np.fmin(np.abs(rise), np.abs(rest)), 0.0)
     return np.where(np.isfinite(slope), slope, 0.0).astype(np.float32)
+
+
+def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
+                     factor: np.ndarray, weekdays: np.ndarray,
+                     log_scale: np.ndarray) -> np.ndarray:
+    """Each series' lag-1 autocorrelation of its log noise, as far as the lookback shows it
+    (0 where it does not): busy days come in runs on real bills, and a run of noise adds up in
+    the CUSUM as a drift would (_drift_unit).
+
+    From the differences of the weekday-adjusted log costs one and two days apart: for AR(1)
+    noise their variances are 2 s^2 (1 - rho) and 2 s^2 (1 - rho^2), so rho = V2 / V1 - 1,
+    whatever the level and its trend. Each difference is clipped at AUTOCORR_CLIP robust sds,
+    so a spike or an episode in the lookback weighs like a busy day, not like its size. The
+    estimate is then lowered by AUTOCORR_MARGIN standard errors (a one-sided 95 % bound):
+    independent noise reads 0, not a random rho of +-0.2, and an episode of several days in
+    the lookback (which is autocorrelated) takes less of the drift's sensitivity away."""
+    n, n_days = values.shape
+    out = np.zeros(n, dtype=np.float32)
+    if n_days < 3:
+        return out
+    columns = np.arange(n_days)
+    for start in range(0, n, SERIES_BLOCK):  # blocks of series: small, cache-sized copies
+        part = slice(start, min(start + SERIES_BLOCK, n))
+        gaps = ~(present[part] & (columns >= first_seen[part, None]) & (values[part] > 0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logs = np.log(values[part])
+            logs -= np.log(factor[part])[:, weekdays]
+        clip = (AUTOCORR_CLIP * np.sqrt(2) * log_scale[part]).astype(np.float32)[:, None]
+        any_gap = bool(gaps.any())
+        if any_gap:
+            logs[gaps] = np.nan
+        sums, counts = [], []
+        for lag in (1, 2):
+            step = logs[:, lag:] - logs[:, :-lag]
+            np.clip(step, -clip, clip, out=step)
+            np.square(step, out=step)
+            if any_gap:  # a difference with a day without spend is left out
+                counts.append((~(gaps[:, lag:] | gaps[:, :-lag])).sum(axis=1))
+                np.nan_to_num(step, copy=False, nan=0.0)
+            else:
+                counts.append(np.full(len(step), step.shape[1]))
+            sums.append(step.sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = (sums[1] / counts[1]) / (sums[0] / counts[0]) - 1
+            rho -= AUTOCORR_MARGIN * AUTOCORR_SD / np.sqrt(counts[1])
+        out[part] = np.clip(np.where(np.isfinite(rho), rho, 0.0), 0.0, AUTOCORR_MAX)
+    return out
+
+
+AUTOCORR_CLIP = 2.0
+# The estimate's sd on independent noise is AUTOCORR_SD / sqrt(number of 2-day differences),
+# by simulation (0.16 over 61 of them); test_detection_drift.py re-derives it.
+AUTOCORR_SD = 1.26
+AUTOCORR_MARGIN = 1.645
+AUTOCORR_MAX = 0.8  # beyond, the noise is a wandering level, not runs of busy days
+
+
+def _drift_unit(autocorr: np.ndarray) -> np.ndarray:
+    """How much wider a run's sum of z is than under independent noise: the long-run sd
+    sqrt((1 + rho) / (1 - rho)) of AR(1) noise. The CUSUMs add each day's z in this unit, so
+    their false-alarm rate (cusum_score) holds on autocorrelated series too."""
+    return np.sqrt((1 + autocorr) / (1 - autocorr))
 
 
 def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
@@ -746,7 +811,9 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     # The CUSUMs are carried from day to day in the walk below (_Drift).
     days = usage_days(merged)
     run_cost = np.where(run > 0, prior_actual - prior_expected, 0.0) + impact
-    drift = _Drift(z, cusum_before, cusum_large_before, is_new,
+    autocorr = (merged["autocorr"].fillna(0.0).to_numpy(dtype=float) if "autocorr" in merged
+                else np.zeros(len(merged)))  # files written before it: independent noise
+    drift = _Drift(z / _drift_unit(autocorr), cusum_before, cusum_large_before, is_new,
                    elevated & (run_cost >= config.min_impact), bar["sustained"], drift_before)
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
     new_score = impact / max(config.min_impact, _abs_floor(config)) * thr
