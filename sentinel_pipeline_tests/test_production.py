@@ -44,6 +44,11 @@ START_POSTGRES = (
 BACKFILL = (date(2025, 1, 10), date(2025, 1, 19))
 # 09:00 UTC on the 21st: the schedule's run is for the 20th, a day with a known demo spike.
 SCHEDULE_TICK = datetime(2025, 1, 21, 9, 0, tzinfo=UTC)
+# The README's event settings for production (Operations: "Dagster's event log in big
+# backfills"): a range run's events written in batches, its planned partitions announced in one
+# event per asset.
+PRODUCTION_EVENT_SETTINGS = {"DAGSTER_EVENT_BATCH_SIZE": "1000",
+                             "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}
 ALL_AGES = 100_000  # the demo days are in 2025: let the sensor post days of any age
 
 
@@ -84,7 +89,8 @@ def prod_instance(pg_database: str, s3_env: str, tmp_path: Path,
     for var, value in {"DAGSTER_HOME": str(home), "DAGSTER_PG_HOST": PG["host"],
                        "DAGSTER_PG_PORT": str(PG["port"]), "DAGSTER_PG_USER": PG["user"],
                        "DAGSTER_PG_PASSWORD": PG["password"], "DAGSTER_PG_DB": pg_database,
-                       "SENTINEL_SOURCE": "demo", "SLACK_BOT_TOKEN": ""}.items():
+                       "SENTINEL_SOURCE": "demo", "SLACK_BOT_TOKEN": "",
+                       **PRODUCTION_EVENT_SETTINGS}.items():
         monkeypatch.setenv(var, value)
     bucket = f"sentinel-prod-{uuid.uuid4().hex[:8]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
@@ -136,6 +142,18 @@ def test_job_schedule_and_sensor_on_postgres_and_s3(prod_instance: dg.DagsterIns
 
     backfill = run_days(prod_instance, *BACKFILL)
     assert backfill.success
+    # With the production event settings, every asset of the range run is announced once and
+    # each of its days is materialised (what the UI's partition bars read).
+    planned = prod_instance.get_records_for_run(
+        backfill.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    assets = defs.resolve_job_def("sentinel_daily_job").asset_layer.executable_asset_keys
+    daily = {key for key in assets if defs.resolve_assets_def(key).partitions_def is not None}
+    assert sorted(r.asset_key.to_user_string() for r in planned if r.asset_key) == sorted(
+        key.to_user_string() for key in daily)
+    days = {str(date.fromordinal(d)) for d in range(BACKFILL[0].toordinal(),
+                                                    BACKFILL[1].toordinal() + 1)}
+    for key in daily:
+        assert prod_instance.get_materialized_partitions(key) == days, key
 
     # The schedule's tick at 09:00 UTC asks for yesterday; its run request is executed as is.
     schedule = defs.resolve_schedule_def("sentinel_daily_schedule")
