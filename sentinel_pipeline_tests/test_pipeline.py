@@ -19,6 +19,7 @@ from sentinel_pipeline.schema import (
     EPISODE_COLUMNS,
     RAW_COLUMNS,
     SCORE_COLUMNS,
+    conform,
 )
 from sentinel_pipeline.sources.demo import demo_known_anomalies
 from sentinel_pipeline.storage import TableStore
@@ -177,6 +178,34 @@ def test_rerun_of_one_day_rewrites_only_that_day_with_the_same_rows(
         original = demo_backfill.data_dir / path.relative_to(data_dir)
         pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(original))
         assert filecmp.cmp(path, original, shallow=False)
+
+
+@pytest.mark.parametrize("block", [7, 30])
+def test_a_range_scored_in_blocks_equals_it_scored_at_once(
+    demo_backfill: Backfill, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """cost_scores scores a long range SCORE_BLOCK_DAYS days at a time (memory), each block
+    carrying on from the last day of the one before: the rows are those of one block, open
+    episodes and drift across block ends included."""
+    from sentinel_pipeline.defs.assets import scores
+    from sentinel_pipeline.detection import DetectionConfig
+
+    store = TableStore(str(demo_backfill.data_dir))
+    days = [date(2025, 1, 1) + timedelta(days=i) for i in range(90)]
+
+    def scored(block_days: int) -> dict[date, pd.DataFrame]:
+        monkeypatch.setattr(scores, "SCORE_BLOCK_DAYS", block_days)
+        return {day: conform(frame, SCORE_COLUMNS) for frames in scores.score_range(
+            store, days, DetectionConfig(), "cost_scores", None) for day, frame in frames.items()}
+
+    whole, blocked = scored(len(days)), scored(block)
+    assert list(blocked) == days
+    for day in days:
+        pd.testing.assert_frame_equal(blocked[day], whole[day], obj=str(day))
+    # Episodes do cross the blocks' ends (else this test would prove little).
+    ends = [days[i] for i in range(block, len(days), block)]
+    assert any((whole[d]["kind"] != "").any() and (whole[d - timedelta(days=1)]["kind"] != "")
+               .any() for d in ends), ends
 
 
 def test_schedule_requests_yesterdays_partition(instance: dg.DagsterInstance) -> None:

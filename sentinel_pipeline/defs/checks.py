@@ -334,8 +334,14 @@ def scores_complete(frames: Mapping[date, pd.DataFrame]) -> Rule:
                           "unscored_series_days": unscored}
 
 
-def score_check_results(frames: Mapping[date, pd.DataFrame]) -> list[dg.AssetCheckResult]:
-    return [_result(SCORE_CHECK_SPECS[0], *scores_complete(frames))]
+def score_check_results(rules: Sequence[Rule]) -> list[dg.AssetCheckResult]:
+    """The check over a range scored in blocks: scores_complete of each block, added up."""
+    problems = [p for passed, details in rules if not passed
+                for p in str(details["problems"]).split("; ")]
+    return [_result(SCORE_CHECK_SPECS[0], not problems, {
+        "problems": "; ".join(problems[:10]) or "none",
+        "unscored_series_days": sum(int(details["unscored_series_days"])
+                                    for _, details in rules)})]
 
 
 # ------------------------------------------------------------ annotated_alerts

@@ -2,6 +2,7 @@
 
 import ctypes
 import gc
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,7 +18,11 @@ from sentinel_pipeline.defs.assets.common import (
     user_errors,
     write_days,
 )
-from sentinel_pipeline.defs.checks import SCORE_CHECK_SPECS, score_check_results
+from sentinel_pipeline.defs.checks import (
+    SCORE_CHECK_SPECS,
+    score_check_results,
+    scores_complete,
+)
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
 from sentinel_pipeline.detection import DetectionConfig, scores_for_days
@@ -61,44 +66,67 @@ def cost_scores(
 ) -> dg.MaterializeResult:
     days = days_in_context(context)
     store = storage.store()
+    rules = []
     with user_errors():
         config = detection.config()
         feedback = store.read_table(FEEDBACK_TABLE)
-        frames = score_range(store, days, config, "cost_scores", feedback)
-        write_days(context, store, "cost_scores", frames, SCORE_COLUMNS)
-    for day in days:
-        rows = frames[day]
-        scores = rows["score"].to_numpy(dtype=float) if len(rows) else np.zeros(0)
-        top = rows.sort_values("score", ascending=False) if len(rows) else rows
-        add_day_metadata(context, day, {
-            "dagster/row_count": len(rows),
-            "series_scored": len(rows),
-            "median_score": float(np.median(scored)) if len(scored := scores[np.isfinite(scores)])
-            else 0.0,
-            **{f"share_above_{s:g}": float((scores > s).mean()) if len(scores) else 0.0
-               for s in CALIBRATION},
-            "top_scores": dg.MetadataValue.md(markdown_table(top, SCORE_PREVIEW)),
-        })
+        # Every day's inputs are there before the first day is written: nothing half-done.
+        require_days(store, "raw_daily_costs", days, "cost_scores")
+        require_days(store, "cost_baselines", days, "cost_scores")
+        for frames in score_range(store, days, config, "cost_scores", feedback):
+            write_days(context, store, "cost_scores", frames, SCORE_COLUMNS)
+            rules.append(scores_complete(frames))
+            for day, rows in frames.items():
+                add_day_metadata(context, day, _day_metadata(rows))
+            last = frames[max(frames)]
     return dg.MaterializeResult(
-        check_results=score_check_results(frames),
+        check_results=score_check_results(rules),
         metadata={
             "method": config.method,
             "expected_share_above": dg.MetadataValue.json(
                 {f"{s:g}": p for s, p in CALIBRATION.items()}),
-            **raised_bars_metadata(feedback, config, frames[days[-1]]),
+            **raised_bars_metadata(feedback, config, last),
         },
     )
 
 
+def _day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
+    scores = rows["score"].to_numpy(dtype=float) if len(rows) else np.zeros(0)
+    top = rows.sort_values("score", ascending=False) if len(rows) else rows
+    scored = scores[np.isfinite(scores)]
+    return {
+        "dagster/row_count": len(rows),
+        "series_scored": len(rows),
+        "median_score": float(np.median(scored)) if len(scored) else 0.0,
+        **{f"share_above_{s:g}": float((scores > s).mean()) if len(scores) else 0.0
+           for s in CALIBRATION},
+        "top_scores": dg.MetadataValue.md(markdown_table(top, SCORE_PREVIEW)),
+    }
+
+
+# Days of a range scored at once. Each block carries on from the one before, as a daily run
+# carries on from the day before, so the rows are the same as scored all at once; a year of
+# 10,000 series scored at once held 3.65 million rows of inputs, scores and their join (2.4 GB).
+SCORE_BLOCK_DAYS = 30
+
+
 def score_range(store: TableStore, days: list[date], config: DetectionConfig, needed_by: str,
-                feedback: pd.DataFrame | None) -> dict[date, pd.DataFrame]:
-    """scores_for_days of ``days`` from their stored costs and baselines, the anomalies and
-    drift statistics of the day before and the feedback. The inputs are handed over, not kept
-    here, so they are freed once joined."""
-    inputs = list(scoring_inputs(store, days, needed_by))
+                feedback: pd.DataFrame | None) -> Iterator[dict[date, pd.DataFrame]]:
+    """The scores of ``days`` from their stored costs and baselines, SCORE_BLOCK_DAYS days at a
+    time: the first block starts from the anomalies and drift statistics stored for the day
+    before ``days``, each next one from those of the last day of the block before it. The
+    inputs are handed over, not kept here, so they are freed once joined."""
+    previous = previous_anomalies(store, days)
     drift = previous_drift(store, days) if config.method == "robust" else None
-    return scores_for_days(inputs.pop(0), inputs.pop(0), days, config,
-                           previous_anomalies(store, days), feedback, drift)
+    for start in range(0, len(days), SCORE_BLOCK_DAYS):
+        block = days[start:start + SCORE_BLOCK_DAYS]
+        inputs = list(scoring_inputs(store, block, needed_by))
+        frames = scores_for_days(inputs.pop(0), inputs.pop(0), block, config,
+                                 previous, feedback, drift)
+        last = frames[block[-1]]
+        previous = last[last["kind"].astype(str) != ""] if len(last) else None
+        drift = last if config.method == "robust" and len(last) else None
+        yield frames
 
 
 def raised_bars_metadata(feedback: pd.DataFrame | None, config: DetectionConfig,
