@@ -291,6 +291,9 @@ def test_a_range_run_records_each_days_own_counts_and_totals(
             store.read_partition("raw_daily_costs", day)["cost"].sum()), 2)
         first = max(day - timedelta(days=90), date(2025, 1, 1))  # the first partition
         assert baselines[str(day)]["history_read"] == f"{first}..{day - timedelta(days=1)}"
+        stored = store.read_partition("cost_baselines", day)
+        assert baselines[str(day)]["series_with_autocorrelated_noise"] == int(
+            (stored["autocorr"] > 0).sum())
     # Not the range's figures copied onto each day: the days differ.
     assert len({meta["total_cost"] for meta in raw.values()}) == len(DAYS)
     # Money is rounded to cents.

@@ -115,8 +115,10 @@ BASELINES_DESCRIPTION = (
     "history_days_with_costs). A raw day never materialised inside that history fails the "
     "run, naming the days to backfill first. An episode marked expected or planned in "
     "alert_feedback has its new level adopted from the day after its alert (robust only; "
-    "accepted_levels). With SENTINEL_SHARDS set, the series are split by a hash of their key "
-    "into shards computed by separate steps, joined into the same rows."
+    "accepted_levels). autocorr (robust): the lag-1 autocorrelation of a series' noise where "
+    "its lookback shows one; its drift is then judged in a wider unit "
+    "(series_with_autocorrelated_noise). With SENTINEL_SHARDS set, the series are split by a "
+    "hash of their key into shards computed by separate steps, joined into the same rows."
 )
 BASELINES_ASSET: dict[str, Any] = {
     **DAILY_TABLE, "check_specs": BASELINE_CHECK_SPECS, "description": BASELINES_DESCRIPTION}
@@ -257,6 +259,10 @@ def _day_metadata(frame: pd.DataFrame, day: date, history_days: set[date],
         # Series whose accepted episode's level is the baseline from this day on.
         "accepted_levels": int((accepted["alert_day"] < day).sum())
         if method == "robust" else 0,
+        # Series whose noise comes in runs of busy days (autocorr > 0): their drift is judged
+        # in a wider unit, so such a run is not taken for a slow rise.
+        "series_with_autocorrelated_noise": int((frame["autocorr"].fillna(0) > 0).sum())
+        if method == "robust" and len(frame) else 0,
         "largest_baselines": dg.MetadataValue.md(markdown_table(
             top, [*SERIES_KEY, "expected_cost", "lower", "upper"])),
     }
