@@ -107,6 +107,8 @@ def _day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
 # Days of a range scored at once. Each block carries on from the one before, as a daily run
 # carries on from the day before, so the rows are the same as scored all at once; a year of
 # 10,000 series scored at once held 3.65 million rows of inputs, scores and their join (2.4 GB).
+# A block is written before the next is scored: if a later block fails (an unreadable file),
+# the days already written are whole and hold what a successful run writes for them.
 SCORE_BLOCK_DAYS = 30
 
 
