@@ -131,7 +131,7 @@ def _inputs(feedback: pd.DataFrame | None, episodes: pd.DataFrame | None = None
             ) -> DigestInputs:
     costs = pd.DataFrame({"usage_date": [MON - timedelta(days=1), MON], "service": ["S1", "S1"],
                           "cost": [100.0, 110.0]})
-    return DigestInputs(MON, costs, week_alerts(), pd.DataFrame(),
+    return DigestInputs(MON, costs, week_alerts(),
                         week_episodes() if episodes is None else episodes, feedback)
 
 
@@ -145,6 +145,10 @@ def test_digest_shows_owners_times_precision_and_cost_avoided() -> None:
     assert "*Open anomalies by owner* at week end:" in text
     assert "• untagged: 1 open, $120.00 above expected so far" in text
     assert "• team-a: 1 open, $80.00 above expected so far" in text
+    # "Still open" among the week's alerts is the same "open" as by owner: S2 and S3.
+    assert "*still open* at week end: 2" in text
+    assert "• S2 · 1 · r: spike since 2025-03-25" in text
+    assert "• S3 · 1 · r: spike since 2025-03-26" in text
     assert "*Time to detect* (median, start to alert): 1 day" in text
     assert "start to back to normal): 3 days over 3 resolved" in text
     assert "*Precision:* 67% (2 of 3 alerts with feedback were real)" in text

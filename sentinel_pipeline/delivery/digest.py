@@ -34,7 +34,7 @@ from sentinel_pipeline.delivery.ledger import alert_key
 from sentinel_pipeline.delivery.message import MAX_SECTION_CHARS, clip, escape
 from sentinel_pipeline.detection.feedback import ACCEPT_VERDICTS, NOT_ANOMALY
 from sentinel_pipeline.formatting import money
-from sentinel_pipeline.schema import FEEDBACK_TABLE, SERIES_KEY
+from sentinel_pipeline.schema import FEEDBACK_TABLE
 from sentinel_pipeline.storage import TableStore
 
 TOP_MOVERS = 5
@@ -58,7 +58,6 @@ class DigestInputs:
     week_start: date
     costs: pd.DataFrame  # raw_daily_costs of the week and the week before
     alerts: pd.DataFrame  # annotated_alerts of the week
-    last_day_anomalies: pd.DataFrame  # cost_anomalies of the week's last day
     # anomaly_episodes of the day before the week and of the week (empty: none written)
     episodes: pd.DataFrame = field(default_factory=pd.DataFrame)
     feedback: pd.DataFrame | None = None  # alert_feedback (None: nobody answered yet)
@@ -70,7 +69,6 @@ def load_digest_inputs(store: TableStore, week_start: date) -> DigestInputs:
         week_start,
         store.read_range("raw_daily_costs", week_start - timedelta(days=7), end),
         store.read_range("annotated_alerts", week_start, end),
-        store.read_range("cost_anomalies", end, end),
         store.read_range("anomaly_episodes", week_start - timedelta(days=1), end),
         store.read_table(FEEDBACK_TABLE),
     )
@@ -88,13 +86,20 @@ def _in_week(episodes: pd.DataFrame, status: str, start: date, end: date) -> pd.
     return episodes[(episodes["status"] == status) & (days >= start) & (days <= end)]
 
 
+def still_open(episodes: pd.DataFrame, end: date) -> pd.DataFrame:
+    """The episode rows open or ongoing on ``end``: what the digest calls open, everywhere."""
+    if len(episodes) == 0:
+        return episodes
+    return episodes[(_days(episodes["usage_date"]) == end)
+                    & episodes["status"].isin(["open", "ongoing"])]
+
+
 def open_by_owner(episodes: pd.DataFrame, end: date) -> pd.DataFrame:
     """Episodes open or ongoing on ``end`` per owner ("untagged" for ""): count and $ above
     expected so far, largest first."""
     if len(episodes) == 0:
         return pd.DataFrame(columns=["owner", "episodes", "impact"])
-    rows = episodes[(_days(episodes["usage_date"]) == end)
-                    & episodes["status"].isin(["open", "ongoing"])]
+    rows = still_open(episodes, end)
     owner = rows["owner"].fillna("").astype(str).replace("", "untagged")
     out = (rows.assign(owner=owner).groupby("owner")
            .agg(episodes=("episode_id", "nunique"), impact=("impact_to_date", "sum"))
@@ -200,16 +205,14 @@ def _spend(costs: pd.DataFrame, start: date, end: date) -> pd.Series:
     return picked.groupby("service")["cost"].sum()
 
 
-def open_alerts(alerts: pd.DataFrame, last_day_anomalies: pd.DataFrame) -> pd.DataFrame:
-    """The week's alerts whose series is still elevated on the week's last day (episode open)."""
-    if len(alerts) == 0 or len(last_day_anomalies) == 0:
+def open_alerts(alerts: pd.DataFrame, episodes: pd.DataFrame, end: date) -> pd.DataFrame:
+    """The week's alerts whose episode is still open on ``end`` (still_open: the same episodes
+    the open-by-owner lines count)."""
+    rows = still_open(episodes, end)
+    if len(alerts) == 0 or len(rows) == 0:
         return alerts.iloc[0:0]
-    still = last_day_anomalies
-    if "kind" in still.columns:
-        still = still[still["kind"] != "drop"]
-    keys = set(still[SERIES_KEY].astype(str).itertuples(index=False, name=None))
-    mask = [k in keys for k in alerts[SERIES_KEY].astype(str).itertuples(index=False, name=None)]
-    return alerts[mask]
+    keys = set(rows["alert_key"].astype(str))
+    return alerts[[alert_key(row) in keys for _, row in alerts.iterrows()]]
 
 
 def _pct(now: float, before: float) -> str:
@@ -229,16 +232,16 @@ def build_digest(inputs: DigestInputs, ui_url: str = "") -> dict[str, Any]:
              f"{_pct(total, before)}")
     alerts = inputs.alerts
     impact = float(pd.to_numeric(alerts["impact"]).clip(lower=0).sum()) if len(alerts) else 0.0
-    still_open = open_alerts(alerts, inputs.last_day_anomalies)
+    opened = open_alerts(alerts, inputs.episodes, end)
     lines = [f"*Alerts this week:* {len(alerts)}, {money(impact)} above expected; "
-             f"*still open* at week end: {len(still_open)}"]
-    for _, row in still_open.sort_values("impact", ascending=False).head(TOP_OPEN).iterrows():
+             f"*still open* at week end: {len(opened)}"]
+    for _, row in opened.sort_values("impact", ascending=False).head(TOP_OPEN).iterrows():
         lines.append(f"• {escape(row['service'], 200)} · {escape(row['account_id'], 64)} · "
                      f"{escape(row['region'], 64)}: {escape(row['kind'], 40)} since "
                      f"{escape(str(row.get('anomaly_start') or row['usage_date'])[:10], 10)}, "
                      f"impact {money(row['impact'])} on {str(row['usage_date'])[:10]}")
-    if len(still_open) > TOP_OPEN:
-        lines.append(f"… and {len(still_open) - TOP_OPEN} more open.")
+    if len(opened) > TOP_OPEN:
+        lines.append(f"… and {len(opened) - TOP_OPEN} more open.")
 
     change = this_week.subtract(last_week, fill_value=0.0)
     movers = change.reindex(change.abs().sort_values(ascending=False).index).head(TOP_MOVERS)

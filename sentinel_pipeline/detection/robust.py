@@ -811,8 +811,8 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     # The CUSUMs are carried from day to day in the walk below (_Drift).
     days = usage_days(merged)
     run_cost = np.where(run > 0, prior_actual - prior_expected, 0.0) + impact
-    autocorr = (merged["autocorr"].fillna(0.0).to_numpy(dtype=float) if "autocorr" in merged
-                else np.zeros(len(merged)))  # files written before it: independent noise
+    autocorr = (np.clip(merged["autocorr"].fillna(0.0).to_numpy(dtype=float), 0.0, AUTOCORR_MAX)
+                if "autocorr" in merged else np.zeros(len(merged)))  # older files: independent
     drift = _Drift(z / _drift_unit(autocorr), cusum_before, cusum_large_before, is_new,
                    elevated & (run_cost >= config.min_impact), bar["sustained"], drift_before)
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
