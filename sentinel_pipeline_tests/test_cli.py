@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -340,6 +341,33 @@ def test_doctor_passes_on_defaults_and_never_prints_secrets(
     assert "SLACK_BOT_TOKEN set" in out
     assert slack.auth_headers == ["Bearer xoxb-very-secret"]  # one call, to the fake only
     assert "very-secret" not in out + err
+
+
+def test_doctor_names_the_event_settings_on_a_postgres_instance(
+    sentinel_env: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With deploy/dagster.yaml (PostgreSQL) in DAGSTER_HOME, doctor says whether Dagster's
+    two event settings for big backfills are set, and how to set them; on SQLite it says
+    nothing of them. Advice, not a failure. (It does not connect to PostgreSQL.)"""
+    home = sentinel_env.parent / "prod_home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml",
+                home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name in ("DAGSTER_EVENT_BATCH_SIZE", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"):
+        monkeypatch.delenv(name, raising=False)
+    code, out, _ = _run(["doctor"], capsys)
+    assert code == 0, out
+    line = next(x for x in out.splitlines() if "Dagster events" in x)
+    assert "DAGSTER_EVENT_BATCH_SIZE=1000 and " \
+        "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true" in line
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    code, out, _ = _run(["doctor"], capsys)
+    assert code == 0 and "Dagster events: written in batches" in out
+    monkeypatch.setenv("DAGSTER_HOME", str(sentinel_env.parent / "dagster"))
+    code, out, _ = _run(["doctor"], capsys)
+    assert "Dagster events" not in out
 
 
 def test_doctor_fails_on_a_broken_source(sentinel_env: Path, capsys: Capture,
