@@ -54,8 +54,9 @@ def costs(shape: str, seed: int) -> np.ndarray:
     return level * week * np.exp(noise * e)
 
 
-def false_alerts(shape: str, seed: int, config: DetectionConfig) -> float:
-    """Alerts per 100 series-months over the scored days of one draw."""
+def false_alerts(shape: str, seed: int, config: DetectionConfig) -> dict[str, float]:
+    """Alerts per 100 series-months over the scored days of one draw: in all ("all") and by
+    the kind each opened as (spike: the day's jump; sustained: the drift of a run)."""
     dates = [START + timedelta(days=i) for i in range(DAYS)]
     rows = pd.DataFrame({
         "usage_date": np.tile(dates, SERIES),
@@ -66,8 +67,14 @@ def false_alerts(shape: str, seed: int, config: DetectionConfig) -> float:
     days = dates[-SCORED:]
     base = baselines_for_days(rows, days, config)
     scored = scores_for_days(rows, pd.concat(base.values(), ignore_index=True), days, config)
-    alerts = sum(int(frame["alert"].sum()) for frame in scored.values())
-    return alerts / (SERIES * SCORED / 30) * 100
+    rows = pd.concat(scored.values(), ignore_index=True)
+    kinds = rows.loc[rows["alert"].astype(bool), "kind"].astype(str)
+    per = 100 / (SERIES * SCORED / 30)
+    return {"all": len(kinds) * per,
+            **{kind: int((kinds == kind).sum()) * per for kind in KINDS}}
+
+
+KINDS = ("spike", "sustained")
 
 
 def main() -> None:
@@ -81,8 +88,10 @@ def main() -> None:
           f"last {SCORED} of {DAYS} days, {args.draws} draws)")
     for shape in SHAPES:
         per_draw = [false_alerts(shape, seed, config) for seed in range(args.draws)]
-        print(f"  {shape:10s} mean {np.mean(per_draw):6.2f}   draws "
-              + " ".join(f"{x:6.2f}" for x in per_draw))
+        total = [d["all"] for d in per_draw]
+        by_kind = ", ".join(f"{k} {np.mean([d[k] for d in per_draw]):.2f}" for k in KINDS)
+        print(f"  {shape:10s} mean {np.mean(total):6.2f}   draws "
+              + " ".join(f"{x:6.2f}" for x in total) + f"   ({by_kind})")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 
