@@ -25,7 +25,7 @@ from sentinel_pipeline.defs.checks import (
 )
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
-from sentinel_pipeline.detection import DetectionConfig, scores_for_days
+from sentinel_pipeline.detection import DetectionConfig, anomalies_of_scores, scores_for_days
 from sentinel_pipeline.detection.feedback import bars_table, raised_bars
 from sentinel_pipeline.schema import (
     BASELINE_COLUMNS,
@@ -70,9 +70,6 @@ def cost_scores(
     with user_errors():
         config = detection.config()
         feedback = store.read_table(FEEDBACK_TABLE)
-        # Every day's inputs are there before the first day is written: nothing half-done.
-        require_days(store, "raw_daily_costs", days, "cost_scores")
-        require_days(store, "cost_baselines", days, "cost_scores")
         for frames in score_range(store, days, config, "cost_scores", feedback):
             write_days(context, store, "cost_scores", frames, SCORE_COLUMNS)
             rules.append(scores_complete(frames))
@@ -117,16 +114,22 @@ def score_range(store: TableStore, days: list[date], config: DetectionConfig, ne
     """The scores of ``days`` from their stored costs and baselines, SCORE_BLOCK_DAYS days at a
     time: the first block starts from the anomalies and drift statistics stored for the day
     before ``days``, each next one from those of the last day of the block before it. The
-    inputs are handed over, not kept here, so they are freed once joined."""
+    inputs are handed over, not kept here, so they are freed once joined.
+
+    Never score a day without its costs and baselines (an empty result would read as a quiet
+    day): every day's are checked before the first block, so a missing one fails naming the
+    days before anything is written (e.g. a UI backfill that left cost_baselines out)."""
+    require_days(store, "raw_daily_costs", days, needed_by)
+    require_days(store, "cost_baselines", days, needed_by)
     previous = previous_anomalies(store, days)
     drift = previous_drift(store, days) if config.method == "robust" else None
     for start in range(0, len(days), SCORE_BLOCK_DAYS):
         block = days[start:start + SCORE_BLOCK_DAYS]
-        inputs = list(scoring_inputs(store, block, needed_by))
+        inputs = list(scoring_inputs(store, block))
         frames = scores_for_days(inputs.pop(0), inputs.pop(0), block, config,
                                  previous, feedback, drift)
         last = frames[block[-1]]
-        previous = last[last["kind"].astype(str) != ""] if len(last) else None
+        previous = anomalies_of_scores(last, config.method)  # as cost_anomalies stores them
         drift = last if config.method == "robust" and len(last) else None
         yield frames
 
@@ -154,17 +157,12 @@ def raised_bars_metadata(feedback: pd.DataFrame | None, config: DetectionConfig,
     }
 
 
-def scoring_inputs(store: TableStore, days: list[date],
-                   needed_by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The costs and baselines of ``days``. Never score a day without them (an empty result
-    would read as a quiet day): fail naming the days, e.g. a UI backfill that left
-    cost_baselines out.
+def scoring_inputs(store: TableStore, days: list[date]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The costs and baselines of ``days`` (score_range has checked they are there).
 
     Only the columns scoring reads, text as categories and dates as datetime64: a year of
     10,000 series is 3.65 million rows of each, which as Python dates and text per row took
     1.3 GB before the join even started."""
-    require_days(store, "raw_daily_costs", days, needed_by)
-    require_days(store, "cost_baselines", days, needed_by)
     release_freed_memory()  # what the steps before this one freed
     return (_read_days(store, "raw_daily_costs", days, SCORED_RAW_COLUMNS),
             _read_days(store, "cost_baselines", days, BASELINE_COLUMNS))
