@@ -317,8 +317,8 @@ SCORE_CHECK_SPECS = [dg.AssetCheckSpec(
     "duplicate or an infinite score means the table cannot be ranked).")]
 
 
-def scores_complete(frames: Mapping[date, pd.DataFrame]) -> Rule:
-    """One row per series a day, no infinite score; NaN (not scorable yet) is counted."""
+def score_problems(frames: Mapping[date, pd.DataFrame]) -> tuple[list[str], int]:
+    """What scores_complete finds in ``frames``: its problems, and the NaN scores counted."""
     problems: list[str] = []
     unscored = 0
     for day, rows in sorted(frames.items()):
@@ -330,18 +330,23 @@ def scores_complete(frames: Mapping[date, pd.DataFrame]) -> Rule:
         if np.isinf(score).any():
             problems.append(f"{day}: {int(np.isinf(score).sum())} infinite scores")
         unscored += int(np.isnan(score).sum())
+    return problems, unscored
+
+
+def _scores_rule(problems: list[str], unscored: int) -> Rule:
     return not problems, {"problems": "; ".join(problems[:10]) or "none",
                           "unscored_series_days": unscored}
 
 
-def score_check_results(rules: Sequence[Rule]) -> list[dg.AssetCheckResult]:
-    """The check over a range scored in blocks: scores_complete of each block, added up."""
-    problems = [p for passed, details in rules if not passed
-                for p in str(details["problems"]).split("; ")]
-    return [_result(SCORE_CHECK_SPECS[0], not problems, {
-        "problems": "; ".join(problems[:10]) or "none",
-        "unscored_series_days": sum(int(details["unscored_series_days"])
-                                    for _, details in rules)})]
+def scores_complete(frames: Mapping[date, pd.DataFrame]) -> Rule:
+    """One row per series a day, no infinite score; NaN (not scorable yet) is counted."""
+    return _scores_rule(*score_problems(frames))
+
+
+def score_check_results(found: Sequence[tuple[list[str], int]]) -> list[dg.AssetCheckResult]:
+    """scores_complete over a range scored in blocks: each block's score_problems, added up."""
+    return [_result(SCORE_CHECK_SPECS[0], *_scores_rule(
+        [p for problems, _ in found for p in problems], sum(n for _, n in found)))]
 
 
 # ------------------------------------------------------------ annotated_alerts

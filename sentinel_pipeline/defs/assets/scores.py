@@ -21,7 +21,7 @@ from sentinel_pipeline.defs.assets.common import (
 from sentinel_pipeline.defs.checks import (
     SCORE_CHECK_SPECS,
     score_check_results,
-    scores_complete,
+    score_problems,
 )
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
@@ -66,18 +66,18 @@ def cost_scores(
 ) -> dg.MaterializeResult:
     days = days_in_context(context)
     store = storage.store()
-    rules = []
+    found = []
     with user_errors():
         config = detection.config()
         feedback = store.read_table(FEEDBACK_TABLE)
         for frames in score_range(store, days, config, "cost_scores", feedback):
             write_days(context, store, "cost_scores", frames, SCORE_COLUMNS)
-            rules.append(scores_complete(frames))
+            found.append(score_problems(frames))
             for day, rows in frames.items():
                 add_day_metadata(context, day, _day_metadata(rows))
             last = frames[max(frames)]
     return dg.MaterializeResult(
-        check_results=score_check_results(rules),
+        check_results=score_check_results(found),
         metadata={
             "method": config.method,
             "expected_share_above": dg.MetadataValue.json(
