@@ -205,14 +205,15 @@ def _spend(costs: pd.DataFrame, start: date, end: date) -> pd.Series:
     return picked.groupby("service")["cost"].sum()
 
 
-def open_alerts(alerts: pd.DataFrame, episodes: pd.DataFrame, end: date) -> pd.DataFrame:
-    """The week's alerts whose episode is still open on ``end`` (still_open: the same episodes
-    the open-by-owner lines count)."""
+def open_alerts(alerts: pd.DataFrame, keys: list[str], episodes: pd.DataFrame,
+                end: date) -> pd.DataFrame:
+    """The week's alerts (``keys``: their alert_key, in order) whose episode is still open on
+    ``end`` (still_open: the same episodes the open-by-owner lines count)."""
     rows = still_open(episodes, end)
     if len(alerts) == 0 or len(rows) == 0:
         return alerts.iloc[0:0]
-    keys = set(rows["alert_key"].astype(str))
-    return alerts[[alert_key(row) in keys for _, row in alerts.iterrows()]]
+    open_keys = set(rows["alert_key"].astype(str))
+    return alerts[[key in open_keys for key in keys]]
 
 
 def _pct(now: float, before: float) -> str:
@@ -232,7 +233,8 @@ def build_digest(inputs: DigestInputs, ui_url: str = "") -> dict[str, Any]:
              f"{_pct(total, before)}")
     alerts = inputs.alerts
     impact = float(pd.to_numeric(alerts["impact"]).clip(lower=0).sum()) if len(alerts) else 0.0
-    opened = open_alerts(alerts, inputs.episodes, end)
+    keys = [alert_key(row) for _, row in alerts.iterrows()] if len(alerts) else []
+    opened = open_alerts(alerts, keys, inputs.episodes, end)
     lines = [f"*Alerts this week:* {len(alerts)}, {money(impact)} above expected; "
              f"*still open* at week end: {len(opened)}"]
     for _, row in opened.sort_values("impact", ascending=False).head(TOP_OPEN).iterrows():
@@ -256,7 +258,6 @@ def build_digest(inputs: DigestInputs, ui_url: str = "") -> dict[str, Any]:
     if len(mover_lines) == 1:
         mover_lines.append("no change.")
 
-    keys = [alert_key(row) for _, row in alerts.iterrows()] if len(alerts) else []
     life, by_owner = life_lines(inputs, keys)
 
     blocks: list[dict[str, Any]] = [
