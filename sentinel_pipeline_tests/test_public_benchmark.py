@@ -174,9 +174,14 @@ def test_average_precision_is_sklearns() -> None:
 def test_sentinel_runs_through_the_harness() -> None:
     """Robust here, seed in the CLI test below (each runs ~2 s: 729 days of baselines)."""
     cell = make_cell(CALIBRATION[0], 0)
-    shipped, p99, at_budget = run_sentinel([cell], "robust", 0.01)
+    shipped, p99, at_budget, oracle = run_sentinel([cell], "robust", 0.01)
     assert shipped.name.endswith("as shipped") and p99.name.endswith("p99 score")
     assert at_budget.name == "Sentinel robust at 0.01 (s=2.33)"
+    # Baselines learned without the injected events: the events stand out more against them.
+    assert oracle.name == "robust, oracle's clean history as shipped"
+    events = cell.is_anomaly
+    assert (np.nanmedian(oracle.scores[cell.name][events])
+            > np.nanmedian(shipped.scores[cell.name][events]) + 0.5)
     # A threshold at the budget alerts on more days than the shipped one, never fewer.
     flagged = shipped.flags[cell.name]
     assert (at_budget.flags[cell.name] >= flagged).mean() > 0.99
