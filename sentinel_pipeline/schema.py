@@ -36,6 +36,8 @@ BASELINE_COLUMNS: list[str] = [
     "cusum",  # drift statistics at D-1 (robust.py): the evidence of a slow rise (K = 0.5)
     "cusum_large",  # and of a larger one (K = 1.5)
     "autocorr",  # lag-1 autocorrelation of the noise: a run of z adds up in a wider unit
+    # lookback days of an earlier episode the baseline replaced by its model (robust.py)
+    "episode_days_left_out",
     "method",
 ]
 
@@ -214,7 +216,7 @@ _FLOAT_COLUMNS = {
 
 _DATE_COLUMNS = {"usage_date", "anomaly_start", "alert_day", "resolved_on"}
 _BOOL_COLUMNS = {"estimated", "alert"}
-_INT_COLUMNS = {"history_days", "elevated_days", "days"}
+_INT_COLUMNS = {"history_days", "elevated_days", "episode_days_left_out", "days"}
 
 
 def _as_dates(column: pd.Series) -> pd.Series:

@@ -294,6 +294,8 @@ def test_a_range_run_records_each_days_own_counts_and_totals(
         stored = store.read_partition("cost_baselines", day)
         assert baselines[str(day)]["series_with_autocorrelated_noise"] == int(
             (stored["autocorr"] > 0).sum())
+        assert baselines[str(day)]["series_with_episodes_left_out"] == int(
+            (stored["episode_days_left_out"] > 0).sum())
     # Not the range's figures copied onto each day: the days differ.
     assert len({meta["total_cost"] for meta in raw.values()}) == len(DAYS)
     # Money is rounded to cents.

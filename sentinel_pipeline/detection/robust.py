@@ -293,7 +293,9 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     cleaned_rows, cleaned = _without_episodes(values, present, first_seen, weekdays, factor,
                                               slope, np.fmax(level_recent, level_long),
                                               log_scale, ~accepted)
+    left_out = np.zeros(n_series, dtype=np.int64)
     if len(cleaned_rows):
+        left_out[cleaned_rows] = (cleaned != values[cleaned_rows]).sum(axis=1)
         rows, refit = cleaned_rows, _shape(cleaned, present[cleaned_rows],
                                            first_seen[cleaned_rows], weekdays, offset)
         for whole, part in zip((factor, level_long, log_scale, noise_df, slope), refit,
@@ -383,6 +385,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "cusum": m["cusum"],
         "cusum_large": m["cusum_large"],
         "autocorr": autocorr,
+        "episode_days_left_out": left_out,
     }, "robust")
 
 

@@ -117,7 +117,10 @@ BASELINES_DESCRIPTION = (
     "alert_feedback has its new level adopted from the day after its alert (robust only; "
     "accepted_levels). autocorr (robust): the lag-1 autocorrelation of a series' noise where "
     "its lookback shows one; its drift is then judged in a wider unit "
-    "(series_with_autocorrelated_noise). With SENTINEL_SHARDS set, the series are split by a "
+    "(series_with_autocorrelated_noise). episode_days_left_out (robust): days of an earlier "
+    "episode in the lookback (a run of days far above normal) replaced by the model's cost, so "
+    "the level and noise are those of normal days (series_with_episodes_left_out). With "
+    "SENTINEL_SHARDS set, the series are split by a "
     "hash of their key into shards computed by separate steps, joined into the same rows."
 )
 BASELINES_ASSET: dict[str, Any] = {
@@ -262,6 +265,9 @@ def _day_metadata(frame: pd.DataFrame, day: date, history_days: set[date],
         # Series whose noise comes in runs of busy days (autocorr > 0): their drift is judged
         # in a wider unit, so such a run is not taken for a slow rise.
         "series_with_autocorrelated_noise": int((frame["autocorr"].fillna(0) > 0).sum())
+        if method == "robust" and len(frame) else 0,
+        # Series whose lookback held an episode, left out of their level and noise.
+        "series_with_episodes_left_out": int((frame["episode_days_left_out"] > 0).sum())
         if method == "robust" and len(frame) else 0,
         "largest_baselines": dg.MetadataValue.md(markdown_table(
             top, [*SERIES_KEY, "expected_cost", "lower", "upper"])),
