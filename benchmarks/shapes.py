@@ -9,7 +9,11 @@ history) and reported per 100 series-months, for 3 draws:
 - ``t3``: Student-t noise with 3 degrees of freedom (heavy tails), scaled to the same sd;
 - ``ar1``: AR(1) noise with rho = 0.5 (a busy day is followed by a busy day);
 - ``growth``: normal noise on a level growing 5-30 % of its first month a month;
-- ``randomwalk``: normal noise on a level that wanders 1 % a day.
+- ``randomwalk``: normal noise on a level that wanders 1 % a day;
+- ``episodes``: normal noise, and in the history (days 7-66, none in the scored days) three
+  episodes per series, each a ramp of +3-10 % a day for 7-14 days or a rise of +50-200 % for
+  1-2 days, as dense as the public benchmark's year 2: alerts here are the price of a history
+  that held anomalies (a baseline that learned them, or one that left them out too eagerly).
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -27,7 +31,7 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
-SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk")
+SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes")
 
 
 def costs(shape: str, seed: int) -> np.ndarray:
@@ -51,7 +55,26 @@ def costs(shape: str, seed: int) -> np.ndarray:
         week = week * (1 + rng.uniform(0.05, 0.3, SERIES)[:, None] / 30 * t)
     elif shape == "randomwalk":
         week = week * np.exp(np.cumsum(rng.normal(0, 0.01, (SERIES, DAYS)), axis=1))
-    return level * week * np.exp(noise * e)
+    log_cost = noise * e
+    if shape == "episodes":
+        log_cost += past_episodes(rng)
+    return level * week * np.exp(log_cost)
+
+
+def past_episodes(rng: np.random.Generator) -> np.ndarray:
+    """Log excess of three episodes per series in days 7-66 (20 days apart at most)."""
+    excess = np.zeros((SERIES, DAYS))
+    for row in excess:
+        for slot in (7, 27, 47):
+            if rng.random() < 0.5:  # a ramp
+                length = int(rng.integers(7, 15))
+                start = slot + int(rng.integers(0, 20 - length + 1)) if length < 20 else slot
+                row[start:start + length] = np.log1p(rng.uniform(0.03, 0.10)
+                                                     * np.arange(1, length + 1))
+            else:  # a rise of one or two days
+                start = slot + int(rng.integers(0, 18))
+                row[start:start + int(rng.integers(1, 3))] = np.log1p(rng.uniform(0.5, 2.0))
+    return excess
 
 
 def false_alerts(shape: str, seed: int, config: DetectionConfig) -> dict[str, float]:
