@@ -77,17 +77,23 @@ def past_episodes(rng: np.random.Generator) -> np.ndarray:
     return excess
 
 
+def cost_rows(matrix: np.ndarray, start: date = START) -> pd.DataFrame:
+    """Raw cost rows of a (series, days) cost matrix: services s0, s1, ... from ``start``."""
+    count, n = matrix.shape
+    dates = [start + timedelta(days=i) for i in range(n)]
+    return pd.DataFrame({
+        "usage_date": np.tile(dates, count),
+        "service": np.repeat([f"s{i}" for i in range(count)], n),
+        "account_id": "a", "region": "r",
+        "cost": matrix.ravel(), "currency": "USD",
+    })
+
+
 def false_alerts(shape: str, seed: int, config: DetectionConfig) -> dict[str, float]:
     """Alerts per 100 series-months over the scored days of one draw: in all ("all") and by
     the kind each opened as (spike: the day's jump; sustained: the drift of a run)."""
-    dates = [START + timedelta(days=i) for i in range(DAYS)]
-    rows = pd.DataFrame({
-        "usage_date": np.tile(dates, SERIES),
-        "service": np.repeat([f"s{i}" for i in range(SERIES)], DAYS),
-        "account_id": "a", "region": "r",
-        "cost": costs(shape, seed).ravel(), "currency": "USD",
-    })
-    days = dates[-SCORED:]
+    rows = cost_rows(costs(shape, seed))
+    days = sorted(set(rows["usage_date"]))[-SCORED:]
     base = baselines_for_days(rows, days, config)
     scored = scores_for_days(rows, pd.concat(base.values(), ignore_index=True), days, config)
     rows = pd.concat(scored.values(), ignore_index=True)

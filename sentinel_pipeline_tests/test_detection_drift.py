@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.shapes import cost_rows
 from sentinel_pipeline.detection import (
     DetectionConfig,
     baselines_for_days,
@@ -291,11 +292,7 @@ def _noise_frame(noise: np.ndarray, seed: int) -> pd.DataFrame:
     dates = [START + timedelta(days=i) for i in range(n)]
     weekday = np.array([d.weekday() for d in dates])
     level = rng.uniform(200, 2000, count)[:, None] * WEEKLY[weekday]
-    return pd.DataFrame({
-        "usage_date": np.tile(dates, count),
-        "service": np.repeat([f"s{k}" for k in range(count)], n),
-        "account_id": "a", "region": "r", "currency": "USD",
-        "cost": (level * np.exp(noise)).ravel()})
+    return cost_rows(level * np.exp(noise), START)
 
 
 def _ar1(rng: np.random.Generator, shape: tuple[int, int], rho: float,
