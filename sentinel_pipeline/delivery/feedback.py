@@ -29,7 +29,7 @@ are older than the window, keep their stored rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -204,18 +204,15 @@ def collect_feedback(
         return result
     by_name = {name: verdict for verdict, names in reactions.items() for name in names}
     users = _Users(reader, frozenset(u.strip() for u in allowed_users if u.strip()))
-    since = (today - timedelta(days=max(days, 1) - 1)).isoformat()
     seen_at = now().isoformat(timespec="seconds")
     alert_rows: dict[str, dict[str, dict[str, Any]]] = {}
     read_keys: set[str] = set()
     rows: list[dict[str, Any]] = []
-    for key, entry in ledger.alert_messages(since, destination="slack"):
+    for key, entry, posted in _posted_alerts(ledger, today, days):
         row = alert_row(store, key, alert_rows)
         if row is None:
             result.ignored.append(f"{key}: not in annotated_alerts any more")
             continue
-        posted = Posted(str(entry["ts"]), str(entry.get("channel_id") or entry["channel"]),
-                        str(entry.get("reference", "")))
         try:
             message = reader.reacted(entry["channel"], posted)
             replies = (reader.thread(entry["channel"], posted)
@@ -264,6 +261,17 @@ def collect_feedback(
     return result
 
 
+def _posted_alerts(ledger: DeliveryLedger, today: date,
+                   days: int) -> Iterator[tuple[str, dict[str, Any], Posted]]:
+    """The alert messages posted to Slack for the ``days`` days ending ``today``: each one's
+    ledger key and entry, and where it is (the window collect_feedback and slack_state read)."""
+    since = (today - timedelta(days=max(days, 1) - 1)).isoformat()
+    for key, entry in ledger.alert_messages(since, destination="slack"):
+        yield key, entry, Posted(str(entry["ts"]),
+                                 str(entry.get("channel_id") or entry["channel"]),
+                                 str(entry.get("reference", "")))
+
+
 def _present(value: Any) -> bool:
     return value is not None and value is not pd.NaT and not (
         isinstance(value, float) and pd.isna(value))
@@ -284,11 +292,8 @@ def slack_state(reader: FeedbackReader, ledger: DeliveryLedger, today: date,
     import hashlib
     import json
 
-    since = (today - timedelta(days=max(days, 1) - 1)).isoformat()
     state = []
-    for key, entry in ledger.alert_messages(since, destination="slack"):
-        posted = Posted(str(entry["ts"]), str(entry.get("channel_id") or entry["channel"]),
-                        str(entry.get("reference", "")))
+    for key, entry, posted in _posted_alerts(ledger, today, days):
         try:
             message = reader.reacted(entry["channel"], posted)
         except DeliveryError as exc:
