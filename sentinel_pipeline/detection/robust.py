@@ -419,8 +419,8 @@ def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.nd
     single high day is left in: a median shrugs it off, and on heavy-tailed noise single days
     that high are normal (leaving them out made Student-t series noisier). The model is the
     first pass's, so what it calls far off is judged against a level and noise the episodes
-    inflated: a ramp's moderate days stay in. ``allowed``: the
-    series that may be cleaned (not those whose new level was accepted by feedback)."""
+    inflated: a ramp's moderate days stay in. ``allowed``: the series that may be cleaned (not
+    those whose new level was accepted by feedback)."""
     n, n_days = values.shape
     noise = np.fmax(log_scale, np.log1p(RELATIVE_SCALE_FLOOR))
     candidate = (allowed & np.isfinite(noise) & (level > 0)
@@ -447,18 +447,18 @@ def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.nd
         hit = np.flatnonzero(pair.any(axis=1))
         # A series without spend on a day since it first appeared has no continuous level to
         # measure a run against (its recent median counts those days as 0): left as it is.
-        # Checked on the few series with a run only.
-        gaps = (columns >= first_seen[start + hit, None]) & ~(present[start + hit]
-                                                             & (values[start + hit] > 0))
-        hit = hit[~gaps.any(axis=1)]
+        # Checked on the few series with a run only, and only their rows copied.
+        found = values[start + hit]
+        gaps = (columns >= first_seen[start + hit, None]) & ~(present[start + hit] & (found > 0))
+        whole = ~gaps.any(axis=1)
+        hit, found = hit[whole], found[whole]
         if len(hit):
             episode = np.zeros((len(hit), n_days), dtype=bool)
             episode[:, 1:] = pair[hit]
             episode[:, :-1] |= pair[hit]
-            block = values[part][hit]
-            block[episode] = np.exp(_by_day(log_model[hit], weekdays) - trend[hit])[episode]
+            found[episode] = np.exp(_by_day(log_model[hit], weekdays) - trend[hit])[episode]
             rows.append(start + hit)
-            blocks.append(block)
+            blocks.append(found)
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, n_days), dtype=values.dtype)
     return np.concatenate(rows), np.concatenate(blocks)

@@ -120,8 +120,8 @@ BASELINES_DESCRIPTION = (
     "(series_with_autocorrelated_noise). episode_days_left_out (robust): days of an earlier "
     "episode in the lookback (a run of days far above normal) replaced by the model's cost, so "
     "the level and noise are those of normal days (series_with_episodes_left_out). With "
-    "SENTINEL_SHARDS set, the series are split by a "
-    "hash of their key into shards computed by separate steps, joined into the same rows."
+    "SENTINEL_SHARDS set, the series are split by a hash of their key into shards computed by "
+    "separate steps, joined into the same rows."
 )
 BASELINES_ASSET: dict[str, Any] = {
     **DAILY_TABLE, "check_specs": BASELINE_CHECK_SPECS, "description": BASELINES_DESCRIPTION}
