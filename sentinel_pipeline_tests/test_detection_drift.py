@@ -15,7 +15,12 @@ from sentinel_pipeline.detection import (
     baselines_for_days,
     scores_for_days,
 )
-from sentinel_pipeline.detection.robust import MEDIAN_CHANGE_TO_SIGMA, _trend, cusum_score
+from sentinel_pipeline.detection.robust import (
+    MEDIAN_CHANGE_TO_SIGMA,
+    THIRD_LEVEL_SD,
+    _trend,
+    cusum_score,
+)
 from sentinel_pipeline_tests.test_robust_method import alerts, day, noisy, run, series
 
 START = date(2025, 1, 1)
@@ -185,7 +190,7 @@ def test_a_series_that_skips_days_at_random_is_not_news_on_its_next_ordinary_day
 def test_a_growing_bill_is_expected_on_its_trend() -> None:
     """+30 % of the first month's cost a month: the expected cost follows the trend (a median of
     the last 14 days alone sits a week behind it, 5.5 % low here, and made growing series
-    alert; the limited slope, the smaller half, comes within 2 %)."""
+    alert; the limited slope, the smaller half, came within 2 %; the steady line's within 1 %)."""
     n, count = 130, 20
     t = np.arange(n)
     weekday = np.array([(START + timedelta(days=int(i))).weekday() for i in t])
@@ -259,15 +264,47 @@ def test_a_level_shift_in_the_lookback_is_not_taken_for_growth() -> None:
     n = 200
     present, flat = np.ones((n, 63), dtype=bool), np.ones((n, 7), dtype=np.float32)
     since, weekdays = np.zeros(n, dtype=np.int64), np.arange(63) % 7
+    noise = np.full(n, 0.05)
     for at in range(63):
         values = 500 * np.exp(rng.normal(0, 0.05, (n, 63)))
         values[:, at:] *= 1.5
-        slope = _trend(values.astype(np.float32), present, since, weekdays, flat)
+        slope = _trend(values.astype(np.float32), present, since, weekdays, flat, noise)
         assert float(np.median(np.abs(slope))) * 7.5 < 0.025, at  # the noise of a median
     t = np.arange(63)
     growing = 500 * (1 + 0.01 * t) * np.exp(rng.normal(0, 0.05, (n, 63)))
-    slope = _trend(growing.astype(np.float32), present, since, weekdays, flat)
+    slope = _trend(growing.astype(np.float32), present, since, weekdays, flat, noise)
     assert float(np.median(slope)) == pytest.approx(0.01 / (1 + 0.01 * 40), rel=0.2)
+
+
+def test_a_steady_trend_is_measured_whole_not_by_its_smaller_half() -> None:
+    """On steady growth the two half-slopes differ only by noise: taking the smaller one always
+    (the limiter) read the growth ~20 % low here, so the expected cost of a growing bill lagged
+    and its series alerted; where they agree within STEADY_SE standard errors the line's slope
+    is taken, within a few % of the truth. A ramp of the last weeks still gets the limiter."""
+    rng = np.random.default_rng(5)
+    n, sigma, rate = 400, 0.10, np.log(1.3) / 30  # +30 % a month, 10 % noise
+    present, flat = np.ones((n, 63), dtype=bool), np.ones((n, 7), dtype=np.float32)
+    since, weekdays, noise = np.zeros(n, dtype=np.int64), np.arange(63) % 7, np.full(n, sigma)
+    t = np.arange(63)
+    growing = (500 * np.exp(rate * t + rng.normal(0, sigma, (n, 63)))).astype(np.float32)
+    limited = float(np.median(_trend(growing, present, since, weekdays, flat)))
+    steady = float(np.median(_trend(growing, present, since, weekdays, flat, noise)))
+    assert steady == pytest.approx(rate, rel=0.05)
+    assert limited < 0.9 * rate
+    # Flat for 7 weeks, then +8 % a day for 14 days: the halves disagree, the limiter holds.
+    ramp = 500 * np.exp(rng.normal(0, sigma, (n, 63)))
+    ramp[:, 49:] *= 1 + 0.08 * np.arange(1, 15)
+    slope = _trend(ramp.astype(np.float32), present, since, weekdays, flat, noise)
+    assert float(np.median(slope)) < 0.2 * np.log(1.08)
+
+
+def test_third_level_constant_matches_normal_noise() -> None:
+    """THIRD_LEVEL_SD is the sd of a third of 21 days' level (the median of its three weeks'
+    median days) for log noise of sd 1, times sqrt(21): re-derived here by simulation."""
+    rng = np.random.default_rng(7)
+    weeks = np.median(rng.normal(0, 1, (200_000, 3, 7)), axis=2)
+    third = np.median(weeks, axis=1)
+    assert float(third.std()) * np.sqrt(21) == pytest.approx(THIRD_LEVEL_SD, rel=0.02)
 
 
 def test_a_level_shift_alerts_once_on_a_noisy_series() -> None:

@@ -402,7 +402,8 @@ def _shape(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
     (_weekly) and the trend (_trend) of a lookback's whole weeks, from column ``offset``."""
     weeks = (values[:, offset:], present[:, offset:], first_seen - offset, weekdays[offset:])
     factor, level_long, log_scale, noise_df = _weekly(*weeks)
-    return factor, level_long, log_scale, noise_df, _trend(*weeks, factor.astype(np.float32))
+    return factor, level_long, log_scale, noise_df, _trend(*weeks, factor.astype(np.float32),
+                                                           log_scale)
 
 
 def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
@@ -601,18 +602,23 @@ def _noise(days: np.ndarray, seen: np.ndarray,
 
 
 def _trend(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
-           weekdays: np.ndarray, factor: np.ndarray) -> np.ndarray:
+           weekdays: np.ndarray, factor: np.ndarray,
+           log_noise: np.ndarray | None = None) -> np.ndarray:
     """Trend per day of each series, in log space: Tukey's resistant line through the median
-    week of the first, middle and last third of the lookback, taken as the smaller of its two
-    half-slopes when they agree in sign and 0 when they do not (the minmod limiter). A week is
-    its median weekday-adjusted day, so a spike does not move it and a week a level shift cuts
-    in two is on one side of the shift, not between. A steady trend has equal half-slopes; a
-    level shift inside the lookback has one of them ~0, so it is not extrapolated as growth,
-    nor is a ramp of the last week or two. 0 without MIN_WEEKS_FOR_TREND weeks, or with a third
-    without spend.
+    week of the first, middle and last third of the lookback. A week is its median
+    weekday-adjusted day, so a spike does not move it and a week a level shift cuts in two is
+    on one side of the shift, not between. A steady trend has equal half-slopes: where they
+    agree in sign and differ by less than STEADY_SE standard errors (from ``log_noise``, the
+    series' log noise sd), the line's own slope (their mean) is taken. Otherwise the smaller
+    half-slope when they agree in sign and 0 when they do not (the minmod limiter): a level
+    shift inside the lookback has one of them ~0, so it is not extrapolated as growth, nor is
+    a ramp of the last week or two. Always taking the smaller half had a growing bill's
+    expected cost lag behind it (noise makes one half smaller than the other), and growing
+    series alerted. 0 without MIN_WEEKS_FOR_TREND weeks, or with a third without spend.
 
     ``values`` and ``present``: whole weeks of days (``first_seen`` counted from the first);
-    ``weekdays``: each column's weekday; ``factor``: the weekday factors (a column a weekday)."""
+    ``weekdays``: each column's weekday; ``factor``: the weekday factors (a column a weekday);
+    ``log_noise`` None (or NaN for a series): the limiter only."""
     n, n_days = values.shape
     weeks = n_days // 7
     third = weeks // 3
@@ -640,7 +646,23 @@ def _trend(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
     rise = (middle - left) / np.float32(days_between[0])
     rest = (right - middle) / np.float32(days_between[1])
     slope = np.where(rise * rest > 0, np.sign(rise) * np.fmin(np.abs(rise), np.abs(rest)), 0.0)
+    if log_noise is not None:
+        # rise - rest = (2 middle - left - right) / days: sqrt(6) thirds' errors over the days.
+        error = (np.sqrt(6.0) * THIRD_LEVEL_SD / np.sqrt(7.0 * third) / days_between[0]
+                 * log_noise)
+        with np.errstate(invalid="ignore"):
+            steady = (rise * rest > 0) & (np.abs(rise - rest) <= STEADY_SE * error)
+        slope = np.where(steady, (rise + rest) / 2, slope)
     return np.where(np.isfinite(slope), slope, 0.0).astype(np.float32)
+
+
+# The sd of a third's level (the median of its weeks' median days) for log noise of sd 1 a
+# day, times the square root of the third's days: 1.41, by simulation (re-derived in
+# test_detection_drift.py); a mean of the days would be 1.0, their median 1.25.
+THIRD_LEVEL_SD = 1.41
+# Half-slopes within this many standard errors of each other are one steady trend (a two-sided
+# 95 % test: a steady trend is read as steady 19 times in 20).
+STEADY_SE = 2.0
 
 
 def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
