@@ -177,11 +177,14 @@ def test_sentinel_runs_through_the_harness() -> None:
     shipped, p99, at_budget, oracle = run_sentinel([cell], "robust", 0.01)
     assert shipped.name.endswith("as shipped") and p99.name.endswith("p99 score")
     assert at_budget.name == "Sentinel robust at 0.01 (s=2.33)"
-    # Baselines learned without the injected events: the events stand out more against them.
+    # Baselines learned without the injected events: the events stand out more against them
+    # (median event score 2.5 against 2.1 here; 1.3 before the days of episodes Sentinel
+    # flagged were left out of the history it learns from).
     assert oracle.name == "robust, oracle's clean history as shipped"
     events = cell.is_anomaly
     assert (np.nanmedian(oracle.scores[cell.name][events])
-            > np.nanmedian(shipped.scores[cell.name][events]) + 0.5)
+            > np.nanmedian(shipped.scores[cell.name][events]) + 0.25)
+    assert np.nanmedian(shipped.scores[cell.name][events]) > 1.8
     # A threshold at the budget alerts on more days than the shipped one, never fewer.
     flagged = shipped.flags[cell.name]
     assert (at_budget.flags[cell.name] >= flagged).mean() > 0.99

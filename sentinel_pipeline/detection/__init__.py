@@ -29,12 +29,14 @@ from sentinel_pipeline.detection.frames import (
     to_matrix,
     usage_days,
 )
+from sentinel_pipeline.detection.verdicts import DayScorer, Earlier, FlaggedDays
 from sentinel_pipeline.schema import SERIES_KEY
 
 __all__ = [
     "HISTORY_WINDOW_DAYS",
     "METHODS",
     "DetectionConfig",
+    "Earlier",
     "anomalies_for_days",
     "anomalies_of_scores",
     "baselines_for_days",
@@ -57,26 +59,45 @@ def baselines_for_days(
     config: DetectionConfig,
     progress: Callable[[date], None] | None = None,
     feedback: pd.DataFrame | None = None,
+    earlier: Earlier | None = None,
 ) -> dict[date, pd.DataFrame]:
     """Baselines of each day from rows of ``history`` strictly before it. ``history`` may also
     be a function giving the matrix of days first..last, so a caller reading files (the
     cost_baselines asset) reads only the days the method looks at straight into it.
     ``feedback`` (the alert_feedback table, robust only): episodes marked expected / planned
-    have their new level adopted from the day after their alert (feedback.py)."""
+    have their new level adopted from the day after their alert (feedback.py).
+
+    Robust only: the days of episodes Sentinel flagged are left out of the history
+    (verdicts.py): those ``earlier`` holds (cost_anomalies stored before the first day), and
+    those of the days of this range, each scored as soon as its baseline is known, carrying
+    on from the state ``earlier`` holds for the day before the first (as cost_scores does)."""
     method = _method(config)
     span = timedelta(days=method.history_days(config))
     one = timedelta(days=1)
     first, last = min(days) - span, max(days) - one
     matrix = history(first, last) if callable(history) else to_matrix(history, first, last)
-    accepted = accepted_episodes(feedback) if config.method == "robust" else None
+    robust_method = config.method == "robust"
+    accepted = accepted_episodes(feedback) if robust_method else None
+    flagged = FlaggedDays(matrix, feedback) if robust_method else None
+    scorer = None
+    if flagged is not None:
+        flagged.add(earlier.anomalies if earlier else None)
+        scorer = DayScorer(config, flagged, earlier, feedback)
+    wanted = set(days)
     out: dict[date, pd.DataFrame] = {}
     for day in days:
         window = matrix.window(day - span, day - one)
-        if accepted is not None and len(accepted):
-            since = level_since(accepted, window.keys, day)
-            out[day] = robust.baselines_from_matrix(window, day, config, since)
-        else:
+        if flagged is None or scorer is None:
             out[day] = method.baselines_from_matrix(window, day, config)
+        else:
+            lo, hi = ((day - span) - matrix.first).days, (day - matrix.first).days
+            rows = np.flatnonzero(matrix.present[:, lo:hi].any(axis=1))
+            since = (level_since(accepted, window.keys, day)
+                     if accepted is not None and len(accepted) else None)
+            out[day] = robust.baselines_from_matrix(window, day, config, since,
+                                                    flagged.window(rows, lo, hi))
+            if day + one in wanted:  # a later day of the range learns from this one's verdicts
+                scorer.score(day, out[day], window.keys, rows)
         if progress:
             progress(day)
     return out

@@ -470,6 +470,11 @@ def _baseline_types() -> dict[str, Any]:
     return dict(empty_frame(BASELINE_COLUMNS).dtypes)
 
 
+def baseline_order(keys: pd.DataFrame) -> np.ndarray:
+    """The positions of ``keys``' rows in the order baseline_frame writes them (by series)."""
+    return keys.reset_index(drop=True).sort_values(SERIES_KEY, kind="stable").index.to_numpy()
+
+
 def baseline_frame(
     keys: pd.DataFrame, day: date, columns: dict[str, np.ndarray], method: str
 ) -> pd.DataFrame:
@@ -485,7 +490,7 @@ def baseline_frame(
     if extra:
         raise ValueError(f"not cost_baselines columns: {extra}")
     keys = keys.reset_index(drop=True)
-    order = keys.sort_values(SERIES_KEY, kind="stable").index.to_numpy()
+    order = baseline_order(keys)
     n = len(order)
     data: dict[str, object] = {"usage_date": np.full(n, day, dtype=object)}
     for key in SERIES_KEY:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -238,12 +239,15 @@ def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig,
-                          level_since: Mapping[int, date] | None = None) -> pd.DataFrame:
+                          level_since: Mapping[int, date] | None = None,
+                          flagged: np.ndarray | None = None) -> pd.DataFrame:
     """Seasonal median baseline, noise scale and the elevated run before ``day``.
 
     ``level_since`` (matrix row -> day): the first day of an episode whose new level was
     accepted (feedback.py): that series' level is the median of its days from then on (at most
-    LEVEL_DAYS of them), adopted at once, not after ADOPT_DAYS."""
+    LEVEL_DAYS of them), adopted at once, not after ADOPT_DAYS. ``flagged`` (like
+    ``matrix.values``): days of episodes Sentinel flagged (verdicts.py), left out of the
+    history with the episodes _without_episodes finds."""
     # float32 for the series x day work: cost data has no 8 significant digits to lose, and at a
     # million series halving the bytes moved is what makes it fast.
     values, present = matrix.values.astype(np.float32), matrix.present
@@ -290,9 +294,12 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     # Episodes in the history are not normal: estimated again without them (_without_episodes).
     nothing_left_out = np.zeros(n_series, dtype=np.int64)
     level_recent = _recent_level(deseasoned, nothing_left_out)
+    replacement = np.fmax(level_recent, level_long)
+    if flagged is not None:
+        flagged = _episodes_over(flagged, values, present, factor, weekdays)
+        replacement = _normal_level(replacement, deseasoned, flagged[:, recent:])
     cleaned_rows, cleaned = _without_episodes(values, present, first_seen, weekdays, factor,
-                                              slope, np.fmax(level_recent, level_long),
-                                              log_scale, ~accepted)
+                                              slope, replacement, log_scale, ~accepted, flagged)
     left_out = np.zeros(n_series, dtype=np.int64)
     if len(cleaned_rows):
         left_out[cleaned_rows] = (cleaned != values[cleaned_rows]).sum(axis=1)
@@ -409,9 +416,11 @@ def _shape(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
 def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
                       weekdays: np.ndarray, factor: np.ndarray, slope: np.ndarray,
                       level: np.ndarray, log_scale: np.ndarray,
-                      allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                      allowed: np.ndarray,
+                      flagged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The series whose lookback holds an episode, and their costs with its days replaced by
-    the model's cost of their date (level x weekday factor x the trend back to it).
+    the model's cost of their date (level x weekday factor x the trend back to it). The days
+    ``flagged`` (by Sentinel's own verdicts, verdicts.py) are an episode's too.
 
     An episode day is one of a run of at least two days each more than EPISODE_DAY_Z log
     noise sds above the model. Left in, episodes are taken for normal: on a history where a
@@ -445,7 +454,9 @@ def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.nd
         with np.errstate(invalid="ignore", divide="ignore"):  # no spend: -inf, never high
             high = np.log(values[part]) > above
         pair = high[:, 1:] & high[:, :-1]
-        hit = np.flatnonzero(pair.any(axis=1))
+        known = None if flagged is None else flagged[part] & candidate[part, None]
+        hit = np.flatnonzero(pair.any(axis=1) if known is None
+                             else pair.any(axis=1) | known.any(axis=1))
         # A series without spend on a day since it first appeared has no continuous level to
         # measure a run against (its recent median counts those days as 0): left as it is.
         # Checked on the few series with a run only, and only their rows copied.
@@ -457,12 +468,82 @@ def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.nd
             episode = np.zeros((len(hit), n_days), dtype=bool)
             episode[:, 1:] = pair[hit]
             episode[:, :-1] |= pair[hit]
+            if known is not None:
+                episode |= known[hit]
             found[episode] = np.exp(_by_day(log_model[hit], weekdays) - trend[hit])[episode]
             rows.append(start + hit)
             blocks.append(found)
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, n_days), dtype=values.dtype)
     return np.concatenate(rows), np.concatenate(blocks)
+
+
+def _normal_level(level: np.ndarray, deseasoned: np.ndarray,
+                  flagged: np.ndarray) -> np.ndarray:
+    """The level a series' flagged days are put back at: the median of its last LEVEL_DAYS
+    weekday-adjusted days that are not flagged (``deseasoned`` and ``flagged``: the recent
+    days), where MIN_NORMAL_DAYS of them are; else ``level``. The first pass's level is lifted
+    by the very days it would replace (its lookback level most: a median of weeks' means, each
+    week holding an episode's days), so what it put back still held part of the episode."""
+    rows = np.flatnonzero(flagged.any(axis=1))
+    if not len(rows):
+        return level
+    days = np.where(flagged[rows], np.nan, deseasoned[rows])[:, -LEVEL_DAYS:]
+    normal = _median(days)
+    enough = (np.isfinite(days).sum(axis=1) >= MIN_NORMAL_DAYS) & (normal > 0)
+    out = level.copy()
+    out[rows] = np.where(enough, normal, level[rows])
+    return out
+
+
+MIN_NORMAL_DAYS = 5  # unflagged days of the last LEVEL_DAYS a normal level is taken from
+
+
+def _episodes_over(flagged: np.ndarray, values: np.ndarray, present: np.ndarray,
+                   factor: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
+    """The ``flagged`` days (verdicts.py) of the episodes that are over: the median of the
+    OVER_DAYS days after a run of flagged days (at least 2 of them) came back below halfway
+    from the run's median to that of the OVER_DAYS days before it (or, at the start of the
+    lookback, of the series' unflagged days), all weekday-adjusted, in log space. A run that
+    goes on to the last day, or whose level stayed (a level shift: the new normal, which the
+    baseline must adopt), is not over."""
+    out = np.zeros_like(flagged)
+    rows = np.flatnonzero(flagged.any(axis=1))
+    if not len(rows):
+        return out
+    part = flagged[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(values[rows] / _by_day(factor[rows], weekdays))
+    logs[~(present[rows] & np.isfinite(logs))] = np.nan
+    normal = np.where(part, np.nan, logs)  # the days around an episode that are not its own
+    edges = np.diff(np.pad(part.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    run_row, lo = np.nonzero(edges == 1)
+    _, hi = np.nonzero(edges == -1)  # row-major: the ends in the same order as the starts
+    n_days = part.shape[1]
+    steps = np.arange(OVER_DAYS)
+
+    def around(cols: np.ndarray) -> np.ndarray:
+        inside = (cols >= 0) & (cols < n_days)
+        return np.where(inside, normal[run_row[:, None], np.clip(cols, 0, n_days - 1)], np.nan)
+
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: no day there, NaN
+        before = np.nanmedian(around(lo[:, None] - 1 - steps), axis=1)
+        after_days = around(hi[:, None] + steps)
+        after = np.nanmedian(after_days, axis=1)
+        columns = np.arange(n_days)[None, :]
+        during = np.nanmedian(np.where((columns >= lo[:, None]) & (columns < hi[:, None]),
+                                       logs[run_row], np.nan), axis=1)
+        usual = np.nanmedian(normal, axis=1)[run_row]
+    before = np.where(np.isnan(before), usual, before)
+    over = ((np.isfinite(after_days).sum(axis=1) >= 2)
+            & (after - before < 0.5 * (during - before)))
+    for row, start, end in zip(run_row[over], lo[over], hi[over], strict=True):
+        out[rows[row], start:end] = True
+    return out
+
+
+OVER_DAYS = 7  # the days after and before an episode that say whether it is over
 
 
 # A day beyond this many log noise sds above the model, in a run of two or more, is an episode's

@@ -18,6 +18,7 @@ from sentinel_pipeline.defs.assets.common import (
     user_errors,
     write_days,
 )
+from sentinel_pipeline.defs.assets.scores import earlier_verdicts
 from sentinel_pipeline.defs.checks import (
     BASELINE_CHECK_SPECS,
     baseline_check_results,
@@ -181,9 +182,11 @@ def compute_shard(context: dg.AssetExecutionContext, storage: StorageResource,
             if shard >= shards:
                 return BaselineShard({}, shards=shards)
         history = RawHistory(store, history_window(days[0])[0], days[-1], shard, shards)
-        # Episodes people marked expected / planned: their level is adopted (feedback.py).
+        # Episodes people marked expected / planned: their level is adopted (feedback.py);
+        # the days of episodes Sentinel flagged are left out of the history (verdicts.py).
         frames = baselines_for_days(history, days, config, progress=_progress(context, days),
-                                    feedback=store.read_table(FEEDBACK_TABLE))
+                                    feedback=store.read_table(FEEDBACK_TABLE),
+                                    earlier=earlier_verdicts(store, days, config))
     return BaselineShard(frames, history.days, shards)
 
 

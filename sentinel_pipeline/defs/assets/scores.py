@@ -25,7 +25,12 @@ from sentinel_pipeline.defs.checks import (
 )
 from sentinel_pipeline.defs.partitions import DAILY_TABLE, days_in_context
 from sentinel_pipeline.defs.resources import DetectionResource, StorageResource
-from sentinel_pipeline.detection import DetectionConfig, anomalies_of_scores, scores_for_days
+from sentinel_pipeline.detection import (
+    DetectionConfig,
+    Earlier,
+    anomalies_of_scores,
+    scores_for_days,
+)
 from sentinel_pipeline.detection.feedback import bars_table, raised_bars
 from sentinel_pipeline.schema import (
     BASELINE_COLUMNS,
@@ -210,6 +215,22 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
+
+
+def earlier_verdicts(store: TableStore, days: list[date], config: DetectionConfig) -> Earlier:
+    """What cost_baselines of ``days`` learns Sentinel's own verdicts from (robust only,
+    detection/verdicts.py): cost_anomalies of the lookback before the first day, and the
+    anomalies and scores of the day before it, from which the days of the range are scored
+    as they go. Days never scored have no verdicts: nothing of them is left out."""
+    if config.method != "robust":
+        return Earlier()
+    lookback = [days[0] - timedelta(days=config.lookback_days), days[0] - timedelta(days=1)]
+    anomalies = _read_days(store, "cost_anomalies", lookback, VERDICT_COLUMNS)
+    return Earlier(anomalies if len(anomalies) else None, previous_anomalies(store, days),
+                   previous_drift(store, days))
+
+
+VERDICT_COLUMNS = ["usage_date", *SERIES_KEY, "kind", "anomaly_start"]
 
 
 def previous_drift(store: TableStore, days: list[date]) -> pd.DataFrame | None:
