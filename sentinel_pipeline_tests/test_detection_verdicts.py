@@ -121,15 +121,17 @@ def test_answered_episodes_stay_in_the_history() -> None:
         "anomaly_start": [day(70), day(70), day(104)]})
     plain = FlaggedDays(matrix, None)
     plain.add(rows)
+    assert plain.mask is not None
     assert list(np.flatnonzero(plain.mask[0])) == [*range(70, 77), 104]
     answered = FlaggedDays(matrix, feedback(feedback_row("R", day(70), "sustained",
                                                          "not_anomaly")))
     answered.add(rows)
+    assert answered.mask is not None
     assert list(np.flatnonzero(answered.mask[0])) == [104]
     # Drops and new series are not rises to leave out.
     other = FlaggedDays(matrix, None)
     other.add(rows.assign(kind=["drop", "new_spend", "drop"]))
-    assert not other.mask.any()
+    assert other.mask is None and other.window(slice(None), 0, 200) is None
     # Feedback on an episode Sentinel never flagged: the same baselines.
     days = [day(d) for d in range(64, 120)]
     base, _ = range_run(history, days)

@@ -20,7 +20,9 @@ Why each piece is there:
 - Episodes in the lookback are not normal: days of a run that stood far above the model are
   replaced by the model's cost and everything is estimated again (_without_episodes), so a
   history full of ramps and spikes does not lift the level and the noise the next one is
-  measured against.
+  measured against. So are the days of episodes Sentinel itself flagged, once over
+  (verdicts.py): the first rule, judged against estimates the episodes lifted, leaves a ramp's
+  moderate days in.
 - A charge that stood out on the same day of last month, and is known to recur (the series
   bills only on such days, or did the month before too), is expected again on top of normal.
 - Both size ($ impact, % change) and surprise (score) must pass, so tiny series never alert.

@@ -51,7 +51,7 @@ class FlaggedDays:
 
     def __init__(self, matrix: CostMatrix, feedback: pd.DataFrame | None) -> None:
         self.matrix = matrix
-        self.mask: np.ndarray = np.zeros(matrix.values.shape, dtype=bool)
+        self.mask: np.ndarray | None = None  # made on the first flag: most runs have none
         self.answered = _answered(feedback)
 
     def add(self, rows: pd.DataFrame | None, series_rows: np.ndarray | None = None) -> None:
@@ -78,7 +78,9 @@ class FlaggedDays:
             start = pd.to_datetime(rows["anomaly_start"], errors="coerce").to_numpy()
             start = start.astype("datetime64[D]")
             begin = np.where(np.isnat(start), end, (start - first).astype(np.int64))
-        n_days = self.mask.shape[1]
+        n_days = self.matrix.values.shape[1]
+        if self.mask is None:
+            self.mask = np.zeros(self.matrix.values.shape, dtype=bool)
         for row, lo, hi in zip(series_rows, np.clip(begin, 0, None), end, strict=True):
             if row >= 0 and 0 <= hi < n_days:  # an episode of a few days: a short loop
                 self.mask[row, lo:hi + 1] = True
@@ -86,6 +88,8 @@ class FlaggedDays:
     def window(self, rows: np.ndarray | slice, lo: int, hi: int) -> np.ndarray | None:
         """The flags of matrix ``rows`` on columns lo..hi-1 (a baseline's lookback); None when
         nothing there is flagged."""
+        if self.mask is None:
+            return None
         part = self.mask[rows, lo:hi]
         return part if part.any() else None
 
@@ -126,6 +130,7 @@ class DayScorer:
         self.previous = earlier.previous if earlier else None
         self.drift = earlier.drift if earlier else None
         self.bars = raised_bars(feedback, config.score_threshold)
+        self._order: tuple[pd.DataFrame, np.ndarray] | None = None  # the last keys' order
 
     def score(self, day: date, baseline: pd.DataFrame, window_keys: pd.DataFrame,
               rows: np.ndarray) -> None:
@@ -136,7 +141,9 @@ class DayScorer:
         if not 0 <= col < matrix.values.shape[1] or len(baseline) == 0:
             self.previous = self.drift = None
             return
-        in_order = rows[baseline_order(window_keys)]  # the baseline rows' matrix rows
+        if self._order is None or self._order[0] is not window_keys:  # new series, or fewer
+            self._order = (window_keys, baseline_order(window_keys))
+        in_order = rows[self._order[1]]  # the baseline rows' matrix rows
         merged = baseline.copy(deep=False)
         merged["actual_cost"] = np.where(matrix.present[in_order, col],
                                          matrix.values[in_order, col], 0.0)

@@ -110,7 +110,8 @@ class RawHistory:
 BASELINES_DESCRIPTION = (
     "Expected cost per series for day D with its lower/upper band, by the configured method, "
     f"computed only from raw_daily_costs of the {HISTORY_WINDOW_DAYS} days before D (D-"
-    f"{HISTORY_WINDOW_DAYS}..D-1, never D itself), read from storage: the dependency on "
+    f"{HISTORY_WINDOW_DAYS}..D-1, never D itself; robust also reads cost_anomalies of those "
+    "days, see episode_days_left_out), read from storage: the dependency on "
     "raw_daily_costs is declared on the same day so a backfill materialises the days you "
     "select, and each day's metadata names the history it read (history_read, "
     "history_days_with_costs). A raw day never materialised inside that history fails the "
@@ -119,8 +120,11 @@ BASELINES_DESCRIPTION = (
     "accepted_levels). autocorr (robust): the lag-1 autocorrelation of a series' noise where "
     "its lookback shows one; its drift is then judged in a wider unit "
     "(series_with_autocorrelated_noise). episode_days_left_out (robust): days of an earlier "
-    "episode in the lookback (a run of days far above normal) replaced by the model's cost, so "
-    "the level and noise are those of normal days (series_with_episodes_left_out). With "
+    "episode in the lookback replaced by the model's cost, so the level and noise are those of "
+    "normal days (series_with_episodes_left_out): a run of days far above normal, or an "
+    "episode Sentinel flagged that is over (the cost came back), read from cost_anomalies of "
+    "the lookback's days, or scored day by day within a range run; episodes answered in "
+    "Slack stay in. With "
     "SENTINEL_SHARDS set, the series are split by a hash of their key into shards computed by "
     "separate steps, joined into the same rows."
 )

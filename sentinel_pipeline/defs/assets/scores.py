@@ -221,13 +221,17 @@ def earlier_verdicts(store: TableStore, days: list[date], config: DetectionConfi
     """What cost_baselines of ``days`` learns Sentinel's own verdicts from (robust only,
     detection/verdicts.py): cost_anomalies of the lookback before the first day, and the
     anomalies and scores of the day before it, from which the days of the range are scored
-    as they go. Days never scored have no verdicts: nothing of them is left out."""
+    as they go (a run of one day scores none: it needs neither). Days never scored have no
+    verdicts: nothing of them is left out."""
     if config.method != "robust":
         return Earlier()
     lookback = [days[0] - timedelta(days=config.lookback_days), days[0] - timedelta(days=1)]
     anomalies = _read_days(store, "cost_anomalies", lookback, VERDICT_COLUMNS)
-    return Earlier(anomalies if len(anomalies) else None, previous_anomalies(store, days),
-                   previous_drift(store, days))
+    earlier = Earlier(anomalies if len(anomalies) else None)
+    if len(days) > 1:
+        earlier.previous = previous_anomalies(store, days)
+        earlier.drift = previous_drift(store, days)
+    return earlier
 
 
 VERDICT_COLUMNS = ["usage_date", *SERIES_KEY, "kind", "anomaly_start"]
