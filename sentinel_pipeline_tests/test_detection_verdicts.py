@@ -128,9 +128,10 @@ def test_answered_episodes_stay_in_the_history() -> None:
     answered.add(rows)
     assert answered.mask is not None
     assert list(np.flatnonzero(answered.mask[0])) == [104]
-    # Drops and new series are not rises to leave out.
+    # Drops and new series are not rises to leave out, nor are the seed rule's flags.
     other = FlaggedDays(matrix, None)
     other.add(rows.assign(kind=["drop", "new_spend", "drop"]))
+    other.add(rows.assign(method="seed"))
     assert other.mask is None and other.window(slice(None), 0, 200) is None
     # Feedback on an episode Sentinel never flagged: the same baselines.
     days = [day(d) for d in range(64, 120)]

@@ -6,9 +6,10 @@ third of whose days are injected ramps and spikes, a ramp's moderate days and th
 traced back to stayed in, and the level and noise came out ~10 % and ~25 % high. The detector's
 own verdicts mark whole episodes, from their ``anomaly_start`` to their last flagged day.
 
-- Only the rises of an episode nobody called normal: spike, sustained and level_shift rows (a
-  new series has no normal to put back; drops are not rises), none of an episode with feedback
-  (expected / planned adopts its level, not_anomaly says it was normal).
+- Only the rises of an episode nobody called normal: robust's spike, sustained and
+  level_shift rows (a new series has no normal to put back; drops are not rises; the seed
+  rule's flags are another detector's), none of an episode with feedback (expected / planned
+  adopts its level, not_anomaly says it was normal).
 - Only an episode that is over: robust.py leaves its days out once the cost came back below
   halfway from the episode's level to the level before it (_episodes_over). A level shift
   never comes back: it is the new normal, and left out the baseline would never adopt it.
@@ -62,6 +63,8 @@ class FlaggedDays:
             return
         rows = with_owner(rows)
         up = rows["kind"].astype(str).isin(LEFT_OUT_KINDS).to_numpy()
+        if "method" in rows.columns:  # another method's rows are not this detector's verdicts
+            up = up & (rows["method"].astype(str) == "robust").to_numpy()
         if self.answered:
             up = up & ~np.array([key in self.answered for key in _episode_keys(rows)], dtype=bool)
         if not up.any():

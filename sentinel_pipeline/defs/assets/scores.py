@@ -234,7 +234,7 @@ def earlier_verdicts(store: TableStore, days: list[date], config: DetectionConfi
     return earlier
 
 
-VERDICT_COLUMNS = ["usage_date", *SERIES_KEY, "kind", "anomaly_start"]
+VERDICT_COLUMNS = ["usage_date", *SERIES_KEY, "kind", "anomaly_start", "method"]
 
 
 def previous_drift(store: TableStore, days: list[date]) -> pd.DataFrame | None:
