@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from sentinel_pipeline.defs.assets.scores import earlier_verdicts
 from sentinel_pipeline.detection import (
     DetectionConfig,
     Earlier,
@@ -18,6 +20,7 @@ from sentinel_pipeline.detection import (
 )
 from sentinel_pipeline.detection.frames import to_matrix
 from sentinel_pipeline.detection.verdicts import FlaggedDays
+from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests.test_feedback_detection import feedback, feedback_row
 from sentinel_pipeline_tests.test_robust_method import START, noisy, series
 
@@ -139,3 +142,28 @@ def test_answered_episodes_stay_in_the_history() -> None:
     elsewhere = feedback(feedback_row("Z", day(70), "sustained", "not_anomaly"))
     base_elsewhere, _ = range_run(history, days, elsewhere)
     pd.testing.assert_frame_equal(base_elsewhere[day(119)], base[day(119)])
+
+
+def test_verdicts_read_back_from_storage_give_the_same_baselines(tmp_path: Path) -> None:
+    """What cost_baselines reads (earlier_verdicts: cost_anomalies of the lookback, and
+    cost_anomalies and cost_scores of the day before, as parquet files) gives a day run alone,
+    and a range starting there, the baselines the whole range gave."""
+    history = ramp_history(count=4)
+    days = [day(d) for d in range(64, 180)]
+    base, scored = range_run(history, days)
+    store = TableStore(str(tmp_path))
+    start = day(141)
+    for d in days:
+        if d < start:
+            store.write_partition("cost_anomalies", d, anomalies_of_scores(scored[d], "robust"))
+    store.write_partition("cost_scores", start - timedelta(days=1),
+                          scored[start - timedelta(days=1)])
+    alone = baselines_for_days(history, [start], CONFIG,
+                               earlier=earlier_verdicts(store, [start], CONFIG))
+    pd.testing.assert_frame_equal(alone[start], base[start])
+    span = [start + timedelta(days=i) for i in range(20)]
+    again = baselines_for_days(history, span, CONFIG,
+                               earlier=earlier_verdicts(store, span, CONFIG))
+    for d in span:
+        pd.testing.assert_frame_equal(again[d], base[d])
+    assert sum(int(again[d]["episode_days_left_out"].sum()) for d in span) > 0
