@@ -88,6 +88,26 @@ def test_a_damaged_partition_names_the_file_and_the_fix_without_retrying(
     assert run_days(instance, DAY, DAY).success
 
 
+def test_a_damaged_verdict_file_in_the_lookback_names_the_file_and_the_fix(
+    sentinel_env: Path, instance: dg.DagsterInstance,
+) -> None:
+    """cost_baselines reads the lookback's cost_anomalies (Sentinel's own verdicts, left out of
+    the history): a truncated one 5 days back fails the run at once, naming it and the rerun,
+    rather than learning from a history with that day's verdicts silently missing."""
+    first, damaged_day = date(2025, 2, 1), date(2025, 2, 5)
+    assert run_days(instance, first, date(2025, 2, 9)).success
+    damaged = sentinel_env / "cost_anomalies" / f"date={damaged_day}" / "data.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    result = run_days(instance, DAY, DAY, raise_on_error=False)
+    assert not result.success
+    message = "\n".join(failure_messages(result))
+    assert str(damaged) in message and "is damaged" in message
+    assert f"sentinel backfill --start {damaged_day} --end {damaged_day}" in message
+    assert _retries(result) == []
+    assert run_days(instance, damaged_day, damaged_day).success  # the fix: rerun that day
+    assert run_days(instance, DAY, DAY).success
+
+
 def test_an_empty_day_inside_the_history_is_a_warning_not_a_quiet_day(
     sentinel_env: Path, instance: dg.DagsterInstance,
 ) -> None:
