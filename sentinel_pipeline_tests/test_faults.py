@@ -69,34 +69,19 @@ def test_cur_line_items_summing_to_inf_name_the_file(tmp_path: Path) -> None:
     assert key.rsplit("/", 1)[-1] in message and "inf" in message
 
 
+@pytest.mark.parametrize("table, damaged_day", [
+    ("raw_daily_costs", date(2025, 2, 9)),
+    ("cost_anomalies", date(2025, 2, 5)),
+])
 def test_a_damaged_partition_names_the_file_and_the_fix_without_retrying(
-    sentinel_env: Path, instance: dg.DagsterInstance,
+    sentinel_env: Path, instance: dg.DagsterInstance, table: str, damaged_day: date,
 ) -> None:
-    """A truncated raw_daily_costs file of the day before fails the next day's run at once
-    (no retries), the message (as the CLI prints it) naming the file and the rerun."""
-    before = date(2025, 2, 9)
-    assert run_days(instance, before, before).success
-    damaged = sentinel_env / "raw_daily_costs" / f"date={before}" / "data.parquet"
-    damaged.write_bytes(damaged.read_bytes()[:100])
-    result = run_days(instance, DAY, DAY, raise_on_error=False)
-    assert not result.success
-    message = "\n".join(failure_messages(result))
-    assert str(damaged) in message and "is damaged" in message
-    assert f"sentinel backfill --start {before} --end {before}" in message
-    assert _retries(result) == []
-    assert run_days(instance, before, before).success  # the fix: rerun that day
-    assert run_days(instance, DAY, DAY).success
-
-
-def test_a_damaged_verdict_file_in_the_lookback_names_the_file_and_the_fix(
-    sentinel_env: Path, instance: dg.DagsterInstance,
-) -> None:
-    """cost_baselines reads the lookback's cost_anomalies (Sentinel's own verdicts, left out of
-    the history): a truncated one 5 days back fails the run at once, naming it and the rerun,
-    rather than learning from a history with that day's verdicts silently missing."""
-    first, damaged_day = date(2025, 2, 1), date(2025, 2, 5)
-    assert run_days(instance, first, date(2025, 2, 9)).success
-    damaged = sentinel_env / "cost_anomalies" / f"date={damaged_day}" / "data.parquet"
+    """A truncated file fails the next day's run at once (no retries), the message (as the CLI
+    prints it) naming the file and the rerun: raw_daily_costs of the day before, or
+    cost_anomalies 5 days back, which cost_baselines reads (Sentinel's own verdicts, left out
+    of the history) rather than learn from a history with that day's verdicts missing."""
+    assert run_days(instance, damaged_day, date(2025, 2, 9)).success
+    damaged = sentinel_env / table / f"date={damaged_day}" / "data.parquet"
     damaged.write_bytes(damaged.read_bytes()[:100])
     result = run_days(instance, DAY, DAY, raise_on_error=False)
     assert not result.success
