@@ -4,6 +4,8 @@
    starting from the series x day matrix the detector works on (the long-table pivot is timed
    separately at 10,000 series, below, as it belongs to reading, not detecting).
 2. Robust vs seed on the same 10,000 series, end to end from a long cost table.
+The robust kernel is also timed with 2 % of the series holding an episode Sentinel flagged
+earlier (detection/verdicts.py), whose days it leaves out of their history.
 Peak memory is the process's max RSS (the matrix alone is N x 90 x 8 bytes).
 
 Usage: python benchmarks/detection_speed.py [--series 1000000] [--small 10000]
@@ -58,6 +60,21 @@ def one_day(matrix: CostMatrix, today: np.ndarray, config: DetectionConfig) -> t
     merged = join_actual_and_baselines(actual, baselines)
     found = method.score(merged, config)
     return time.perf_counter() - started, int(found["alert"].sum())
+
+
+FLAGGED_SHARE = 0.02
+
+
+def flagged_episodes(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Days of earlier episodes Sentinel flagged (verdicts.py): a run of 1-9 days somewhere in
+    the lookback of FLAGGED_SHARE of the series."""
+    flags = np.zeros(shape, dtype=bool)
+    rows = rng.choice(shape[0], int(shape[0] * FLAGGED_SHARE), replace=False)
+    starts = rng.integers(0, shape[1] - 12, len(rows))
+    lengths = rng.integers(1, 10, len(rows))
+    for row, start, length in zip(rows, starts, lengths, strict=True):
+        flags[row, start:start + length] = True
+    return flags
 
 
 def weekday_median_mad(values: np.ndarray, today: np.ndarray) -> np.ndarray:
@@ -120,16 +137,22 @@ def main() -> None:
     # The robust kernel beside a plain numpy weekday-median / MAD baseline of the same window
     # (issue 14, item 4: within 2x), alternating, CPU time, best of 3 each.
     window = matrix.window(DAY - timedelta(days=63), DAY - timedelta(days=1))
-    kernel, plain = [], []
+    flagged = flagged_episodes(window.values.shape, rng)
+    kernel, with_flags, plain = [], [], []
     for _ in range(3):
         started = time.process_time()
         robust.baselines_from_matrix(window, DAY, DetectionConfig())
         kernel.append(time.process_time() - started)
         started = time.process_time()
+        robust.baselines_from_matrix(window, DAY, DetectionConfig(), None, flagged)
+        with_flags.append(time.process_time() - started)
+        started = time.process_time()
         weekday_median_mad(window.values, today)
         plain.append(time.process_time() - started)
     print(f"  robust kernel (baselines only): {min(kernel):.1f} s CPU; numpy weekday-median/MAD "
           f"reference: {min(plain):.1f} s CPU; ratio {min(kernel) / min(plain):.2f}x")
+    print(f"  with {FLAGGED_SHARE:.0%} of the series holding a flagged episode (verdicts.py): "
+          f"{min(with_flags):.1f} s CPU; ratio {min(with_flags) / min(plain):.2f}x")
     # Memory the detection itself allocates on top of the matrix (numpy reports to tracemalloc).
     tracemalloc.start()
     one_day(matrix, today, DetectionConfig())
