@@ -78,24 +78,21 @@ def baselines_for_days(
     matrix = history(first, last) if callable(history) else to_matrix(history, first, last)
     robust_method = config.method == "robust"
     accepted = accepted_episodes(feedback) if robust_method else None
-    flagged = FlaggedDays(matrix, feedback) if robust_method else None
-    scorer = None
-    if flagged is not None:
-        flagged.add(earlier.anomalies if earlier else None)
-        scorer = DayScorer(config, flagged, earlier, feedback)
+    scorer = (DayScorer(config, FlaggedDays(matrix, feedback), earlier, feedback)
+              if robust_method else None)
     wanted = set(days)
     out: dict[date, pd.DataFrame] = {}
     for day in days:
-        window = matrix.window(day - span, day - one)
-        if flagged is None or scorer is None:
-            out[day] = method.baselines_from_matrix(window, day, config)
+        if scorer is None:
+            out[day] = method.baselines_from_matrix(matrix.window(day - span, day - one), day,
+                                                    config)
         else:
+            window, rows = matrix.window_and_rows(day - span, day - one)
             lo, hi = ((day - span) - matrix.first).days, (day - matrix.first).days
-            rows = np.flatnonzero(matrix.present[:, lo:hi].any(axis=1))
             since = (level_since(accepted, window.keys, day)
                      if accepted is not None and len(accepted) else None)
             out[day] = robust.baselines_from_matrix(window, day, config, since,
-                                                    flagged.window(rows, lo, hi))
+                                                    scorer.flagged.window(rows, lo, hi))
             if day + one in wanted:  # a later day of the range learns from this one's verdicts
                 scorer.score(day, out[day], window.keys, rows)
         if progress:

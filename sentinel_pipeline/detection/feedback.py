@@ -83,6 +83,15 @@ def accepted_episodes(feedback: pd.DataFrame | None) -> pd.DataFrame:
     return out.drop_duplicates().reset_index(drop=True)[ACCEPTED_COLUMNS]
 
 
+def answered_episodes(feedback: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per episode someone answered, whatever the verdict: its series and
+    anomaly_start (verdicts.py never leaves such an episode out of the history)."""
+    rows = _usable(feedback)
+    rows = rows[rows["verdict"].isin([*ACCEPT_VERDICTS, NOT_ANOMALY])]
+    out = rows[SERIES_KEY].assign(anomaly_start=rows["anomaly_start"].map(_day))
+    return out[out["anomaly_start"].notna()].drop_duplicates().reset_index(drop=True)
+
+
 def level_since(accepted: pd.DataFrame, keys: pd.DataFrame, day: date) -> dict[int, date]:
     """Row of ``keys`` -> the anomaly_start whose level is accepted on ``day`` (the latest
     episode of that series accepted and alerted before ``day``); series without one are left

@@ -38,16 +38,22 @@ class CostMatrix:
 
     def window(self, first: date, last: date) -> CostMatrix:
         """The days [first, last] of the series that have at least one row in them."""
+        return self.window_and_rows(first, last)[0]
+
+    def window_and_rows(self, first: date, last: date) -> tuple[CostMatrix, np.ndarray]:
+        """window(first, last), and the positions in this matrix of its rows."""
         lo = (first - self.first).days
         hi = (last - self.first).days + 1
         if lo < 0 or hi > self.n_days:
             raise ValueError(f"window {first}..{last} is outside the matrix")
         present = self.present[:, lo:hi]
-        rows = present.any(axis=1)
-        if rows.all():  # views, no copy: the common case when every series is active
-            return CostMatrix(self.keys, first, self.values[:, lo:hi], present)
-        return CostMatrix(self.keys.iloc[np.flatnonzero(rows)].reset_index(drop=True), first,
-                          self.values[rows, lo:hi], present[rows])
+        active = present.any(axis=1)
+        if active.all():  # views, no copy: the common case when every series is active
+            return (CostMatrix(self.keys, first, self.values[:, lo:hi], present),
+                    np.arange(self.values.shape[0]))
+        rows = np.flatnonzero(active)
+        return (CostMatrix(self.keys.iloc[rows].reset_index(drop=True), first,
+                           self.values[rows, lo:hi], present[rows]), rows)
 
     def day_numbers(self) -> np.ndarray:
         return np.datetime64(self.first, "D") + np.arange(self.n_days)

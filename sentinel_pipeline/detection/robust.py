@@ -299,6 +299,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     replacement = np.fmax(level_recent, level_long)
     if flagged is not None:
         flagged = _episodes_over(flagged, values, present, factor, weekdays)
+    if flagged is not None:
         replacement = _normal_level(replacement, deseasoned, flagged[:, recent:])
     cleaned_rows, cleaned = _without_episodes(values, present, first_seen, weekdays, factor,
                                               slope, replacement, log_scale, ~accepted, flagged)
@@ -502,17 +503,16 @@ MIN_NORMAL_DAYS = 5  # unflagged days of the last LEVEL_DAYS a normal level is t
 
 
 def _episodes_over(flagged: np.ndarray, values: np.ndarray, present: np.ndarray,
-                   factor: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
+                   factor: np.ndarray, weekdays: np.ndarray) -> np.ndarray | None:
     """The ``flagged`` days (verdicts.py) of the episodes that are over: the median of the
     OVER_DAYS days after a run of flagged days (at least 2 of them) came back below halfway
     from the run's median to that of the OVER_DAYS days before it (or, at the start of the
     lookback, of the series' unflagged days), all weekday-adjusted, in log space. A run that
     goes on to the last day, or whose level stayed (a level shift: the new normal, which the
-    baseline must adopt), is not over."""
-    out = np.zeros_like(flagged)
+    baseline must adopt), is not over. None when no episode is."""
     rows = np.flatnonzero(flagged.any(axis=1))
     if not len(rows):
-        return out
+        return None
     part = flagged[rows]
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.log(values[rows] / _by_day(factor[rows], weekdays))
@@ -540,6 +540,9 @@ def _episodes_over(flagged: np.ndarray, values: np.ndarray, present: np.ndarray,
     before = np.where(np.isnan(before), usual, before)
     over = ((np.isfinite(after_days).sum(axis=1) >= 2)
             & (after - before < 0.5 * (during - before)))
+    if not over.any():
+        return None
+    out = np.zeros_like(flagged)
     for row, start, end in zip(run_row[over], lo[over], hi[over], strict=True):
         out[rows[row], start:end] = True
     return out

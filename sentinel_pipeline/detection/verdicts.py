@@ -29,9 +29,9 @@ import pandas as pd
 
 from sentinel_pipeline.detection import robust
 from sentinel_pipeline.detection.config import DetectionConfig
-from sentinel_pipeline.detection.feedback import raised_bars
+from sentinel_pipeline.detection.feedback import answered_episodes, raised_bars
 from sentinel_pipeline.detection.frames import CostMatrix, baseline_order, series_codes, usage_days
-from sentinel_pipeline.schema import SERIES_KEY, VERDICTS, with_owner
+from sentinel_pipeline.schema import SERIES_KEY, with_owner
 
 LEFT_OUT_KINDS: tuple[str, ...] = ("spike", "sustained", "level_shift")
 
@@ -115,11 +115,7 @@ def _episode_keys(rows: pd.DataFrame) -> list[tuple[str, ...]]:
 
 def _answered(feedback: pd.DataFrame | None) -> set[tuple[str, ...]]:
     """The episodes someone answered (any verdict): never left out of the history."""
-    if feedback is None or len(feedback) == 0 or "verdict" not in feedback.columns:
-        return set()
-    rows = with_owner(feedback)
-    rows = rows[rows["verdict"].astype(str).isin(VERDICTS)]
-    return set(_episode_keys(rows)) if len(rows) else set()
+    return set(_episode_keys(answered_episodes(feedback)))
 
 
 class DayScorer:
@@ -130,6 +126,7 @@ class DayScorer:
     def __init__(self, config: DetectionConfig, flagged: FlaggedDays, earlier: Earlier | None,
                  feedback: pd.DataFrame | None) -> None:
         self.config, self.flagged = config, flagged
+        flagged.add(earlier.anomalies if earlier else None)
         self.previous = earlier.previous if earlier else None
         self.drift = earlier.drift if earlier else None
         self.bars = raised_bars(feedback, config.score_threshold)
@@ -140,8 +137,8 @@ class DayScorer:
         """Score ``day`` (its baseline rows, those of matrix ``rows`` whose keys are
         ``window_keys``) with its actual costs from the matrix, and flag its rises."""
         matrix = self.flagged.matrix
-        col = (day - matrix.first).days
-        if not 0 <= col < matrix.values.shape[1] or len(baseline) == 0:
+        col = (day - matrix.first).days  # in the matrix: a day before the range's last
+        if len(baseline) == 0:
             self.previous = self.drift = None
             return
         if self._order is None or self._order[0] is not window_keys:  # new series, or fewer
