@@ -22,13 +22,9 @@ from sentinel_pipeline.detection.frames import to_matrix
 from sentinel_pipeline.detection.verdicts import FlaggedDays
 from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests.test_feedback_detection import feedback, feedback_row
-from sentinel_pipeline_tests.test_robust_method import START, noisy, series
+from sentinel_pipeline_tests.test_robust_method import day, noisy, series
 
 CONFIG = DetectionConfig()
-
-
-def day(n: int) -> date:
-    return START + timedelta(days=n)
 
 
 def with_ramps(seed: int, noise: float = 0.10) -> list[float]:
