@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from benchmarks.public.generator import (
     make_cells,
 )
 from benchmarks.public.models import ewma_scores, seasonal_naive_mad_scores
+from benchmarks.public.oracle import true_baselines, true_noise
 from benchmarks.public.protocol import (
     alerts,
     average_precision,
@@ -33,6 +35,8 @@ from benchmarks.public.protocol import (
     threshold,
 )
 from benchmarks.public.run import PUBLISHED, main, run_sentinel
+from sentinel_pipeline.detection import DetectionConfig
+from sentinel_pipeline.detection.robust import LEVEL_ERROR
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +155,29 @@ def test_metrics_on_a_hand_made_cell() -> None:
     assert s["high"] == pytest.approx(0.5) and math.isnan(s["mid"])
 
 
+def test_true_baselines_hold_the_truth_and_the_open_episode() -> None:
+    cell = _tiny_cell()
+    normal = np.array([1.0, 0.98, 1.0, 0.98, 1.0, 1.0, 1.0, 1.0, 0.98, 1.0])
+    expected = np.full(10, 100.0)
+    impact = expected * np.array([0, 0, 0, 0, 0, 0.3, 0.4, 0.5, 0, 0.1])
+    cell = replace(cell, cost=expected * normal + impact, expected=expected, cost_impact=impact)
+    sd = true_noise(cell)  # from the normal days only
+    assert sd == pytest.approx(np.std(np.log([1.0, 0.98, 1.0, 0.98, 1.0, 0.98])))
+    days = cell.dates[1:]
+    rows = true_baselines([cell], days, DetectionConfig(method="robust"))
+    assert rows["usage_date"].tolist() == days
+    assert (rows["expected_cost"] == 100.0).all()
+    # _z multiplies the log scale by the level error: divided here, so z is the true one.
+    assert rows["log_scale"].iloc[0] * LEVEL_ERROR == pytest.approx(sd)
+    assert rows["noise_df"].isna().all()
+    by_day = rows.set_index(rows["history_days"])
+    # The run before each day: days 5-7 are above expected by > 1 sd, the normal days never.
+    assert by_day["elevated_days"].tolist() == [0, 0, 0, 0, 0, 1, 2, 3, 0]
+    assert by_day.loc[8, "prior_actual"] == pytest.approx(130 + 140 + 150)
+    assert by_day.loc[8, "prior_expected"] == pytest.approx(300)
+    assert by_day.loc[9, "prior_actual"] == 0
+
+
 def test_threshold_and_alerts_follow_the_protocol() -> None:
     scores = np.r_[np.arange(100.0), np.nan, [50.0, np.nan, 99.5, 98.0]]
     limit = threshold(scores, 101, budget=0.01)
@@ -174,7 +201,7 @@ def test_average_precision_is_sklearns() -> None:
 def test_sentinel_runs_through_the_harness() -> None:
     """Robust here, seed in the CLI test below (each runs ~2 s: 729 days of baselines)."""
     cell = make_cell(CALIBRATION[0], 0)
-    shipped, p99, at_budget, oracle = run_sentinel([cell], "robust", 0.01)
+    shipped, p99, at_budget, oracle, truth = run_sentinel([cell], "robust", 0.01)
     assert shipped.name.endswith("as shipped") and p99.name.endswith("p99 score")
     assert at_budget.name == "Sentinel robust at 0.01 (s=2.33)"
     # Baselines learned without the injected events: the events stand out more against them
@@ -185,6 +212,16 @@ def test_sentinel_runs_through_the_harness() -> None:
     assert (np.nanmedian(oracle.scores[cell.name][events])
             > np.nanmedian(shipped.scores[cell.name][events]) + 0.25)
     assert np.nanmedian(shipped.scores[cell.name][events]) > 1.8
+    # The rules fed the true expected cost and noise score the events higher still, and a day
+    # below expected scores exactly its log residual over the true noise (no level error, no
+    # degrees of freedom to pay for).
+    assert truth.name == "robust rules, true baselines as shipped"
+    assert (np.nanmedian(truth.scores[cell.name][events])
+            > np.nanmedian(oracle.scores[cell.name][events]))
+    z = np.log(cell.cost / cell.expected) / true_noise(cell)
+    below = np.flatnonzero(truth.scores[cell.name] < 0)
+    assert len(below) > 200
+    np.testing.assert_allclose(truth.scores[cell.name][below], z[below], rtol=1e-6)
     # A threshold at the budget alerts on more days than the shipped one, never fewer.
     flagged = shipped.flags[cell.name]
     assert (at_budget.flags[cell.name] >= flagged).mean() > 0.99

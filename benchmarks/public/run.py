@@ -10,7 +10,9 @@ days, 27 injected events each in year 2. Rows:
   has a kind other than "" and "drop") and "p99 score" (the row's ``score``, NaN read as 0,
   thresholded at its year-1 percentile like every model of the benchmark); robust also with
   its ``score_threshold`` at the budget, and as shipped with baselines learned from the series
-  without their injected events (an oracle: the ceiling of a perfectly clean history);
+  without their injected events (an oracle: the ceiling of a perfectly clean history) and
+  with the generator's own expected cost and noise for baselines (oracle.py: the ceiling of
+  the scoring rules themselves);
 - the published figures (``PUBLISHED``, from the run's outputs/results_full_strict CSVs).
 
 Usage (from the repository root):
@@ -32,6 +34,7 @@ import pandas as pd
 
 from benchmarks.public.generator import SEEDS, Cell, long_frame, make_cells
 from benchmarks.public.models import ewma_scores, seasonal_naive_mad_scores
+from benchmarks.public.oracle import true_baselines
 from benchmarks.public.protocol import (
     DEFAULT_BUDGET,
     CellResult,
@@ -138,19 +141,25 @@ def _judge(name: str, cells: list[Cell], scores: dict[str, np.ndarray],
 
 
 def sentinel_days(cells: list[Cell], cfg: DetectionConfig,
-                  oracle: bool = False) -> tuple[pd.DataFrame, float]:
+                  oracle: str = "") -> tuple[pd.DataFrame, float]:
     """Every scored (series, day) row of Sentinel with ``cfg`` over all days but the first.
-    ``oracle``: the baselines learn from the series without their injected events (a ceiling
-    no real detector reaches: what a history free of anomalies would be worth)."""
+    ``oracle`` (ceilings no real detector reaches): "clean", the baselines learn from the series
+    without their injected events (what a history free of anomalies would be worth); "truth",
+    the scoring rules get the generator's own expected cost and noise (oracle.py: what the
+    rules alone can reach)."""
     history = long_frame(cells)
     days = sorted(set(history["usage_date"]))[1:]
     started = time.perf_counter()
-    learned_from = history
-    if oracle:
-        clean = [replace(cell, cost=cell.cost - cell.cost_impact) for cell in cells]
-        learned_from = long_frame(clean)
-    base = baselines_for_days(learned_from, days, cfg)
-    scored = scores_for_days(history, pd.concat(base.values(), ignore_index=True), days, cfg)
+    if oracle == "truth":
+        baselines = true_baselines(cells, days, cfg)
+    else:
+        learned_from = history
+        if oracle == "clean":
+            clean = [replace(cell, cost=cell.cost - cell.cost_impact) for cell in cells]
+            learned_from = long_frame(clean)
+        baselines = pd.concat(baselines_for_days(learned_from, days, cfg).values(),
+                              ignore_index=True)
+    scored = scores_for_days(history, baselines, days, cfg)
     seconds = time.perf_counter() - started
     frames = [f for f in scored.values() if len(f)]
     rows = pd.concat(frames, ignore_index=True)
@@ -160,7 +169,8 @@ def sentinel_days(cells: list[Cell], cfg: DetectionConfig,
 def run_sentinel(cells: list[Cell], method: str, budget: float) -> list[DetectorRun]:
     """Sentinel ``method`` judged as shipped and by the p99 score protocol; robust also with its
     threshold set to the budget (its score is calibrated: threshold z means P(Z > z) a day), and
-    with an oracle's clean history (how much of the gap is the contaminated history)."""
+    with an oracle's clean history (how much of the gap is the contaminated history) and with
+    the true baselines (how much is estimation at all, and how much the rules)."""
     runs = _sentinel_runs(cells, DetectionConfig(method=method), f"Sentinel {method}", budget)
     if method == "robust":
         z = NormalDist().inv_cdf(1 - budget)
@@ -168,15 +178,18 @@ def run_sentinel(cells: list[Cell], method: str, budget: float) -> list[Detector
         runs += _sentinel_runs(cells, at_budget, f"Sentinel robust at {budget:g} (s={z:.2f})",
                                budget)[:1]
         runs += _sentinel_runs(cells, DetectionConfig(method=method),
-                               f"{ORACLE_LABEL} as shipped", budget, oracle=True)[:1]
+                               f"{ORACLE_LABEL} as shipped", budget, oracle="clean")[:1]
+        runs += _sentinel_runs(cells, DetectionConfig(method=method),
+                               f"{TRUTH_LABEL} as shipped", budget, oracle="truth")[:1]
     return runs
 
 
 ORACLE_LABEL = "robust, oracle's clean history"
+TRUTH_LABEL = "robust rules, true baselines"
 
 
 def _sentinel_runs(cells: list[Cell], cfg: DetectionConfig, label: str,
-                   budget: float, oracle: bool = False) -> list[DetectorRun]:
+                   budget: float, oracle: str = "") -> list[DetectorRun]:
     rows, seconds = sentinel_days(cells, cfg, oracle)
     n_days = len(cells[0].dates)
     start = np.datetime64(cells[0].dates[0], "D")
@@ -296,8 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           "first alert (all of it if missed); FAR: alerted normal days / normal days of year 2; "
           "AUPRC: of the score (NaN = 0).\n'as shipped': kind not in ('', 'drop'); 'p99 score': "
           "score > its year-1 percentile. AUPRC of an 'as shipped' row is its score's.\n"
-          "'oracle's clean history': baselines learned from the series without their events "
-          "(a ceiling, not a detector).")
+          "'oracle's clean history': baselines learned from the series without their events; "
+          "'true baselines': the scoring rules fed the generator's\nown expected cost and noise "
+          "(ceilings, not detectors).")
 
     if args.seeds == list(SEEDS) and args.budget == DEFAULT_BUDGET:
         print("\nReproduction of the published baselines (ours vs published):")
@@ -316,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("\nRuntime:")
     for run in runs:
-        if run.name.endswith(" p99 score") or "(s=" in run.name or ORACLE_LABEL in run.name:
+        if run.name.endswith(" p99 score") or "(s=" in run.name or ORACLE_LABEL in run.name \
+                or TRUTH_LABEL in run.name:
             continue  # the same detection run as its "as shipped" row, or a variant of it
         label = run.name.removesuffix(" as shipped")
         what = (f"baselines + scores, {len(cells[0].dates) - 1} days x {len(cells)} series"
