@@ -96,6 +96,30 @@ def test_a_ramp_is_measured_against_the_level_before_it_began() -> None:
     assert len(last) == 1 and last["expected_cost"].iloc[0] < 1100  # not chasing the ramp
 
 
+def test_the_drift_scores_a_day_only_while_the_day_is_above_normal() -> None:
+    """A run of rises builds the drift statistic, which takes days to fall back. On the days
+    after the run the CUSUM still holds that evidence, but a day at its normal cost is scored
+    by its own z: the drift opens an episode only on a day above normal, so a score above s
+    is a day the detector would flag at threshold s (the public benchmark's normal days after
+    an event outranked events' days before)."""
+    values = noisy(130, 1000, 0.03)
+    values[100:106] = [v * 1.08 for v in values[100:106]]
+    values[106:110] = [1010.0] * 4  # back to normal, a hair above it
+    config = DetectionConfig(min_impact=1e9)  # nothing alerts, so the CUSUM never restarts
+    history = pd.DataFrame(series(values))
+    days = [day(i) for i in range(95, 115)]
+    base = pd.concat(baselines_for_days(history, days, config).values(), ignore_index=True)
+    scored = pd.concat(scores_for_days(history, base, days, config).values(), ignore_index=True)
+    scored = scored.set_index(pd.to_datetime(scored["usage_date"]).dt.date)
+    assert (scored["kind"] == "").all()
+    rise = scored.loc[day(103)]  # +15 %, 3 noise sd: above normal, the drift counts
+    assert rise["score"] >= cusum_score(np.array([rise["cusum"]]))[0] > 2.0
+    after = scored.loc[day(106)]
+    assert 1.0 <= after["actual_cost"] / after["expected_cost"] < 1.01  # z between 0 and 0.2
+    assert after["cusum"] > 3.0  # the evidence is still carried (its drift score: 2.3)...
+    assert 0 <= after["score"] < 0.5  # ...but it is not this day's score
+
+
 @pytest.mark.parametrize(("k", "h"), [(0.5, 3.0), (0.5, 4.0), (1.5, 1.5)])
 def test_the_drift_score_maps_to_a_false_alarm_rate(k: float, h: float) -> None:
     """A CUSUM value is reported as the z of the same one-sided tail of the days, so one

@@ -1060,7 +1060,10 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["expected_cost"] = expected
     out["impact"] = impact
     out["pct_change"] = pct
-    out["score"] = np.where(is_new, new_score, np.where(z >= 0, np.fmax(z, drift.score), z))
+    # The drift is a day's score only on a day above normal, the only days it can open an
+    # episode on: after a run of rises the CUSUMs take days to fall back, and scored on the
+    # normal days after it they ranked those above real events' days.
+    out["score"] = np.where(is_new, new_score, np.where(elevated, np.fmax(z, drift.score), z))
     out["kind"] = kind
     out["method"] = "robust"
     out["lower"] = out["lower"].fillna(0.0)
