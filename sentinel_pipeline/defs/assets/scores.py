@@ -56,8 +56,9 @@ CALIBRATION = {3.0: 1.35e-3, 4.0: 3.17e-5}
     description=(
         "Every series on day D scored against cost_baselines, quiet ones included: actual, "
         "expected, $ impact, % change, score and kind ('' on a normal day). The score is in "
-        "standard deviations of a one-sided normal tail, the larger of the day's own jump and "
-        "the drift of the days before it, so a threshold s means about P(Z > s) false alarms "
+        "standard deviations of a one-sided normal tail: the day's own jump, or on a day above "
+        "normal the drift of the days before it if larger, so a threshold s means about "
+        "P(Z > s) false alarms "
         "per series-day (4: 3 in 100,000). Rank, plot or threshold it; cost_anomalies takes "
         "the rows that pass the detector's rules (kind not ''). threshold: the score the row "
         "had to reach for its kind (the configured bar, raised for a series and kind by "
