@@ -25,7 +25,7 @@ from benchmarks.public.generator import (
     make_cells,
 )
 from benchmarks.public.models import ewma_scores, seasonal_naive_mad_scores
-from benchmarks.public.oracle import true_baselines, true_noise
+from benchmarks.public.oracle import observed_episodes, true_baselines, true_noise
 from benchmarks.public.protocol import (
     alerts,
     average_precision,
@@ -176,6 +176,16 @@ def test_true_baselines_hold_the_truth_and_the_open_episode() -> None:
     assert by_day.loc[8, "prior_actual"] == pytest.approx(130 + 140 + 150)
     assert by_day.loc[8, "prior_expected"] == pytest.approx(300)
     assert by_day.loc[9, "prior_actual"] == 0
+    # Baselines learned from the costs without the events never see the episode: counted on
+    # the observed costs against each day's own expected cost and noise, they do.
+    clean = replace(cell, cost=expected * normal)
+    learned = true_baselines([clean], days, DetectionConfig(method="robust"))
+    assert (learned["elevated_days"] == 0).all()
+    observed = observed_episodes(learned, [cell]).set_index("history_days")
+    assert observed["elevated_days"].tolist() == [0, 0, 0, 0, 0, 1, 2, 3, 0]
+    assert observed.loc[8, "prior_actual"] == pytest.approx(130 + 140 + 150)
+    assert observed.loc[8, "prior_expected"] == pytest.approx(300)
+    assert (observed["expected_cost"] == 100.0).all()
 
 
 def test_threshold_and_alerts_follow_the_protocol() -> None:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from benchmarks.public.generator import SEEDS, Cell, long_frame, make_cells
 from benchmarks.public.models import ewma_scores, seasonal_naive_mad_scores
-from benchmarks.public.oracle import true_baselines
+from benchmarks.public.oracle import observed_episodes, true_baselines
 from benchmarks.public.protocol import (
     DEFAULT_BUDGET,
     CellResult,
@@ -144,7 +144,8 @@ def sentinel_days(cells: list[Cell], cfg: DetectionConfig,
                   oracle: str = "") -> tuple[pd.DataFrame, float]:
     """Every scored (series, day) row of Sentinel with ``cfg`` over all days but the first.
     ``oracle`` (ceilings no real detector reaches): "clean", the baselines learn from the series
-    without their injected events (what a history free of anomalies would be worth); "truth",
+    without their injected events, the open episode before each day counted on the observed
+    costs (what a history free of anomalies would be worth: oracle.py); "truth",
     the scoring rules get the generator's own expected cost and noise (oracle.py: what the
     rules alone can reach)."""
     history = long_frame(cells)
@@ -159,6 +160,8 @@ def sentinel_days(cells: list[Cell], cfg: DetectionConfig,
             learned_from = long_frame(clean)
         baselines = pd.concat(baselines_for_days(learned_from, days, cfg).values(),
                               ignore_index=True)
+        if oracle == "clean":
+            baselines = observed_episodes(baselines, cells)
     scored = scores_for_days(history, baselines, days, cfg)
     seconds = time.perf_counter() - started
     frames = [f for f in scored.values() if len(f)]
