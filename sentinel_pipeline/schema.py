@@ -84,6 +84,10 @@ SCORE_COLUMNS: list[str] = [
     # the robust method's drift statistics after the day (NaN for seed): the next day's start
     "cusum",
     "cusum_large",
+    # the days of the last 63 that stood out without opening an episode, as bits (bit k: k days
+    # before usage_date; robust.py): the next day carries on from it, and the baselines leave
+    # those days out of the history (0 for seed)
+    "unusual_days",
 ]
 
 # The one list of anomaly kinds (cost_anomalies.kind): a cost that went up opens or continues
@@ -216,7 +220,7 @@ _FLOAT_COLUMNS = {
 
 _DATE_COLUMNS = {"usage_date", "anomaly_start", "alert_day", "resolved_on"}
 _BOOL_COLUMNS = {"estimated", "alert"}
-_INT_COLUMNS = {"history_days", "elevated_days", "episode_days_left_out", "days"}
+_INT_COLUMNS = {"history_days", "elevated_days", "episode_days_left_out", "days", "unusual_days"}
 
 
 def _as_dates(column: pd.Series) -> pd.Series:

@@ -19,7 +19,9 @@ from sentinel_pipeline.detection import (
     scores_for_days,
 )
 from sentinel_pipeline.detection.frames import to_matrix
+from sentinel_pipeline.detection.robust import UNUSUAL_KEEP
 from sentinel_pipeline.detection.verdicts import FlaggedDays
+from sentinel_pipeline.schema import SCORE_COLUMNS, conform
 from sentinel_pipeline.storage import TableStore
 from sentinel_pipeline_tests.test_feedback_detection import feedback, feedback_row
 from sentinel_pipeline_tests.test_robust_method import day, noisy, series
@@ -91,6 +93,32 @@ def test_episodes_the_detector_flagged_are_left_out_once_over() -> None:
     assert after["expected_cost"].median() < 0.95 * blind["expected_cost"].median()
 
 
+def test_days_that_stood_out_without_an_alert_are_left_out_too() -> None:
+    """The same ramps with no $ worth an alert (min_impact out of reach): no episode opens, yet
+    the days that scored 3 or more at the end of a run of elevated days, and that run, are
+    marked in cost_scores.unusual_days and left out once over, in a range and in a daily run
+    alike (which reads the marks from the day before's scores)."""
+    config = DetectionConfig(min_impact=1e9)
+    history = ramp_history()
+    days = [day(d) for d in range(64, 150)]
+    base = baselines_for_days(history, days, config)
+    scored = scores_for_days(history, pd.concat(base.values(), ignore_index=True), days, config)
+    rows = pd.concat(scored.values(), ignore_index=True)
+    assert not rows["alert"].any() and (rows["unusual_days"] != 0).any()
+    # A day's mask is the day before's shifted on by a day, plus the day's own marks.
+    for _, one in rows.sort_values("usage_date").groupby("service"):
+        masks = one["unusual_days"].to_numpy()
+        kept = masks[:-1] & (UNUSUAL_KEEP >> 1)
+        assert ((masks[1:] >> 1) & kept == kept).all()
+    after = base[day(145)]
+    blind = baselines_for_days(history, [day(145)], config)[day(145)]
+    assert (after["episode_days_left_out"] > blind["episode_days_left_out"]).all()
+    assert after["expected_cost"].median() < 0.9 * blind["expected_cost"].median()
+    last = scored[day(144)]
+    alone = baselines_for_days(history, [day(145)], config, earlier=Earlier(drift=last))
+    pd.testing.assert_frame_equal(alone[day(145)], after)
+
+
 def test_a_level_shift_is_the_new_normal_not_an_episode_to_leave_out() -> None:
     """x1.8 for good: the cost never comes back, so its flagged days stay in and the baseline
     adopts the new level (left out, it would be measured against the old one for ever)."""
@@ -152,8 +180,9 @@ def test_verdicts_read_back_from_storage_give_the_same_baselines(tmp_path: Path)
     for d in days:
         if d < start:
             store.write_partition("cost_anomalies", d, anomalies_of_scores(scored[d], "robust"))
-    store.write_partition("cost_scores", start - timedelta(days=1),
-                          scored[start - timedelta(days=1)])
+    scores_before = conform(scored[start - timedelta(days=1)], SCORE_COLUMNS)
+    assert (scores_before["unusual_days"] != 0).any()  # marks to read back, as int64 bits
+    store.write_partition("cost_scores", start - timedelta(days=1), scores_before)
     alone = baselines_for_days(history, [start], CONFIG,
                                earlier=earlier_verdicts(store, [start], CONFIG))
     pd.testing.assert_frame_equal(alone[start], base[start])

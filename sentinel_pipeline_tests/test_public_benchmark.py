@@ -215,13 +215,14 @@ def test_sentinel_runs_through_the_harness() -> None:
     assert shipped.name.endswith("as shipped") and p99.name.endswith("p99 score")
     assert at_budget.name == "Sentinel robust at 0.01 (s=2.33)"
     # Baselines learned without the injected events: the events stand out more against them
-    # (median event score 2.4 against 1.7 here; 2.5 against 2.1 while a day's drift was
-    # scored on days not above normal; 1.3 before the days of episodes Sentinel flagged were
-    # left out of the history it learns from).
+    # (median event score 2.4 against 2.2 here; 2.4 against 1.7 before the days that stood
+    # out without an alert were left out too; 2.5 against 2.1 while a day's drift was scored
+    # on days not above normal; 1.3 before the days of episodes Sentinel flagged were left out
+    # of the history it learns from).
     assert oracle.name == "robust, oracle's clean history as shipped"
     events = cell.is_anomaly
     assert (np.nanmedian(oracle.scores[cell.name][events])
-            > np.nanmedian(shipped.scores[cell.name][events]) + 0.25)
+            > np.nanmedian(shipped.scores[cell.name][events]) + 0.1)
     normal = ~events & (np.arange(len(cell.dates)) >= cell.year2_start)
     assert (np.nanmedian(shipped.scores[cell.name][events])
             > max(1.5, np.nanmedian(shipped.scores[cell.name][normal]) + 1.5))

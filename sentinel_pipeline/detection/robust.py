@@ -557,6 +557,15 @@ OVER_DAYS = 7  # the days after and before an episode that say whether it is ove
 # episodes (F1 as shipped 0.228 against 0.226) but also runs of busy days of AR(1) noise, whose
 # false alerts rose 3.38 -> 3.66 per 100 series-month (3.34 at 3).
 EPISODE_DAY_Z = 3.0
+# A day that scored this far above expected at the end of a run of two or more elevated days
+# stood out, alert-worthy or not: its run is left out of the history like an episode's
+# (verdicts.py), judged against that day's own baseline, which the run had not yet lifted.
+# The same cut and the same "a run, not a single day" as the far-off runs above.
+UNUSUAL_SCORE = EPISODE_DAY_Z
+# Days a series' unusual_days mask remembers (bit k: k days before the row's day): 63 bits of
+# an int64, the default lookback.
+UNUSUAL_MEMORY = 63
+UNUSUAL_KEEP = (1 << UNUSUAL_MEMORY) - 1
 
 
 def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
@@ -1042,8 +1051,9 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
             & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
+    unusual = _Unusual(z, elevated, ~is_new & (impact > 0) & (run >= 1), run)
     walk = _walk_episodes(merged, previous, days, elevated, hard, drift,
-                          new_spend, drop, run, hard & (run == 0), impact)
+                          new_spend, drop, run, hard & (run == 0), impact, unusual)
     continuing, opens, start, opened_as, drop_opens = walk
 
     kind = np.full(len(merged), "", dtype=object)
@@ -1072,6 +1082,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["threshold"] = threshold
     out["cusum"] = drift.carried_small  # what the next day carries on from
     out["cusum_large"] = drift.carried_large
+    out["unusual_days"] = unusual.masks
     out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
     return out
 
@@ -1134,6 +1145,39 @@ class _Drift:
         self.carried_large[rows] = np.where(alive, 0.0, self.large[rows])
 
 
+@dataclass
+class _Unusual:
+    """Which recent days of each series stood out without opening an episode: a day scoring
+    UNUSUAL_SCORE or more above expected at the end of a run of elevated days marks itself and
+    that run. Kept as a mask of the last UNUSUAL_MEMORY days (bit k: k days before the row's
+    day), shifted on a day and carried from one day's scores to the next as the CUSUMs are,
+    so a daily run and a backfill mark the same days; a series not scored the day before
+    starts from none. ``candidate``: rows above expected after an elevated day (``run``: the
+    elevated days before each row), not new."""
+
+    z: np.ndarray
+    elevated: np.ndarray
+    candidate: np.ndarray
+    run: np.ndarray
+    masks: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.masks = np.zeros(len(self.z), dtype=np.int64)
+
+    def step(self, rows: np.ndarray | slice, drift_score: np.ndarray, in_episode: np.ndarray,
+             before: np.ndarray) -> np.ndarray:
+        """The masks of ``rows`` after their day, from those of the day before (``before``);
+        ``in_episode``: rows an episode opened or continued (cost_anomalies has their days)."""
+        z = self.z[rows]
+        score = np.where(self.elevated[rows], np.fmax(z, drift_score), z)
+        stood_out = self.candidate[rows] & ~in_episode & (score >= UNUSUAL_SCORE)
+        run = np.minimum(self.run[rows], UNUSUAL_MEMORY - 1).astype(np.int64)
+        marks = np.where(stood_out, (np.int64(1) << (run + 1)) - 1, 0)
+        masks = ((before.astype(np.int64) << 1) & UNUSUAL_KEEP) | marks
+        self.masks[rows] = masks
+        return masks
+
+
 def _walk_episodes(
     merged: pd.DataFrame,
     previous: pd.DataFrame | None,
@@ -1146,11 +1190,13 @@ def _walk_episodes(
     run: np.ndarray,
     jump: np.ndarray,
     impact: np.ndarray,
+    unusual: _Unusual,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Day by day (vectorised over series): an elevated day of an open episode continues it
     (unless its impact doubles the episode's peak); a worthy day (``hard``, or drifting) with
     no open episode opens one, its start traced back over the elevated run. Drops open and
-    close the same way. The drift's CUSUMs are carried along (_Drift)."""
+    close the same way. The drift's CUSUMs are carried along (_Drift), and so are the days
+    that stood out (_Unusual)."""
     prev = with_owner(previous) if previous is not None and len(previous) else None
     n = len(merged)
     if prev is None and drift.state is None and (n == 0 or (days == days[0]).all()):
@@ -1158,6 +1204,7 @@ def _walk_episodes(
         # carry, so no need to identify series across days.
         opens = hard | drift.step(slice(None), drift.small_before, drift.large_before)
         drift.spend(slice(None), opens | new_spend)
+        unusual.step(slice(None), drift.score, opens | new_spend, np.zeros(n, dtype=np.int64))
         start = np.where(opens, days - run, days)
         opened_as = np.where(jump, OPENED_SPIKE, OPENED_SUSTAINED).astype(np.int8)
         return np.zeros(n, dtype=bool), opens, start, opened_as, drop.copy()
@@ -1169,11 +1216,15 @@ def _walk_episodes(
     codes = codes_all[:n]
     n_codes = int(codes_all.max()) + 1 if len(codes_all) else 0
     carried_small, carried_large = np.zeros(n_codes), np.zeros(n_codes)
+    carried_marks = np.zeros(n_codes, dtype=np.int64)
     as_of = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
     if state is not None:
         state_codes = codes_all[n + (len(prev) if prev is not None else 0):]
         carried_small[state_codes] = state["cusum"].to_numpy(dtype=float, na_value=0.0)
         carried_large[state_codes] = state["cusum_large"].to_numpy(dtype=float, na_value=0.0)
+        if "unusual_days" in state.columns:  # scores written before it existed: none
+            carried_marks[state_codes] = state["unusual_days"].fillna(0).to_numpy().astype(
+                np.int64)
         as_of[state_codes] = pd.to_datetime(state["usage_date"]).to_numpy().astype(
             "datetime64[D]")
     open_start = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -1228,5 +1279,7 @@ def _walk_episodes(
         dropping[c[drop[rows]]] = True
         drift.spend(rows, alive)
         carried_small[c], carried_large[c] = drift.carried_small[rows], drift.carried_large[rows]
+        carried_marks[c] = unusual.step(rows, drift.score[rows], cont | new | new_spend[rows],
+                                        np.where(known, carried_marks[c], 0))
         as_of[c] = days[rows]
     return continuing, opens, start, opened_as, drop_opens

@@ -53,7 +53,34 @@ class FlaggedDays:
     def __init__(self, matrix: CostMatrix, feedback: pd.DataFrame | None) -> None:
         self.matrix = matrix
         self.mask: np.ndarray | None = None  # made on the first flag: most runs have none
+        self.unusual: np.ndarray | None = None  # the days the last day's masks mark
         self.answered = _answered(feedback)
+
+    def remember(self, scores: pd.DataFrame | None,
+                 series_rows: np.ndarray | None = None) -> None:
+        """The days that stood out without an episode, as one day's ``scores`` carry them
+        (unusual_days, robust._Unusual): they replace those of the day before, whose marks the
+        masks carry on. ``series_rows``: as in ``add``."""
+        self.unusual = None
+        if scores is None or len(scores) == 0 or "unusual_days" not in scores.columns:
+            return
+        masks = scores["unusual_days"].fillna(0).to_numpy().astype(np.int64)
+        some = masks != 0
+        if not some.any():
+            return
+        scores, masks = scores[some], masks[some]
+        series_rows = (self._rows_of(with_owner(scores)) if series_rows is None
+                       else series_rows[some])
+        col = (usage_days(scores) - np.datetime64(self.matrix.first, "D")).astype(np.int64)
+        back = np.arange(robust.UNUSUAL_MEMORY, dtype=np.int64)
+        cols = col[:, None] - back
+        n_days = self.matrix.values.shape[1]
+        marked = (((masks[:, None] >> back) & 1) == 1) & (cols >= 0) & (cols < n_days)
+        marked &= series_rows[:, None] >= 0
+        if not marked.any():
+            return
+        self.unusual = np.zeros(self.matrix.values.shape, dtype=bool)
+        self.unusual[np.broadcast_to(series_rows[:, None], cols.shape)[marked], cols[marked]] = True
 
     def add(self, rows: pd.DataFrame | None, series_rows: np.ndarray | None = None) -> None:
         """Flag the rises among anomaly ``rows`` (usage_date, series key, kind, anomaly_start),
@@ -91,9 +118,10 @@ class FlaggedDays:
     def window(self, rows: np.ndarray | slice, lo: int, hi: int) -> np.ndarray | None:
         """The flags of matrix ``rows`` on columns lo..hi-1 (a baseline's lookback); None when
         nothing there is flagged."""
-        if self.mask is None:
+        parts = [m[rows, lo:hi] for m in (self.mask, self.unusual) if m is not None]
+        if not parts:
             return None
-        part = self.mask[rows, lo:hi]
+        part = parts[0] if len(parts) == 1 else parts[0] | parts[1]
         return part if part.any() else None
 
     def _rows_of(self, rows: pd.DataFrame) -> np.ndarray:
@@ -127,6 +155,7 @@ class DayScorer:
                  feedback: pd.DataFrame | None) -> None:
         self.config, self.flagged = config, flagged
         flagged.add(earlier.anomalies if earlier else None)
+        flagged.remember(earlier.drift if earlier else None)
         self.previous = earlier.previous if earlier else None
         self.drift = earlier.drift if earlier else None
         self.bars = raised_bars(feedback, config.score_threshold)
@@ -140,6 +169,7 @@ class DayScorer:
         col = (day - matrix.first).days  # in the matrix: a day before the range's last
         if len(baseline) == 0:
             self.previous = self.drift = None
+            self.flagged.remember(None)
             return
         if self._order is None or self._order[0] is not window_keys:  # new series, or fewer
             self._order = (window_keys, baseline_order(window_keys))
@@ -152,3 +182,4 @@ class DayScorer:
         self.previous = scored[kind != ""]
         self.drift = scored
         self.flagged.add(self.previous, in_order[kind != ""])
+        self.flagged.remember(scored, in_order)

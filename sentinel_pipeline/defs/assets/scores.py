@@ -221,17 +221,18 @@ def release_freed_memory() -> None:
 def earlier_verdicts(store: TableStore, days: list[date], config: DetectionConfig) -> Earlier:
     """What cost_baselines of ``days`` learns Sentinel's own verdicts from (robust only,
     detection/verdicts.py): cost_anomalies of the lookback before the first day, and the
-    anomalies and scores of the day before it, from which the days of the range are scored
-    as they go (a run of one day scores none: it needs neither). Days never scored have no
-    verdicts: nothing of them is left out."""
+    scores of the day before it (their unusual_days: the days that stood out without an
+    episode) and its anomalies, from which the days of the range are scored as they go (a run
+    of one day scores none: it needs no anomalies). Days never scored have no verdicts:
+    nothing of them is left out."""
     if config.method != "robust":
         return Earlier()
     lookback = [days[0] - timedelta(days=config.lookback_days), days[0] - timedelta(days=1)]
     anomalies = _read_days(store, "cost_anomalies", lookback, VERDICT_COLUMNS)
     earlier = Earlier(anomalies if len(anomalies) else None)
+    earlier.drift = previous_drift(store, days)
     if len(days) > 1:
         earlier.previous = previous_anomalies(store, days)
-        earlier.drift = previous_drift(store, days)
     return earlier
 
 
@@ -239,11 +240,12 @@ VERDICT_COLUMNS = ["usage_date", *SERIES_KEY, "kind", "anomaly_start", "method"]
 
 
 def previous_drift(store: TableStore, days: list[date]) -> pd.DataFrame | None:
-    """The drift statistics cost_scores stored for the day before ``days`` (None if that day
-    was never scored; no columns from scores written before they existed): the CUSUMs carry
-    on from them, so a daily run and a backfill of the same days score alike."""
+    """The drift statistics cost_scores stored for the day before ``days`` and the days that
+    stood out (None if that day was never scored; no columns from scores written before they
+    existed): the CUSUMs and the unusual days carry on from them, so a daily run and a
+    backfill of the same days score alike."""
     table = store.read_arrow("cost_scores", days[0] - timedelta(days=1),
-                             ["usage_date", *SERIES_KEY, "cusum", "cusum_large"])
+                             ["usage_date", *SERIES_KEY, "cusum", "cusum_large", "unusual_days"])
     return None if table is None else with_owner(table.to_pandas())
 
 
