@@ -142,6 +142,12 @@ def test_cost_scores_keep_every_series_and_agree_with_cost_anomalies(
     pairs = unusual.merge(anomalies, on=key, suffixes=("", "_anomaly"))
     assert len(pairs) == len(unusual) == len(anomalies)
     assert (pairs["kind"] == pairs["kind_anomaly"]).all()
+    # The days that stood out without an alert: whole int64 bit masks, counted per day in the
+    # metadata the UI shows.
+    assert str(scores["unusual_days"].dtype) == "int64" and (scores["unusual_days"] >= 0).all()
+    events = demo_backfill.result.asset_materializations_for_node("cost_scores")
+    counts = [e.metadata["series_with_unusual_days"].value for e in events]
+    assert counts and all(isinstance(c, int) for c in counts)
     # A known anomaly's day ranks near the top of its day's scores.
     known = demo_known_anomalies(start, demo_backfill.end).iloc[0]
     day = scores[scores["usage_date"] == known.start_date].sort_values("score", ascending=False)

@@ -62,7 +62,10 @@ CALIBRATION = {3.0: 1.35e-3, 4.0: 3.17e-5}
         "per series-day (4: 3 in 100,000). Rank, plot or threshold it; cost_anomalies takes "
         "the rows that pass the detector's rules (kind not ''). threshold: the score the row "
         "had to reach for its kind (the configured bar, raised for a series and kind by "
-        "not_anomaly feedback; metadata series_with_raised_bars)."
+        "not_anomaly feedback; metadata series_with_raised_bars). unusual_days (robust): the "
+        "days of the last 63 that stood out without an alert (score 3 or more at the end of "
+        "a run of elevated days), as bits, bit k being k days before D; cost_baselines leaves "
+        "them out of the history once over."
     ),
 )
 def cost_scores(
@@ -101,6 +104,9 @@ def _day_metadata(rows: pd.DataFrame) -> dict[str, Any]:
         "dagster/row_count": len(rows),
         "series_scored": len(rows),
         "median_score": float(np.median(scored)) if len(scored) else 0.0,
+        # series whose recent days stood out without an alert (left out of their history)
+        "series_with_unusual_days": int((rows["unusual_days"].fillna(0) != 0).sum())
+        if "unusual_days" in rows.columns else 0,
         **{f"share_above_{s:g}": float((scores > s).mean()) if len(scores) else 0.0
            for s in CALIBRATION},
         "top_scores": dg.MetadataValue.md(markdown_table(top, SCORE_PREVIEW)),
