@@ -1070,10 +1070,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["expected_cost"] = expected
     out["impact"] = impact
     out["pct_change"] = pct
-    # The drift is a day's score only on a day above normal, the only days it can open an
-    # episode on: after a run of rises the CUSUMs take days to fall back, and scored on the
-    # normal days after it they ranked those above real events' days.
-    out["score"] = np.where(is_new, new_score, np.where(elevated, np.fmax(z, drift.score), z))
+    out["score"] = np.where(is_new, new_score, _day_score(z, elevated, drift.score))
     out["kind"] = kind
     out["method"] = "robust"
     out["lower"] = out["lower"].fillna(0.0)
@@ -1088,6 +1085,13 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
 
 
 OPENED_SPIKE, OPENED_SUSTAINED = 1, 2
+
+
+def _day_score(z: np.ndarray, elevated: np.ndarray, drift_score: np.ndarray) -> np.ndarray:
+    """A day's score: its own z, or the drift's where larger on a day above normal, the only
+    days the drift can open an episode on. After a run of rises the CUSUMs take days to fall
+    back; scored on the normal days after it, they ranked those above real events' days."""
+    return np.where(elevated, np.fmax(z, drift_score), z)
 
 
 @dataclass
@@ -1168,8 +1172,7 @@ class _Unusual:
              before: np.ndarray) -> np.ndarray:
         """The masks of ``rows`` after their day, from those of the day before (``before``);
         ``in_episode``: rows an episode opened or continued (cost_anomalies has their days)."""
-        z = self.z[rows]
-        score = np.where(self.elevated[rows], np.fmax(z, drift_score), z)
+        score = _day_score(self.z[rows], self.elevated[rows], drift_score)
         stood_out = self.candidate[rows] & ~in_episode & (score >= UNUSUAL_SCORE)
         run = np.minimum(self.run[rows], UNUSUAL_MEMORY - 1).astype(np.int64)
         marks = np.where(stood_out, (np.int64(1) << (run + 1)) - 1, 0)

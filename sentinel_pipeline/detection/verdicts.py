@@ -13,6 +13,11 @@ own verdicts mark whole episodes, from their ``anomaly_start`` to their last fla
 - Only an episode that is over: robust.py leaves its days out once the cost came back below
   halfway from the episode's level to the level before it (_episodes_over). A level shift
   never comes back: it is the new normal, and left out the baseline would never adopt it.
+- And the days that stood out without an alert: a day that scored robust.UNUSUAL_SCORE or
+  more above expected at the end of a run of elevated days, and that run, judged against that
+  day's own baseline (which the run had not yet lifted, unlike the first estimate robust.py's
+  own rule judges by). robust.score carries them in ``cost_scores.unusual_days``, a bit mask of
+  the last 63 days per series, from one day's scores to the next; the day before's is read.
 - Verdicts come from ``cost_anomalies`` as stored for the days before a run, and, inside a run
   of several days, from scoring each day as soon as its baseline is known (``DayScorer``):
   the same rows the cost_scores step writes, so a range and the same days run one at a time
