@@ -189,7 +189,8 @@ def compute_shard(context: dg.AssetExecutionContext, storage: StorageResource,
                 return BaselineShard({}, shards=shards)
         history = RawHistory(store, history_window(days[0])[0], days[-1], shard, shards)
         # Episodes people marked expected / planned: their level is adopted (feedback.py);
-        # the days of episodes Sentinel flagged are left out of the history (verdicts.py).
+        # the days of episodes Sentinel flagged, and those that stood out without an alert, are
+        # left out of the history (verdicts.py).
         frames = baselines_for_days(history, days, config, progress=_progress(context, days),
                                     feedback=store.read_table(FEEDBACK_TABLE),
                                     earlier=earlier_verdicts(store, days, config))
