@@ -119,6 +119,29 @@ def test_days_that_stood_out_without_an_alert_are_left_out_too() -> None:
     pd.testing.assert_frame_equal(alone[day(145)], after)
 
 
+def test_marks_carry_over_a_day_without_spend_in_a_range_and_a_daily_run_alike() -> None:
+    """A day without spend is still scored (its cost is 0), so the marks carry over it, and a
+    daily run, which knows only the day before's scores, leaves out the days the range did."""
+    config = DetectionConfig(min_impact=1e9)
+    values: list[float | None] = list(with_ramps(seed=1))
+    values[90] = None  # no spend on day 90, after the ramp of days 70-79 was marked
+    history = pd.DataFrame(series(values, service="R"))
+    days = [day(d) for d in range(64, 110)]
+    base = baselines_for_days(history, days, config)
+    scored = scores_for_days(history, pd.concat(base.values(), ignore_index=True), days, config)
+    mask = {d: int(f["unusual_days"].iloc[0]) for d, f in scored.items()}
+    assert mask[day(89)] != 0 and scored[day(90)]["actual_cost"].iloc[0] == 0
+    assert mask[day(90)] & (mask[day(89)] << 1) == (mask[day(89)] << 1) & UNUSUAL_KEEP
+    for d in (day(91), day(95)):
+        alone = baselines_for_days(history, [d], config,
+                                   earlier=Earlier(drift=scored[d - timedelta(days=1)]))
+        pd.testing.assert_frame_equal(alone[d], base[d])
+    # The marked ramp is left out until the day without spend enters the lookback (a series
+    # with such a day is left as it is: robust._without_episodes).
+    assert base[day(90)]["episode_days_left_out"].iloc[0] > 0
+    assert base[day(95)]["episode_days_left_out"].iloc[0] == 0
+
+
 def test_a_level_shift_is_the_new_normal_not_an_episode_to_leave_out() -> None:
     """x1.8 for good: the cost never comes back, so its flagged days stay in and the baseline
     adopts the new level (left out, it would be measured against the old one for ever)."""
