@@ -88,6 +88,9 @@ SCORE_COLUMNS: list[str] = [
     # before usage_date; robust.py): the next day carries on from it, and the baselines leave
     # those days out of the history (0 for seed)
     "unusual_days",
+    # the open episode's largest day's $ impact so far after the day (0 when none is open; NaN
+    # for seed): the next day alerts again only when its impact doubles it (robust.py)
+    "episode_peak",
 ]
 
 # The one list of anomaly kinds (cost_anomalies.kind): a cost that went up opens or continues
@@ -215,6 +218,7 @@ _FLOAT_COLUMNS = {
     "autocorr",
     "confidence",
     "impact_to_date",
+    "episode_peak",
 }
 
 

@@ -263,7 +263,7 @@ def test_a_daily_run_carries_the_drift_of_the_day_before() -> None:
     for d in days[1:]:
         alone = scores_for_days(history, base, [d], config,
                                 previous=before[before["kind"] != ""], drift_before=before)[d]
-        cols = ["score", "kind", "alert", "cusum", "cusum_large"]
+        cols = ["score", "kind", "alert", "cusum", "cusum_large", "episode_peak"]
         pd.testing.assert_frame_equal(alone[cols].reset_index(drop=True),
                                       together[d][cols].reset_index(drop=True))
         before = alone
@@ -276,6 +276,38 @@ def test_a_daily_run_carries_the_drift_of_the_day_before() -> None:
     # After a day of an open episode the CUSUMs restart from 0.
     alerted = pd.concat(together.values())
     assert (alerted.loc[alerted["kind"] != "", "cusum"] == 0).all()
+
+
+def test_a_daily_run_alerts_again_only_when_the_episode_doubles_its_peak() -> None:
+    """A spike (+$2,000), a lower day that keeps it open (+$1,000), then +$3,500: under twice
+    the episode's peak, so a range records it as the same episode. A daily run must do the
+    same, from the peak the day before's scores stored (cost_scores.episode_peak): twice the
+    day before's impact alone made it alert again. A rebound to +$4,500 alerts in both."""
+    config = DetectionConfig()
+    for rebound, alerts_again in ((4500.0, False), (5500.0, True)):
+        values = noisy(120, 1000, 0.05, seed=3)
+        values[100:103] = [3000.0, 2000.0, rebound]
+        history = pd.DataFrame(series(values))
+        days = [day(d) for d in range(99, 104)]
+        base = pd.concat(baselines_for_days(history, days, config).values())
+        together = scores_for_days(history, base, days, config)
+        assert list(pd.concat(together.values())["alert"]) == [False, True, False,
+                                                                alerts_again, False]
+        assert float(together[day(101)]["episode_peak"].iloc[0]) == pytest.approx(
+            float(together[day(100)]["impact"].iloc[0]))
+        before = together[days[0]]
+        for d in days[1:]:
+            alone = scores_for_days(history, base, [d], config,
+                                    previous=before[before["kind"] != ""], drift_before=before)[d]
+            cols = ["kind", "alert", "anomaly_start", "episode_peak"]
+            pd.testing.assert_frame_equal(alone[cols].reset_index(drop=True),
+                                          together[d][cols].reset_index(drop=True))
+            before = alone
+        # Scores written before the peak was stored: the day before's impact, as it was.
+        old = together[day(101)].drop(columns="episode_peak")
+        legacy = scores_for_days(history, base, [day(102)], config,
+                                 previous=old[old["kind"] != ""], drift_before=old)[day(102)]
+        assert bool(legacy["alert"].iloc[0])
 
 
 def test_a_level_shift_in_the_lookback_is_not_taken_for_growth() -> None:

@@ -1054,7 +1054,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     unusual = _Unusual(z, elevated, ~is_new & (impact > 0) & (run >= 1), run)
     walk = _walk_episodes(merged, previous, days, elevated, hard, drift,
                           new_spend, drop, run, hard & (run == 0), impact, unusual)
-    continuing, opens, start, opened_as, drop_opens = walk
+    continuing, opens, start, opened_as, drop_opens, peak = walk
 
     kind = np.full(len(merged), "", dtype=object)
     kind[opens] = np.where(opened_as[opens] == OPENED_SPIKE, "spike", "sustained")
@@ -1080,6 +1080,7 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     out["cusum"] = drift.carried_small  # what the next day carries on from
     out["cusum_large"] = drift.carried_large
     out["unusual_days"] = unusual.masks
+    out["episode_peak"] = peak
     out["alert"] = opens | new_spend | ((kind == "drop") & drop_opens & config.alert_on_drops)
     return out
 
@@ -1194,12 +1195,15 @@ def _walk_episodes(
     jump: np.ndarray,
     impact: np.ndarray,
     unusual: _Unusual,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Day by day (vectorised over series): an elevated day of an open episode continues it
     (unless its impact doubles the episode's peak); a worthy day (``hard``, or drifting) with
     no open episode opens one, its start traced back over the elevated run. Drops open and
     close the same way. The drift's CUSUMs are carried along (_Drift), and so are the days
-    that stood out (_Unusual)."""
+    that stood out (_Unusual) and each open episode's peak (its largest day's impact so far,
+    returned last, 0 where none is open): stored in cost_scores.episode_peak, it is what a
+    daily run compares a day with, as a range does (the day before's impact alone made a
+    dip and a rebound alert again in a daily run and not in a backfill)."""
     prev = with_owner(previous) if previous is not None and len(previous) else None
     n = len(merged)
     if prev is None and drift.state is None and (n == 0 or (days == days[0]).all()):
@@ -1210,7 +1214,8 @@ def _walk_episodes(
         unusual.step(slice(None), drift.score, opens | new_spend, np.zeros(n, dtype=np.int64))
         start = np.where(opens, days - run, days)
         opened_as = np.where(jump, OPENED_SPIKE, OPENED_SUSTAINED).astype(np.int8)
-        return np.zeros(n, dtype=bool), opens, start, opened_as, drop.copy()
+        return (np.zeros(n, dtype=bool), opens, start, opened_as, drop.copy(),
+                np.where(opens | new_spend, impact, 0.0))
     from sentinel_pipeline.detection.frames import series_codes  # noqa: PLC0415
 
     state = None if drift.state is None else with_owner(drift.state)
@@ -1220,6 +1225,7 @@ def _walk_episodes(
     n_codes = int(codes_all.max()) + 1 if len(codes_all) else 0
     carried_small, carried_large = np.zeros(n_codes), np.zeros(n_codes)
     carried_marks = np.zeros(n_codes, dtype=np.int64)
+    carried_peak = np.zeros(n_codes)  # 0: not known from the day before's scores
     as_of = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
     if state is not None:
         state_codes = codes_all[n + (len(prev) if prev is not None else 0):]
@@ -1228,6 +1234,9 @@ def _walk_episodes(
         if "unusual_days" in state.columns:  # scores written before it existed: none
             carried_marks[state_codes] = state["unusual_days"].fillna(0).to_numpy().astype(
                 np.int64)
+        if "episode_peak" in state.columns:  # else the impact of the day before, below
+            carried_peak[state_codes] = state["episode_peak"].to_numpy(dtype=float,
+                                                                       na_value=0.0)
         as_of[state_codes] = pd.to_datetime(state["usage_date"]).to_numpy().astype(
             "datetime64[D]")
     open_start = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -1250,6 +1259,7 @@ def _walk_episodes(
     drop_opens = np.zeros(n, dtype=bool)
     start = days.copy()
     opened_as = np.zeros(n, dtype=np.int8)
+    peak_after = np.zeros(n)
     order = np.argsort(days, kind="stable")
     boundaries = np.flatnonzero(np.diff(days[order].astype(np.int64))) + 1
     for rows in np.split(order, boundaries) if n else []:
@@ -1259,7 +1269,8 @@ def _walk_episodes(
             rows, np.where(known, carried_small[c], drift.small_before[rows]),
             np.where(known, carried_large[c], drift.large_before[rows]))
         is_open = ~np.isnat(open_start[c])
-        bigger = is_open & worthy & (impact[rows] >= REALERT_FACTOR * peak[c])
+        episode_peak = np.where(known & (carried_peak[c] > 0), carried_peak[c], peak[c])
+        bigger = is_open & worthy & (impact[rows] >= REALERT_FACTOR * episode_peak)
         cont = elevated[rows] & is_open & ~bigger
         new = worthy & ~cont
         continuing[rows], opens[rows] = cont, new
@@ -1270,7 +1281,7 @@ def _walk_episodes(
         opened_as[rows] = np.where(cont, open_kind[c],
                                    np.where(jump[rows] | bigger, OPENED_SPIKE, OPENED_SUSTAINED))
         # Tomorrow, only the episodes alive today are open.
-        new_peak = np.where(cont, np.maximum(peak[c], impact[rows]), impact[rows])
+        new_peak = np.where(cont, np.maximum(episode_peak, impact[rows]), impact[rows])
         open_start[:] = np.datetime64("NaT")
         peak[:] = 0.0
         dropping[:] = False
@@ -1284,5 +1295,7 @@ def _walk_episodes(
         carried_small[c], carried_large[c] = drift.carried_small[rows], drift.carried_large[rows]
         carried_marks[c] = unusual.step(rows, drift.score[rows], cont | new | new_spend[rows],
                                         np.where(known, carried_marks[c], 0))
+        peak_after[rows] = np.where(alive, new_peak, 0.0)
+        carried_peak[c] = peak_after[rows]
         as_of[c] = days[rows]
-    return continuing, opens, start, opened_as, drop_opens
+    return continuing, opens, start, opened_as, drop_opens, peak_after

@@ -65,7 +65,8 @@ CALIBRATION = {3.0: 1.35e-3, 4.0: 3.17e-5}
         "not_anomaly feedback; metadata series_with_raised_bars). unusual_days (robust): the "
         "days of the last 63 that stood out without an alert (score 3 or more at the end of "
         "a run of elevated days), as bits, bit k being k days before D; cost_baselines leaves "
-        "them out of the history once over."
+        "them out of the history once over. episode_peak (robust): the open episode's largest "
+        "day's $ impact so far (0 if none): a later day alerts again only at twice it."
     ),
 )
 def cost_scores(
@@ -248,10 +249,11 @@ VERDICT_COLUMNS = ["usage_date", *SERIES_KEY, "kind", "anomaly_start", "method"]
 def previous_drift(store: TableStore, days: list[date]) -> pd.DataFrame | None:
     """The drift statistics cost_scores stored for the day before ``days`` and the days that
     stood out (None if that day was never scored; no columns from scores written before they
-    existed): the CUSUMs and the unusual days carry on from them, so a daily run and a
-    backfill of the same days score alike."""
+    existed): the CUSUMs, the unusual days and the open episodes' peaks carry on from them,
+    so a daily run and a backfill of the same days score alike."""
     table = store.read_arrow("cost_scores", days[0] - timedelta(days=1),
-                             ["usage_date", *SERIES_KEY, "cusum", "cusum_large", "unusual_days"])
+                             ["usage_date", *SERIES_KEY, "cusum", "cusum_large", "unusual_days",
+                              "episode_peak"])
     return None if table is None else with_owner(table.to_pandas())
 
 
