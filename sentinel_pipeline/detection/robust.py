@@ -1225,7 +1225,6 @@ def _walk_episodes(
     n_codes = int(codes_all.max()) + 1 if len(codes_all) else 0
     carried_small, carried_large = np.zeros(n_codes), np.zeros(n_codes)
     carried_marks = np.zeros(n_codes, dtype=np.int64)
-    carried_peak = np.zeros(n_codes)  # 0: not known from the day before's scores
     as_of = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
     if state is not None:
         state_codes = codes_all[n + (len(prev) if prev is not None else 0):]
@@ -1234,9 +1233,6 @@ def _walk_episodes(
         if "unusual_days" in state.columns:  # scores written before it existed: none
             carried_marks[state_codes] = state["unusual_days"].fillna(0).to_numpy().astype(
                 np.int64)
-        if "episode_peak" in state.columns:  # else the impact of the day before, below
-            carried_peak[state_codes] = state["episode_peak"].to_numpy(dtype=float,
-                                                                       na_value=0.0)
         as_of[state_codes] = pd.to_datetime(state["usage_date"]).to_numpy().astype(
             "datetime64[D]")
     open_start = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -1253,6 +1249,10 @@ def _walk_episodes(
             OPENED_SPIKE, OPENED_SUSTAINED)
         peak[prev_codes[up]] = prev.loc[up, "impact"].to_numpy(dtype=float)
         dropping[prev_codes[(prev["kind"] == "drop").to_numpy()]] = True
+    if n and state is not None and "episode_peak" in state.columns:  # else prev's impact, above
+        stored = state["episode_peak"].to_numpy(dtype=float, na_value=0.0)
+        fresh = (stored > 0) & (as_of[state_codes] == days.min() - np.timedelta64(1, "D"))
+        peak[state_codes[fresh]] = stored[fresh]
 
     continuing = np.zeros(n, dtype=bool)
     opens = np.zeros(n, dtype=bool)
@@ -1269,8 +1269,7 @@ def _walk_episodes(
             rows, np.where(known, carried_small[c], drift.small_before[rows]),
             np.where(known, carried_large[c], drift.large_before[rows]))
         is_open = ~np.isnat(open_start[c])
-        episode_peak = np.where(known & (carried_peak[c] > 0), carried_peak[c], peak[c])
-        bigger = is_open & worthy & (impact[rows] >= REALERT_FACTOR * episode_peak)
+        bigger = is_open & worthy & (impact[rows] >= REALERT_FACTOR * peak[c])
         cont = elevated[rows] & is_open & ~bigger
         new = worthy & ~cont
         continuing[rows], opens[rows] = cont, new
@@ -1281,7 +1280,7 @@ def _walk_episodes(
         opened_as[rows] = np.where(cont, open_kind[c],
                                    np.where(jump[rows] | bigger, OPENED_SPIKE, OPENED_SUSTAINED))
         # Tomorrow, only the episodes alive today are open.
-        new_peak = np.where(cont, np.maximum(episode_peak, impact[rows]), impact[rows])
+        new_peak = np.where(cont, np.maximum(peak[c], impact[rows]), impact[rows])
         open_start[:] = np.datetime64("NaT")
         peak[:] = 0.0
         dropping[:] = False
@@ -1296,6 +1295,5 @@ def _walk_episodes(
         carried_marks[c] = unusual.step(rows, drift.score[rows], cont | new | new_spend[rows],
                                         np.where(known, carried_marks[c], 0))
         peak_after[rows] = np.where(alive, new_peak, 0.0)
-        carried_peak[c] = peak_after[rows]
         as_of[c] = days[rows]
     return continuing, opens, start, opened_as, drop_opens, peak_after
