@@ -13,7 +13,9 @@ history) and reported per 100 series-months, for 3 draws:
 - ``episodes``: normal noise, and in the history (days 7-66, none in the scored days) three
   episodes per series, each a ramp of +3-10 % a day for 7-14 days or a rise of +50-200 % for
   1-2 days, as dense as the public benchmark's year 2: alerts here are the price of a history
-  that held anomalies (a baseline that learned them, or one that left them out too eagerly).
+  that held anomalies (a baseline that learned them, or one that left them out too eagerly);
+- ``skips``: normal noise, and a fifth of the days without spend (no row), at random: a
+  service billed only on the days a job ran.
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -31,7 +33,8 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
-SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes")
+SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips")
+SKIPPED = 0.2  # share of the days without spend in ``skips``
 
 
 def costs(shape: str, seed: int) -> np.ndarray:
@@ -58,7 +61,10 @@ def costs(shape: str, seed: int) -> np.ndarray:
     log_cost = noise * e
     if shape == "episodes":
         log_cost += past_episodes(rng)
-    return level * week * np.exp(log_cost)
+    out = level * week * np.exp(log_cost)
+    if shape == "skips":
+        out[rng.random(out.shape) < SKIPPED] = np.nan
+    return out
 
 
 def past_episodes(rng: np.random.Generator) -> np.ndarray:
@@ -78,15 +84,17 @@ def past_episodes(rng: np.random.Generator) -> np.ndarray:
 
 
 def cost_rows(matrix: np.ndarray, start: date = START) -> pd.DataFrame:
-    """Raw cost rows of a (series, days) cost matrix: services s0, s1, ... from ``start``."""
+    """Raw cost rows of a (series, days) cost matrix: services s0, s1, ... from ``start``; a
+    NaN cost is a day without spend (no row)."""
     count, n = matrix.shape
     dates = [start + timedelta(days=i) for i in range(n)]
-    return pd.DataFrame({
+    rows = pd.DataFrame({
         "usage_date": np.tile(dates, count),
         "service": np.repeat([f"s{i}" for i in range(count)], n),
         "account_id": "a", "region": "r",
         "cost": matrix.ravel(), "currency": "USD",
     })
+    return rows[rows["cost"].notna()].reset_index(drop=True)
 
 
 def false_alerts(shape: str, seed: int, config: DetectionConfig) -> dict[str, float]:
