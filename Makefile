@@ -97,6 +97,8 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.quality.run
 	$(BIN)/python -m benchmarks.public.run
 	$(BIN)/python -m benchmarks.shapes
+	@if [ -n "$(NAB)" ]; then $(BIN)/python -m benchmarks.real_series --nab "$(NAB)"; \
+	else echo "benchmarks.real_series skipped: make bench NAB=<a checkout of numenta/NAB>"; fi
 	$(BIN)/python benchmarks/detection_speed.py
 	$(BIN)/python benchmarks/daily_run.py --series 100000
 	$(BIN)/python benchmarks/backfill.py --days 240 --series 70

@@ -77,7 +77,8 @@ RELATIVE_SCALE_FLOOR = 0.05  # a day within 5 % of expected is never surprising
 MIN_WEEKS_FOR_PROFILE = 3  # with 3 samples a weekday median shrugs off one spike
 # Weeks needed for a trend: 6 make thirds of 2 weeks (the lookback's 63 days: thirds of 3).
 MIN_WEEKS_FOR_TREND = 6
-# Week-over-week changes needed before the noise is trusted: 3 pairs of full weeks. With fewer,
+# Week-over-week changes needed before the noise is trusted: 3 pairs of full weeks' (or as many
+# from pairs with days without spend, _partial_pairs). With fewer,
 # the young series' floor applies (2 weeks' changes once made new services look like spikes).
 MIN_LOG_RESIDUALS = 21
 YOUNG_DAYS = 14  # a series younger than this has no known weekly shape yet
