@@ -257,6 +257,55 @@ def test_a_series_that_skips_days_at_random_is_not_news_on_its_next_ordinary_day
     assert per_100_series_months < 3
 
 
+def test_a_series_that_skips_half_its_days_is_not_news_on_the_days_it_spends() -> None:
+    """Half the days without spend, at random (a job that runs when there is work). A weekday
+    spends in only 1 or 2 of its 9 weeks by chance in 9 % of lookbacks: taken for a weekday
+    without spend (factor at the floor), its next day with spend alerted; and in 1 lookback in
+    11 the 14 days held fewer than 5 with spend, whose $0 days then set the level."""
+    rng = np.random.default_rng(12)
+    n, count = 150, 100
+    dates = [START + timedelta(days=i) for i in range(n)]
+    weekday = np.array([d.weekday() for d in dates])
+    frames = []
+    for k in range(count):
+        cost = 300 * WEEKLY[weekday] * np.exp(rng.normal(0, rng.uniform(0.03, 0.3), n))
+        cost[rng.random(n) < 0.5] = np.nan
+        frames.append(pd.DataFrame({"usage_date": dates, "service": f"s{k}", "account_id": "a",
+                                    "region": "r", "currency": "USD", "cost": cost}).dropna())
+    history = pd.concat(frames)
+    days = dates[70:]
+    config = DetectionConfig()
+    base = pd.concat(baselines_for_days(history, days, config).values())
+    scored = pd.concat(scores_for_days(history, base, days, config).values())
+    per_100_series_months = scored["alert"].sum() / (count * len(days) / 30) * 100
+    assert per_100_series_months < 25  # 12.75 here; 166.9 before (both fixes)
+
+
+def test_a_weekday_without_spend_is_expected_to_stay_without() -> None:
+    """A dev account off at weekends (and skipping a tenth of its weekdays): Saturday and
+    Sunday never spent, so they are weekdays without spend, and a Saturday at weekday level is
+    news. The binomial test of _idle must not take them for chance."""
+    rng = np.random.default_rng(2)
+    n = 120
+    dates = [START + timedelta(days=i) for i in range(n)]
+    values: list[float | None] = []
+    for d in dates:
+        off = d.weekday() >= 5 or rng.random() < 0.1
+        values.append(None if off else float(400 * np.exp(rng.normal(0, 0.05))))
+    saturday = next(i for i in range(100, n) if dates[i].weekday() == 5)
+    values[saturday] = 400.0
+    rows = series(values, service="Dev")
+    days = [dates[i] for i in range(90, n)]
+    base = pd.concat(baselines_for_days(pd.DataFrame(rows), days, DetectionConfig()).values())
+    base = base.assign(weekday=pd.to_datetime(base["usage_date"]).dt.weekday)
+    weekend = base.loc[base["weekday"] >= 5, "expected_cost"]
+    workday = base.loc[base["weekday"] < 5, "expected_cost"]
+    assert float(weekend.max()) < 0.3 * float(workday.median())  # 0.145: the 0.2 floor
+    scored = pd.concat(scores_for_days(pd.DataFrame(rows), base, days, DetectionConfig()).values())
+    alerts = scored[scored["alert"].astype(bool)]
+    assert list(pd.to_datetime(alerts["usage_date"]).dt.date) == [dates[saturday]]
+
+
 def test_a_growing_bill_is_expected_on_its_trend() -> None:
     """+30 % of the first month's cost a month: the expected cost follows the trend (a median of
     the last 14 days alone sits a week behind it, 5.5 % low here, and made growing series
