@@ -246,7 +246,7 @@ def test_a_series_that_skips_days_at_random_is_not_news_on_its_next_ordinary_day
     base = pd.concat(baselines_for_days(history, days, config).values())
     scored = pd.concat(scores_for_days(history, base, days, config).values())
     spent = scored[scored["actual_cost"] > 0]
-    truth = 300 * WEEKLY[pd.to_datetime(spent["usage_date"]).dt.weekday.to_numpy()]
+    truth = 300 * WEEKLY[pd.to_datetime(spent["usage_date"]).dt.day_of_week.to_numpy()]
     # The median day with spend is at its weekday's truth (the noise's median is 1).
     ratio = spent["expected_cost"].to_numpy() / truth
     assert float(np.median(ratio)) == pytest.approx(1.0, abs=0.03)  # 1.003; 0.962 with $0 days
@@ -297,7 +297,7 @@ def test_a_weekday_without_spend_is_expected_to_stay_without() -> None:
     rows = series(values, service="Dev")
     days = [dates[i] for i in range(90, n)]
     base = pd.concat(baselines_for_days(pd.DataFrame(rows), days, DetectionConfig()).values())
-    base = base.assign(weekday=pd.to_datetime(base["usage_date"]).dt.weekday)
+    base = base.assign(weekday=pd.to_datetime(base["usage_date"]).dt.day_of_week)
     weekend = base.loc[base["weekday"] >= 5, "expected_cost"]
     workday = base.loc[base["weekday"] < 5, "expected_cost"]
     assert float(weekend.max()) < 0.3 * float(workday.median())  # 0.145: the 0.2 floor
