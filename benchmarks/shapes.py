@@ -14,7 +14,7 @@ history) and reported per 100 series-months, for 3 draws:
   episodes per series, each a ramp of +3-10 % a day for 7-14 days or a rise of +50-200 % for
   1-2 days, as dense as the public benchmark's year 2: alerts here are the price of a history
   that held anomalies (a baseline that learned them, or one that left them out too eagerly);
-- ``skips``: normal noise, and a fifth of the days without spend (no row), at random: a
+- ``skips``: normal noise, and 10-50 % of the days without spend (no row), at random: a
   service billed only on the days a job ran.
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
@@ -34,7 +34,7 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
 SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips")
-SKIPPED = 0.2  # share of the days without spend in ``skips``
+SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
 
 
 def costs(shape: str, seed: int) -> np.ndarray:
@@ -63,7 +63,7 @@ def costs(shape: str, seed: int) -> np.ndarray:
         log_cost += past_episodes(rng)
     out = level * week * np.exp(log_cost)
     if shape == "skips":
-        out[rng.random(out.shape) < SKIPPED] = np.nan
+        out[rng.random(out.shape) < rng.uniform(*SKIPPED, SERIES)[:, None]] = np.nan
     return out
 
 
