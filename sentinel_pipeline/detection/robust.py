@@ -646,18 +646,22 @@ def _week_block(
     shares = _median_of_stack(by_week.reshape(weeks, 7 * n),
                               counted.sum(axis=0, dtype=np.int16).reshape(-1)).reshape(7, n)
     spent_weeks = spent.sum(axis=0, dtype=np.int16)
-    seen_weeks = seen.sum(axis=0, dtype=np.int16)
     few = spent_weeks < MIN_WEEKS_FOR_PROFILE
-    idle = few & (seen_weeks > 0) & _idle(spent_weeks, seen_weeks)
     profile = np.empty((7, n))  # a row per weekday
-    profile[weekdays[:7]] = np.where(idle, 0.0, np.where(few, np.nan, shares.astype(np.float64)))
-    # A weekday with too few weeks of spend to have a share of its own, but not a weekday
-    # without spend: the series' usual share (1 made it half of the others' on a series that
-    # skips half its days, whose shares of a week's mean are about 2).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no weekday with a share: NaN, 1 below
-        usual = np.nanmean(np.where(profile > 0, profile, np.nan), axis=0)
-    profile = np.where(np.isnan(profile), usual, profile)
+    profile[weekdays[:7]] = shares
+    some = np.flatnonzero(few.any(axis=0))  # the series with a weekday of few weeks of spend
+    if len(some):
+        seen_weeks = seen[:, :, some].sum(axis=0, dtype=np.int16)
+        idle = few[:, some] & (seen_weeks > 0) & _idle(spent_weeks[:, some], seen_weeks)
+        part = np.where(few[:, some], np.nan, shares[:, some].astype(np.float64))
+        # A weekday with too few weeks of spend to have a share of its own, but not a weekday
+        # without spend: the series' usual share (1 made it half of the others' on a series
+        # that skips half its days, whose shares of a week's mean are about 2).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no share at all: NaN, 1 below
+            usual = np.nanmean(part, axis=0)
+        part = np.where(idle, 0.0, np.where(np.isnan(part), usual, part))
+        profile[np.ix_(weekdays[:7], some)] = part
     profile = np.nan_to_num(profile, nan=1.0)
     # The mean over the weekdays added in weekday order, as profile.mean(axis=1) of a series
     # per row does.
