@@ -223,6 +223,27 @@ def test_scores_on_pure_noise_follow_the_normal_tail() -> None:
         assert 0.6 * expected < (score > s).mean() < 1.8 * expected, s
 
 
+def scored_skipping_series(seed: int, count: int, skipped: float) -> tuple[pd.DataFrame, float]:
+    """Every day's scores over days 70-149 of ``count`` series of 3-30 % noise on WEEKLY x $300,
+    each day without spend with probability ``skipped``; and the series-months scored."""
+    rng = np.random.default_rng(seed)
+    n = 150
+    dates = [START + timedelta(days=i) for i in range(n)]
+    weekday = np.array([d.weekday() for d in dates])
+    frames = []
+    for k in range(count):
+        cost = 300 * WEEKLY[weekday] * np.exp(rng.normal(0, rng.uniform(0.03, 0.3), n))
+        cost[rng.random(n) < skipped] = np.nan
+        frames.append(pd.DataFrame({"usage_date": dates, "service": f"s{k}", "account_id": "a",
+                                    "region": "r", "currency": "USD", "cost": cost}).dropna())
+    history = pd.concat(frames)
+    days = dates[70:]
+    config = DetectionConfig()
+    base = pd.concat(baselines_for_days(history, days, config).values())
+    scored = pd.concat(scores_for_days(history, base, days, config).values())
+    return scored, count * len(days) / 30
+
+
 def test_a_series_that_skips_days_at_random_is_not_news_on_its_next_ordinary_day() -> None:
     """A fifth of the days without spend, at random: a weekday that happened to skip most of
     its recent weeks still expects its usual spend (counting the skipped days as a share of 0
@@ -230,31 +251,16 @@ def test_a_series_that_skips_days_at_random_is_not_news_on_its_next_ordinary_day
     and a day with spend is expected to cost what the days with spend cost (the skipped days
     counted as $0 put the level at the positive days' 37th percentile, and near 0 after 5
     skips in 14 days: 8.25 false alerts per 100 series-months)."""
-    rng = np.random.default_rng(11)
-    n, count = 150, 200
-    dates = [START + timedelta(days=i) for i in range(n)]
-    weekday = np.array([d.weekday() for d in dates])
-    frames = []
-    for k in range(count):
-        cost = 300 * WEEKLY[weekday] * np.exp(rng.normal(0, rng.uniform(0.03, 0.3), n))
-        cost[rng.random(n) < 0.2] = np.nan
-        frames.append(pd.DataFrame({"usage_date": dates, "service": f"s{k}", "account_id": "a",
-                                    "region": "r", "currency": "USD", "cost": cost}).dropna())
-    history = pd.concat(frames)
-    days = dates[70:]
-    config = DetectionConfig()
-    base = pd.concat(baselines_for_days(history, days, config).values())
-    scored = pd.concat(scores_for_days(history, base, days, config).values())
+    scored, months = scored_skipping_series(seed=11, count=200, skipped=0.2)
     spent = scored[scored["actual_cost"] > 0]
     truth = 300 * WEEKLY[pd.to_datetime(spent["usage_date"]).dt.day_of_week.to_numpy()]
     # The median day with spend is at its weekday's truth (the noise's median is 1).
     ratio = spent["expected_cost"].to_numpy() / truth
     assert float(np.median(ratio)) == pytest.approx(1.0, abs=0.03)  # 1.003; 0.962 with $0 days
     assert float(np.quantile(ratio, 0.05)) > 0.8  # 0.838; 0.771 with $0 days
-    per_100_series_months = scored["alert"].sum() / (count * len(days) / 30) * 100
     # 2.06 here; 3.56 with the young series' noise floor (no noise estimate), 8.25 with $0
     # days in the level too, 28 before issue 12, 40 broken.
-    assert per_100_series_months < 3
+    assert scored["alert"].sum() / months * 100 < 3
 
 
 def test_a_series_that_skips_half_its_days_is_not_news_on_the_days_it_spends() -> None:
@@ -262,23 +268,9 @@ def test_a_series_that_skips_half_its_days_is_not_news_on_the_days_it_spends() -
     spends in only 1 or 2 of its 9 weeks by chance in 9 % of lookbacks: taken for a weekday
     without spend (factor at the floor), its next day with spend alerted; and in 1 lookback in
     11 the 14 days held fewer than 5 with spend, whose $0 days then set the level."""
-    rng = np.random.default_rng(12)
-    n, count = 150, 100
-    dates = [START + timedelta(days=i) for i in range(n)]
-    weekday = np.array([d.weekday() for d in dates])
-    frames = []
-    for k in range(count):
-        cost = 300 * WEEKLY[weekday] * np.exp(rng.normal(0, rng.uniform(0.03, 0.3), n))
-        cost[rng.random(n) < 0.5] = np.nan
-        frames.append(pd.DataFrame({"usage_date": dates, "service": f"s{k}", "account_id": "a",
-                                    "region": "r", "currency": "USD", "cost": cost}).dropna())
-    history = pd.concat(frames)
-    days = dates[70:]
-    config = DetectionConfig()
-    base = pd.concat(baselines_for_days(history, days, config).values())
-    scored = pd.concat(scores_for_days(history, base, days, config).values())
-    per_100_series_months = scored["alert"].sum() / (count * len(days) / 30) * 100
-    assert per_100_series_months < 20  # 10.5 here (12.75 at IDLE_P 0.01); 166.9 before
+    scored, months = scored_skipping_series(seed=12, count=100, skipped=0.5)
+    # 10.5 here (12.75 at IDLE_P 0.01); 166.9 before.
+    assert scored["alert"].sum() / months * 100 < 20
 
 
 def test_a_weekday_without_spend_is_expected_to_stay_without() -> None:
