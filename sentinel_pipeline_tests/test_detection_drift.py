@@ -73,6 +73,25 @@ def test_noise_scale_is_unbiased_on_series_that_skip_days(sigma: float) -> None:
     assert float(base.loc[estimated, "log_scale"].median()) == pytest.approx(sigma, rel=0.1)
 
 
+@pytest.mark.parametrize("sigma", [0.30, 0.40])
+def test_a_series_too_sparse_for_the_changes_is_judged_on_its_own_spread(sigma: float) -> None:
+    """45 % of the days without spend: too few pairs of weeks keep 4 changes, so the noise is
+    the recent days' spread around their level (_recent_spread), unbiased here; it was the
+    young series' 25 % floor (0.74 and 0.56 of these sigmas), and alerted on the noise."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(40):
+        costs: list[float | None] = list(known_noise(120, sigma, seed=k))
+        for i in np.flatnonzero(rng.random(120) < 0.45):
+            costs[i] = None
+        rows += series(costs, service=f"S{k}")
+    days = [START + timedelta(days=d) for d in (70, 90, 110)]
+    base = pd.concat(baselines_for_days(pd.DataFrame(rows), days, DetectionConfig()).values())
+    assert base["noise_df"].isna().all()  # no series has the changes for a noise of its own
+    # 1.012 and 0.983 sigma (0.865 and 0.855 without SPREAD_TO_NOISE).
+    assert float(base["log_scale"].median()) == pytest.approx(sigma, rel=0.08)
+
+
 def test_pair_spread_matches_normal_noise() -> None:
     """PAIR_SPREAD puts a pair of weeks with only some changes on a whole pair's scale: the
     median |change - trimmed mean| of c changes, times PAIR_SPREAD[c], is that of 7."""
@@ -258,8 +277,8 @@ def test_a_series_that_skips_days_at_random_is_not_news_on_its_next_ordinary_day
     ratio = spent["expected_cost"].to_numpy() / truth
     assert float(np.median(ratio)) == pytest.approx(1.0, abs=0.03)  # 1.003; 0.962 with $0 days
     assert float(np.quantile(ratio, 0.05)) > 0.8  # 0.838; 0.771 with $0 days
-    # 2.06 here; 3.56 with the young series' noise floor (no noise estimate), 8.25 with $0
-    # days in the level too, 28 before issue 12, 40 broken.
+    # 1.31 here; 2.06 before _recent_spread, 3.56 with the young series' noise floor (no
+    # noise estimate), 8.25 with $0 days in the level too, 28 before issue 12, 40 broken.
     assert scored["alert"].sum() / months * 100 < 3
 
 
@@ -269,8 +288,8 @@ def test_a_series_that_skips_half_its_days_is_not_news_on_the_days_it_spends() -
     without spend (factor at the floor), its next day with spend alerted; and in 1 lookback in
     11 the 14 days held fewer than 5 with spend, whose $0 days then set the level."""
     scored, months = scored_skipping_series(seed=12, count=100, skipped=0.5)
-    # 10.5 here (12.75 at IDLE_P 0.01); 166.9 before.
-    assert scored["alert"].sum() / months * 100 < 20
+    # 4.9 here; 10.5 before _recent_spread (12.75 at IDLE_P 0.01); 166.9 before all three.
+    assert scored["alert"].sum() / months * 100 < 10
 
 
 def test_a_weekday_without_spend_is_expected_to_stay_without() -> None:

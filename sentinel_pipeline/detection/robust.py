@@ -319,6 +319,9 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                                           log_scale[rows])
     floor = np.where((age < YOUNG_DAYS) | np.isnan(log_scale), YOUNG_SCALE_FLOOR,
                      RELATIVE_SCALE_FLOOR)
+    unknown = np.flatnonzero(np.isnan(log_scale) & (age >= YOUNG_DAYS))
+    if len(unknown):
+        log_scale[unknown] = _recent_spread(deseasoned[unknown], level_recent[unknown])
     log_scale = np.fmax(log_scale, np.log1p(floor))
     tail = slice(max(deseasoned.shape[1] - RUN_DAYS, 0), None)
 
@@ -398,6 +401,30 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "autocorr": autocorr,
         "episode_days_left_out": left_out,
     }, "robust")
+
+
+def _recent_spread(deseasoned: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """The log noise of series the week-over-week changes could not measure (too few pairs of
+    weeks with 4 changes between days with spend: a series skipping 40 % of its days or
+    more): the MAD of its recent days with spend around their level, times SPREAD_TO_NOISE;
+    NaN with fewer than MIN_SPREAD_DAYS. Fitted to the same days, it is a cruder estimate, so
+    it only ever raises the young series' floor the caller applies: a series noisier than
+    25 % was judged against 25 % (42 of the 55 false alerts over 4 draws of the skips shape,
+    2.91 per 100 series-month; 1.62 with this)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(deseasoned / level[:, None])
+    logs[~np.isfinite(logs)] = np.nan
+    spread = _median(np.abs(logs - _median(logs)[:, None]), scratch=True) * MAD_TO_SIGMA
+    enough = np.isfinite(logs).sum(axis=1) >= MIN_SPREAD_DAYS
+    return np.where(enough, spread * SPREAD_TO_NOISE, np.nan)
+
+
+# The MAD of a series' recent days with spend around their median came out 0.865 of its noise
+# on series of known noise (0.3-0.5, 45 % of the days skipped, trend and weekday pattern;
+# test_detection_drift.py): it is fitted to the same days and the weekday profile to the same
+# weeks. Times 1.15: 0.98-1.01.
+SPREAD_TO_NOISE = 1.15
+MIN_SPREAD_DAYS = 8
 
 
 def _by_day(per_weekday: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
