@@ -52,20 +52,26 @@ def test_noise_scale_is_unbiased_on_series_of_known_noise(sigma: float) -> None:
     assert estimate == pytest.approx(sigma, rel=0.08)
 
 
+def skipping_known_noise(sigma: float, skipped: float) -> pd.DataFrame:
+    """The baselines of days 70, 90 and 110 of 40 known_noise series, each day without spend
+    with probability ``skipped``."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(40):
+        costs: list[float | None] = list(known_noise(120, sigma, seed=k))
+        for i in np.flatnonzero(rng.random(120) < skipped):
+            costs[i] = None
+        rows += series(costs, service=f"S{k}")
+    days = [START + timedelta(days=d) for d in (70, 90, 110)]
+    return pd.concat(baselines_for_days(pd.DataFrame(rows), days, DetectionConfig()).values())
+
+
 @pytest.mark.parametrize("sigma", [0.05, 0.15, 0.30])
 def test_noise_scale_is_unbiased_on_series_that_skip_days(sigma: float) -> None:
     """A fifth of the days without spend: the pairs of weeks with a skipped day count their
     changes between days with spend (left out, no pair was whole, and every such series got
     the young series' 25 % floor, whatever its noise)."""
-    rng = np.random.default_rng(5)
-    rows = []
-    for k in range(40):
-        costs: list[float | None] = list(known_noise(120, sigma, seed=k))
-        for i in np.flatnonzero(rng.random(120) < 0.2):
-            costs[i] = None
-        rows += series(costs, service=f"S{k}")
-    days = [START + timedelta(days=d) for d in (70, 90, 110)]
-    base = pd.concat(baselines_for_days(pd.DataFrame(rows), days, DetectionConfig()).values())
+    base = skipping_known_noise(sigma, skipped=0.2)
     estimated = base["noise_df"].notna()
     assert estimated.mean() > 0.85  # 0.91: the rest had fewer than 21 changes (0 before)
     # 0.918 sigma here at 0.15 and 0.30 (0.954 on the same series without skips); over
@@ -78,15 +84,7 @@ def test_a_series_too_sparse_for_the_changes_is_judged_on_its_own_spread(sigma: 
     """45 % of the days without spend: too few pairs of weeks keep 4 changes, so the noise is
     the recent days' spread around their level (_recent_spread), unbiased here; it was the
     young series' 25 % floor (0.74 and 0.56 of these sigmas), and alerted on the noise."""
-    rng = np.random.default_rng(5)
-    rows = []
-    for k in range(40):
-        costs: list[float | None] = list(known_noise(120, sigma, seed=k))
-        for i in np.flatnonzero(rng.random(120) < 0.45):
-            costs[i] = None
-        rows += series(costs, service=f"S{k}")
-    days = [START + timedelta(days=d) for d in (70, 90, 110)]
-    base = pd.concat(baselines_for_days(pd.DataFrame(rows), days, DetectionConfig()).values())
+    base = skipping_known_noise(sigma, skipped=0.45)
     assert base["noise_df"].isna().all()  # no series has the changes for a noise of its own
     # 1.012 and 0.983 sigma (0.865 and 0.855 without SPREAD_TO_NOISE).
     assert float(base["log_scale"].median()) == pytest.approx(sigma, rel=0.08)
