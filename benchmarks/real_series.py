@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks import shapes
 from benchmarks.shapes import START
 from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, scores_for_days
 
@@ -79,53 +80,54 @@ def load(nab: Path) -> list[Series]:
 
 
 def cost_rows(series: list[Series]) -> pd.DataFrame:
-    frames = []
-    for i, s in enumerate(series):
-        known = np.flatnonzero(np.isfinite(s.costs))
-        frames.append(pd.DataFrame({
-            "usage_date": [START + timedelta(days=int(d)) for d in known],
-            "service": f"s{i}", "account_id": "a", "region": "r",
-            "cost": s.costs[known], "currency": "USD",
-        }))
-    return pd.concat(frames, ignore_index=True)
+    """The series as raw cost rows (shapes.cost_rows), each from START: padded with NaN to the
+    longest, so a series has no row after its end."""
+    matrix = np.full((len(series), max(len(s.costs) for s in series)), np.nan)
+    for row, s in zip(matrix, series, strict=True):
+        row[:len(s.costs)] = s.costs
+    return shapes.cost_rows(matrix)
 
 
-def evaluate(series: list[Series], config: DetectionConfig, drops: bool) -> dict[str, object]:
+@dataclass
+class Figures:
+    """One series' figures: false and true alerts, windows scored and found, series-months."""
+
+    false: int
+    true: int
+    windows: int
+    found: int
+    months: float
+
+
+def evaluate(series: list[Series], config: DetectionConfig
+             ) -> tuple[dict[str, Figures], dict[str, int]]:
+    """Each series' figures, and the false alerts by kind (drops counted when the config
+    alerts on them)."""
     rows = cost_rows(series)
     days = sorted(d for d in set(rows["usage_date"]) if d >= START + timedelta(days=HISTORY))
     base = baselines_for_days(rows, days, config)
     scored = scores_for_days(rows, pd.concat(base.values(), ignore_index=True), days, config)
     out = pd.concat(scored.values(), ignore_index=True)
     alerts = out[out["alert"].astype(bool)]
-    if not drops:
-        alerts = alerts[alerts["kind"] != "drop"]
     false_by_kind: dict[str, int] = {}
-    per_series: dict[str, tuple[int, int, int, int, float]] = {}
-    found = windows = months = 0
+    figures: dict[str, Figures] = {}
     for i, s in enumerate(series):
         mine = alerts[alerts["service"] == f"s{i}"]
         at = (pd.to_datetime(mine["usage_date"]) - pd.Timestamp(START)).dt.days.to_numpy()
-        kinds = mine["kind"].astype(str).to_numpy()
         scored_windows = [(a, b) for a, b in s.windows if b + SLACK >= HISTORY]
-        inside = np.zeros(len(at), dtype=bool)
-        for a, b in scored_windows:
-            hit = (at >= a) & (at <= b + SLACK)
-            inside |= hit
-            found += bool(hit.any())
-        windows += len(scored_windows)
-        months_s = np.isfinite(s.costs[HISTORY:]).sum() / MONTH
-        per_series[s.name] = (int((~inside).sum()), int(inside.sum()), len(scored_windows),
-                              sum(bool(((at >= a) & (at <= b + SLACK)).any())
-                                  for a, b in scored_windows), months_s)
-        for kind in kinds[~inside]:
+        hits = [(at >= a) & (at <= b + SLACK) for a, b in scored_windows]
+        inside = np.logical_or.reduce(hits) if hits else np.zeros(len(at), dtype=bool)
+        for kind in mine["kind"].astype(str).to_numpy()[~inside]:
             false_by_kind[kind] = false_by_kind.get(kind, 0) + 1
-        months += max(np.isfinite(s.costs[HISTORY:]).sum(), 0) / MONTH
-    per = 100 / months
-    return {
-        "false": sum(false_by_kind.values()) * per,
-        "by_kind": {k: round(float(v * per), 1) for k, v in sorted(false_by_kind.items())},
-        "found": found, "windows": windows, "per_series": per_series,
-    }
+        figures[s.name] = Figures(int((~inside).sum()), int(inside.sum()), len(scored_windows),
+                                  sum(bool(hit.any()) for hit in hits),
+                                  np.isfinite(s.costs[HISTORY:]).sum() / MONTH)
+    return figures, false_by_kind
+
+
+def _total(figures: list[Figures]) -> Figures:
+    return Figures(*(sum(column) for column in zip(
+        *((f.false, f.true, f.windows, f.found, f.months) for f in figures), strict=True)))
 
 
 def main() -> None:
@@ -137,24 +139,25 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     series = load(args.nab)
-    result = evaluate(series, DetectionConfig(method=args.method, alert_on_drops=args.drops),
-                      args.drops)
-    print(f"{args.method}: {result['false']:.1f} false alerts per 100 series-months "
-          f"{result['by_kind']}; windows found {result['found']} of {result['windows']} "
+    figures, false_by_kind = evaluate(
+        series, DetectionConfig(method=args.method, alert_on_drops=args.drops))
+    total = _total(list(figures.values()))
+    by_kind = {k: round(float(100 * v / total.months), 1) for k, v in sorted(false_by_kind.items())}
+    print(f"{args.method}: {100 * total.false / total.months:.1f} false alerts per 100 "
+          f"series-months {by_kind}; windows found {total.found} of {total.windows} "
           f"({len(series)} series, {time.perf_counter() - started:.0f} s)")
-    per_series = result["per_series"]
-    assert isinstance(per_series, dict)
-    groups: dict[str, list[tuple[int, int, int, int, float]]] = {}
-    for name, figures in per_series.items():
-        groups.setdefault(name.split("/")[0], []).append(figures)
-    for group, rows in groups.items():
-        false, _, n_win, n_found, months = (sum(column) for column in zip(*rows, strict=True))
-        print(f"  {group:18s} {len(rows):2d} series {months:6.1f} series-months: "
-              f"{100 * false / months:6.1f} false alerts per 100, windows {n_found}/{n_win}")
+    groups: dict[str, list[Figures]] = {}
+    for name, one in figures.items():
+        groups.setdefault(name.split("/")[0], []).append(one)
+    for group, members in groups.items():
+        g = _total(members)
+        print(f"  {group:18s} {len(members):2d} series {g.months:6.1f} series-months: "
+              f"{100 * g.false / g.months:6.1f} false alerts per 100, windows "
+              f"{g.found}/{g.windows}")
     if args.verbose:
-        for name, (false, true, n_win, n_found, months) in per_series.items():
-            print(f"  {name:60s} false {false:3d} true {true:3d} windows {n_found}/{n_win} "
-                  f"months {months:.1f}")
+        for name, f in figures.items():
+            print(f"  {name:60s} false {f.false:3d} true {f.true:3d} windows "
+                  f"{f.found}/{f.windows} months {f.months:.1f}")
 
 
 if __name__ == "__main__":
