@@ -19,7 +19,9 @@ from sentinel_pipeline.detection.robust import (
     MEDIAN_CHANGE_TO_SIGMA,
     PAIR_MIN_CHANGES,
     PAIR_SPREAD,
+    PAIR_WORTH,
     THIRD_LEVEL_SD,
+    _noise,
     _trend,
     cusum_score,
 )
@@ -100,6 +102,45 @@ def test_pair_spread_matches_normal_noise() -> None:
         trimmed = ordered[:, 1:-1].mean(axis=1)
         median = np.median(np.abs(change - trimmed[:, None])) * PAIR_SPREAD[count]
         assert median == pytest.approx(MEDIAN_CHANGE_TO_SIGMA, rel=0.01)
+
+
+def implied_df_per_worth(skipped: np.ndarray | float, seed: int,
+                         n: int = 40_000) -> tuple[float, np.ndarray]:
+    """_noise over n series of 9 weeks of normal log noise (sd 0.15), the days in ``skipped``
+    (a weekday mask, or a probability per day) without spend: the degrees of freedom the
+    noise's spread implies, 1 / (2 Var(log noise)), over the mean of what _noise says its
+    changes are worth; and how many changes each series had."""
+    rng = np.random.default_rng(seed)
+    days = (100 * np.exp(rng.normal(0, 0.15, (9, 7, n)))).astype(np.float32)
+    if isinstance(skipped, np.ndarray):
+        days[:, skipped] = 0.0
+    else:
+        days[rng.random(days.shape) < skipped] = 0.0
+    median, _, counted, worth = _noise(days, np.ones(days.shape, bool), np.ones((9, n), bool))
+    trusted = counted >= 21  # MIN_LOG_RESIDUALS: the others' noise is not used
+    implied = 1 / (2 * np.var(np.log(median[trusted])))
+    return implied / float(np.mean(worth[trusted])), counted[trusted]
+
+
+def test_pair_worth_matches_normal_noise() -> None:
+    """PAIR_WORTH: pairs of weeks of c changes between days with spend are worth as much
+    information per change as the simulation says, against whole pairs of 7."""
+    whole, _ = implied_df_per_worth(np.zeros(7, bool), seed=6)
+    for count in range(PAIR_MIN_CHANGES, 7):
+        partial, counted = implied_df_per_worth(np.arange(7) >= count, seed=6 + count)
+        assert (counted == 8 * count).all()
+        assert partial == pytest.approx(whole, rel=0.05), (count, PAIR_WORTH[count] / count)
+
+
+@pytest.mark.parametrize("skipped", [0.1, 0.2, 0.3])
+def test_a_series_that_skips_days_is_not_trusted_beyond_its_noise(skipped: float) -> None:
+    """Days without spend at random: the noise's degrees of freedom (what its t correction
+    trusts) match its spread as closely as a series' without skips. Counting a pair's changes
+    as a whole pair's overstated them (0.93, 0.83 and 0.79 of a whole series' ratio here;
+    1.01, 0.99 and 1.00 with PAIR_WORTH), and such series alerted more."""
+    whole, _ = implied_df_per_worth(0.0, seed=7)
+    ratio = implied_df_per_worth(skipped, seed=8)[0] / whole
+    assert ratio == pytest.approx(1.0, abs=0.06)
 
 
 def test_noise_constant_matches_normal_noise() -> None:

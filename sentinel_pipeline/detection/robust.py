@@ -615,6 +615,7 @@ def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
     level = np.empty(n_series, dtype=np.float32)
     noise = np.empty(n_series, dtype=np.float32)
     counted = np.zeros(n_series, dtype=np.int64)
+    worth = np.zeros(n_series)  # the changes' worth in whole pairs' changes (_noise)
     # Whether any series had a week or a change left out: a median over all series at once
     # (_median) is then float64, else float32, and what is computed from it follows.
     level_gaps = noise_gaps = n_series == 0
@@ -624,14 +625,14 @@ def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
             values[part], present[part], first_seen[part], weekdays)
         level_gaps |= gaps
         if block_noise is not None:
-            noise[part], gaps, counted[part] = block_noise
+            noise[part], gaps, counted[part], worth[part] = block_noise
             noise_gaps |= gaps
     level_long = level.astype(np.float64) if level_gaps else level
     if weeks < 2:
         return factor, level_long, *_no_noise(n_series)
     scale = (noise.astype(np.float64) if noise_gaps else noise) / MEDIAN_CHANGE_TO_SIGMA
     scale[counted < MIN_LOG_RESIDUALS] = np.nan
-    return factor, level_long, scale, np.where(np.isnan(scale), np.nan, counted / CHANGES_PER_DF)
+    return factor, level_long, scale, np.where(np.isnan(scale), np.nan, worth / CHANGES_PER_DF)
 
 
 SERIES_BLOCK = 4096  # series per block: a block's days and weeks stay in a core's cache
@@ -644,7 +645,8 @@ def _no_noise(n_series: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _week_block(
     values: np.ndarray, present: np.ndarray, first_seen: np.ndarray, weekdays: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, bool, tuple[np.ndarray, bool, np.ndarray] | None]:
+) -> tuple[np.ndarray, np.ndarray, bool,
+           tuple[np.ndarray, bool, np.ndarray, np.ndarray] | None]:
     """_weekly for one block of series: the factors, the level and _noise's answer (None with
     less than 2 weeks); the medians in float32, each with whether a row had NaN."""
     n, n_days = values.shape
@@ -740,12 +742,13 @@ IDLE_P = 0.001
 
 
 def _noise(days: np.ndarray, seen: np.ndarray,
-           full_week: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
+           full_week: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray, np.ndarray]:
     """Log-space noise per series (the median |change|, in float32, with whether a series had
-    changes left out, and how many it had), from the change of each weekday from one week to
-    the next, less the trimmed mean change of that pair of weeks: the weekday pattern and any
-    level change or trend cancel out, nothing is fitted to the same days (a fitted profile
-    makes residuals too small), and one spike touches two of the changes, not the scale.
+    changes left out, how many it had, and what they are worth in changes of whole pairs of
+    weeks: PAIR_WORTH), from the change of each weekday from one week to the next, less the
+    trimmed mean change of that pair of weeks: the weekday pattern and any level change or
+    trend cancel out, nothing is fitted to the same days (a fitted profile makes residuals too
+    small), and one spike touches two of the changes, not the scale.
     ``days``, ``seen``: (week, day of the week, series); ``full_week``: (week, series)."""
     weeks, _, n = days.shape
     logs = np.full(days.shape, np.nan, dtype=np.float32)
@@ -766,13 +769,16 @@ def _noise(days: np.ndarray, seen: np.ndarray,
     if spread is None:
         # A pair's 7 changes are all NaN or none: any change not finite makes its mean NaN.
         counted = 7 * (~np.isnan(mean)).sum(axis=0)
+        worth = counted.astype(np.float64)
     else:
         change *= spread[:, None, :]
-        counted = (~np.isnan(change)).sum(axis=(0, 1))
+        per_pair = (~np.isnan(change)).sum(axis=1)
+        counted = per_pair.sum(axis=0)
+        worth = PAIR_WORTH[per_pair].sum(axis=0)
     ordered = np.ascontiguousarray(change.reshape((weeks - 1) * 7, n).T)  # a row per series
     ordered.sort(axis=1)
     median, gaps = _middle(ordered, None)  # no -0.0 in absolute values
-    return median, gaps, counted
+    return median, gaps, counted, worth
 
 
 def _partial_pairs(change: np.ndarray, partial: np.ndarray, days: np.ndarray,
@@ -808,6 +814,14 @@ def _partial_pairs(change: np.ndarray, partial: np.ndarray, days: np.ndarray,
 # and a third of the changes are 0: left out.
 PAIR_MIN_CHANGES = 4
 PAIR_SPREAD = np.array([np.nan] * 4 + [1.218, 1.096, 1.035, 1.0])
+# What a pair's c changes are worth in changes of whole pairs, for the degrees of freedom of the
+# noise (CHANGES_PER_DF): a pair's centre from fewer changes is noisier, and all of them share
+# it. Simulated with every pair of 9 weeks holding c changes (10^5 series each), the degrees of
+# freedom the noise's spread implies, 1 / (2 Var(log noise)), per change were 0.650, 0.864 and
+# 0.947 of a whole pair's for c = 4, 5, 6 (test_detection_drift.py re-derives them). Counted
+# as whole pairs' changes, a series skipping a fifth of its days had its noise trusted 15-20 %
+# more than it is worth, so its t correction was too small and it alerted more.
+PAIR_WORTH = np.array([0.0] * 4 + [4 * 0.650, 5 * 0.864, 6 * 0.947, 7.0])
 
 
 def _trend(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
