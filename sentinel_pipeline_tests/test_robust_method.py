@@ -87,6 +87,30 @@ def test_recurring_mid_month_charge_is_quiet_once_seen_twice() -> None:
     assert later.empty, later[["usage_date", "kind", "actual_cost", "expected_cost"]]
 
 
+def month_end(i: int) -> bool:
+    return day(i + 1).day == 1
+
+
+def test_month_end_charge_is_quiet_on_every_months_last_day() -> None:
+    """Billed on the last day of each month: the 31st, 30th or 28th. Matched by date alone,
+    Apr 30 looked for last month's charge on Mar 30 and alerted, as did every last day after a
+    shorter month; one that triples still alerts."""
+    values = [v + (600 if month_end(i) else 0) for i, v in enumerate(noisy(365, 100, 0.03))]
+    tripled = next(i for i in range(300, 365) if month_end(i))  # Oct 31
+    values[tripled] += 1200
+    found = alerts(run(series(values), 70, 364))
+    later = found[pd.to_datetime(found["usage_date"]).dt.date >= date(2025, 4, 1)]
+    assert list(later["usage_date"]) == [day(tripled)], later[
+        ["usage_date", "kind", "actual_cost", "expected_cost"]]
+
+
+def test_a_series_billed_only_at_month_end_is_expected_there() -> None:
+    values = [1500.0 if month_end(i) else None for i in range(365)]
+    other = series(noisy(365, 100, 0.03), service="S3")
+    found = alerts(run(series(values, service="Marketplace") + other, 70, 364))
+    assert found.empty, found[["usage_date", "service", "kind"]]
+
+
 def test_weekly_recurring_surcharge_is_expected() -> None:
     base = noisy(140, 200, 0.03)
     values = [v + (400 if day(i).weekday() == 2 else 0) for i, v in enumerate(base)]
