@@ -15,7 +15,13 @@ history) and reported per 100 series-months, for 3 draws:
   1-2 days, as dense as the public benchmark's year 2: alerts here are the price of a history
   that held anomalies (a baseline that learned them, or one that left them out too eagerly);
 - ``skips``: normal noise, and 10-50 % of the days without spend (no row), at random: a
-  service billed only on the days a job ran.
+  service billed only on the days a job ran;
+- ``steps``: normal noise on a level that changes once for good, by a factor of 0.5-2, on a
+  day of the history (10-55): a resize or a migration, adopted by the scored days;
+- ``monthly``: normal noise plus a fixed charge of 50-300 % of the series' level on one date
+  (1-28) of every month: a support plan or a licence;
+- ``monthend``: the same charge on the last day of every month (the 31st, 30th or 28th; the
+  scored days hold Mar 31, after Feb 28 and Jan 31).
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -33,7 +39,8 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
-SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips")
+SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "steps",
+          "monthly", "monthend")
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
 
 
@@ -64,6 +71,16 @@ def costs(shape: str, seed: int) -> np.ndarray:
     out = level * week * np.exp(log_cost)
     if shape == "skips":
         out[rng.random(out.shape) < rng.uniform(*SKIPPED, SERIES)[:, None]] = np.nan
+    elif shape == "steps":
+        after = t[None, :] >= rng.integers(10, 56, SERIES)[:, None]
+        out *= np.where(after, np.exp(rng.uniform(-np.log(2), np.log(2), SERIES))[:, None], 1.0)
+    elif shape in ("monthly", "monthend"):
+        dates = [START + timedelta(days=int(i)) for i in t]
+        if shape == "monthly":
+            due = np.array([d.day for d in dates])[None, :] == rng.integers(1, 29, SERIES)[:, None]
+        else:
+            due = np.array([(d + timedelta(days=1)).day == 1 for d in dates])[None, :]
+        out += np.where(due, rng.uniform(0.5, 3.0, SERIES)[:, None] * level, 0.0)
     return out
 
 
