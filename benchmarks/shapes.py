@@ -16,6 +16,8 @@ history) and reported per 100 series-months, for 3 draws:
   that held anomalies (a baseline that learned them, or one that left them out too eagerly);
 - ``skips``: normal noise, and 10-50 % of the days without spend (no row), at random: a
   service billed only on the days a job ran;
+- ``sporadic``: normal noise, and 70-95 % of the days without spend, at random: a job run
+  a few times a month;
 - ``steps``: normal noise on a level that changes once for good, by a factor of 0.5-2, on a
   day of the history (10-55): a resize or a migration, adopted by the scored days;
 - ``monthly``: normal noise plus a fixed charge of 50-300 % of the series' level on one date
@@ -39,9 +41,10 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
-SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "steps",
-          "monthly", "monthend")
+SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "sporadic",
+          "steps", "monthly", "monthend")
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
+SPORADIC = (0.7, 0.95)  # and in ``sporadic``
 
 
 def costs(shape: str, seed: int) -> np.ndarray:
@@ -69,8 +72,10 @@ def costs(shape: str, seed: int) -> np.ndarray:
     if shape == "episodes":
         log_cost += past_episodes(rng)
     out = level * week * np.exp(log_cost)
-    if shape == "skips":
-        out[rng.random(out.shape) < rng.uniform(*SKIPPED, SERIES)[:, None]] = np.nan
+    if shape in ("skips", "sporadic"):
+        draw = rng.random(out.shape)  # before the shares: the skips' draws stay as they were
+        skipped = rng.uniform(*(SKIPPED if shape == "skips" else SPORADIC), SERIES)
+        out[draw < skipped[:, None]] = np.nan
     elif shape == "steps":
         after = t[None, :] >= rng.integers(10, 56, SERIES)[:, None]
         out *= np.where(after, np.exp(rng.uniform(-np.log(2), np.log(2), SERIES))[:, None], 1.0)
