@@ -995,11 +995,11 @@ def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         return np.full(deseasoned.shape[0], np.nan)
     if not excluded.any():
         last = deseasoned[:, -min(LEVEL_DAYS, width):]
-        sparse = np.flatnonzero(~(np.isfinite(last) & (last != 0)).all(axis=1))
-        if not len(sparse) or width <= LEVEL_DAYS:
+        sparse = ~(np.isfinite(last) & (last != 0)).all(axis=1)
+        if not sparse.any() or width <= LEVEL_DAYS:
             return _median(_spending_days(last))
-        level = _median(last)
-        level = level.astype(np.float64) if level.dtype != np.float64 else level
+        level = np.empty(len(last))  # float64, as _median's with a row of NaN
+        level[~sparse] = _median(last[~sparse])
         level[sparse] = _median(_last_spending_days(deseasoned[sparse], width))
         return level
     cols = np.arange(width)[None, :]
@@ -1008,24 +1008,30 @@ def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
 
 
 def _last_spending_days(days: np.ndarray, end: np.ndarray | int) -> np.ndarray:
-    """``days`` (weekday-adjusted costs of the recent window; NaN: not counted) reduced to the
-    LEVEL_DAYS before column ``end``, or, in a row where those hold fewer than LEVEL_DAYS
-    days with spend, to its last LEVEL_DAYS days with spend before ``end``; _spending_days
-    then leaves out the days without spend of a row that had any. A service that spends on a
-    few days a month (a job run now and then) had no day with spend in its last 14 days as
-    often as not, and then a level of zeros or of its weekly mean: each ordinary day it spent
-    was news. On series spending on 5-30 % of their days (benchmarks/shapes.py ``sporadic``,
-    4 draws) 42.6 false alerts per 100 series-month once _idle no longer took their weekdays
-    that happened not to spend for weekdays without spend, 10.4 with this (106.5 before
-    both, 86.6 with this alone)."""
+    """``days`` (weekday-adjusted costs of the recent window; NaN: not counted) reduced to
+    each row's last LEVEL_DAYS days with spend before column ``end``; a row without any keeps
+    the LEVEL_DAYS before ``end``, whose zeros count (a series that stopped). The same as
+    _spending_days over the LEVEL_DAYS before ``end`` where those all had spend. A service
+    that spends on a few days a month (a job run now and then) had few days with spend in
+    its last 14 days, none 1 time in 10 at 15 % of days, and then a level of zeros or of its
+    weekly mean: each ordinary day it spent was news. On series spending on 5-30 % of their
+    days (benchmarks/shapes.py ``sporadic``, 4 draws): 42.6 false alerts per 100
+    series-month once _idle no longer took their weekdays that happened not to spend for
+    weekdays without spend, 10.4 with this (106.5 before both, 86.6 with this alone)."""
     width = days.shape[1]
     cols = np.arange(width)[None, :]
-    end_col = np.broadcast_to(np.asarray(end).reshape(-1, 1), (len(days), 1))
-    spend = np.isfinite(days) & (days != 0) & (cols < end_col)
+    end_col = np.asarray(end).reshape(-1, 1)
+    spend = np.isfinite(days) & (days != 0)
+    if np.any(end_col < width):
+        spend &= cols < end_col
     # Days with spend counted back from the end: 1 for the last, 2 for the one before, ...
-    back = np.cumsum(spend[:, ::-1], axis=1)[:, ::-1]
-    keep = (cols < end_col) & ((cols >= end_col - LEVEL_DAYS) | (spend & (back <= LEVEL_DAYS)))
-    return _spending_days(np.where(keep, days, np.nan))
+    back = np.cumsum(spend[:, ::-1], axis=1, dtype=np.int16)[:, ::-1]
+    keep = spend & (back <= LEVEL_DAYS)
+    idle = np.flatnonzero(back[:, 0] == 0)  # no day with spend: its last days' zeros count
+    if len(idle):
+        ends = end_col[idle] if end_col.shape[0] > 1 else end_col
+        keep[idle] = (cols < ends) & (cols >= ends - LEVEL_DAYS)
+    return np.where(keep, days, np.nan)
 
 
 def _spending_days(days: np.ndarray) -> np.ndarray:
