@@ -336,11 +336,32 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                                           log_scale[rows])
     floor = np.where((age < YOUNG_DAYS) | np.isnan(log_scale), YOUNG_SCALE_FLOOR,
                      RELATIVE_SCALE_FLOOR)
+    # A series with few days of spend in the recent window (a job run now and then) is read
+    # over the whole lookback (_sporadic).
+    spend_r = np.isfinite(deseasoned) & (deseasoned != 0)
+    sparse = np.flatnonzero((spend_r.sum(axis=1) < LEVEL_DAYS) & (age >= YOUNG_DAYS))
+    long_days = None
+    intermittent = np.zeros(n_series, dtype=bool)  # its days without spend are ordinary
+    if len(sparse):
+        history = values[sparse]
+        if len(cleaned_rows):  # the history without its episodes, as the rest was refitted
+            both, at_sparse, at_cleaned = np.intersect1d(sparse, cleaned_rows,
+                                                         return_indices=True)
+            history[at_sparse] = cleaned[at_cleaned]
+        long_days, sporadic = _sporadic(history, first_seen[sparse], factor[sparse],
+                                        slope[sparse], weekdays)
+        level_recent[sparse[sporadic]] = _median(_last_spending_days(long_days[sporadic],
+                                                                     n_days))
+        intermittent[sparse[sporadic]] = True
     # Those the changes could not measure keep the young floor (``floor`` above), raised to
-    # their recent spread where that is wider.
+    # their recent spread where that is wider (of a sparse series, over the whole lookback).
     unknown = np.flatnonzero(np.isnan(log_scale) & (age >= YOUNG_DAYS))
     if len(unknown):
         log_scale[unknown] = _recent_spread(deseasoned[unknown], level_recent[unknown])
+        if long_days is not None:
+            both, _, at_sparse = np.intersect1d(unknown, sparse, return_indices=True)
+            if len(both):
+                log_scale[both] = _recent_spread(long_days[at_sparse], level_recent[both])
     log_scale = np.fmax(log_scale, np.log1p(floor))
     tail = slice(max(deseasoned.shape[1] - RUN_DAYS, 0), None)
 
@@ -404,6 +425,9 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                      expected + thr * scale)
     lower = np.where(has_log, expected * np.exp(-thr * np.nan_to_num(log_scale)),
                      expected - thr * scale)
+    # A series that spends now and then: a day without spend is within its normal range, not a
+    # drop (score: a drop is below ``lower``).
+    lower[intermittent & (lower > 0)] = 0.0
     return baseline_frame(matrix.keys, day, {
         "expected_cost": expected,
         "lower": lower,
@@ -1007,6 +1031,31 @@ def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     return _median(_last_spending_days(np.where(cols < end, deseasoned, np.nan), end))
 
 
+def _sporadic(values: np.ndarray, first_seen: np.ndarray, factor: np.ndarray,
+              slope: np.ndarray, weekdays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The whole lookback of series with few days of spend in the recent window, weekday- and
+    trend-adjusted (NaN before a series was seen), and which of them spend now and then
+    rather than stopped: their run of days without spend up to D is not rare at their rate of
+    spend over the lookback (probability of such a run above IDLE_P). A job run on 5 % of
+    days goes 28 days without spend 1 time in 4; a daily service that stopped 28 days ago,
+    having spent on 35 of its 63 days, 1 time in 10^10."""
+    n, n_days = values.shape
+    columns = np.arange(n_days)
+    seen = columns[None, :] >= first_seen[:, None]
+    lags = np.arange(n_days, 0, -1, dtype=np.float64)
+    share = np.exp(np.multiply.outer(-slope.astype(np.float64), lags))
+    share *= _by_day(factor.astype(np.float64), weekdays)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        days = np.where(seen, values, np.nan) / share
+    spend = seen & np.isfinite(values) & (values != 0)
+    rate = spend.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+    last = np.where(spend.any(axis=1), n_days - 1 - np.argmax(spend[:, ::-1], axis=1), -1)
+    quiet = n_days - 1 - last  # days without spend up to D
+    with np.errstate(divide="ignore"):
+        run_p = (1 - rate) ** quiet
+    return days, spend.any(axis=1) & (run_p >= IDLE_P)
+
+
 def _last_spending_days(days: np.ndarray, end: np.ndarray | int) -> np.ndarray:
     """``days`` (weekday-adjusted costs of the recent window; NaN: not counted) reduced to
     each row's last LEVEL_DAYS days with spend before column ``end``; a row without any keeps
@@ -1277,7 +1326,11 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     # A new series has no spread to compare with: its score says how far past the $ bar it is.
     new_score = impact / max(config.min_impact, _abs_floor(config)) * thr
     new_spend = is_new & warm & (impact >= config.min_impact) & (new_score >= bar["new_spend"])
-    drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -bar["drop"])
+    # Below the normal range too: a service that spends now and then has 0 in it (its days
+    # without spend are not drops).
+    lower = (merged["lower"].to_numpy(dtype=float, na_value=np.inf) if "lower" in merged
+             else np.full(len(merged), np.inf))
+    drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -bar["drop"]) & (actual < lower)
             & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
