@@ -361,7 +361,9 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         if long_days is not None:
             both, _, at_sparse = np.intersect1d(unknown, sparse, return_indices=True)
             if len(both):
-                log_scale[both] = _recent_spread(long_days[at_sparse], level_recent[both])
+                log_scale[both] = _recent_spread(
+                    _last_spending_days(long_days[at_sparse], n_days, RESIDUAL_DAYS),
+                    level_recent[both])
     log_scale = np.fmax(log_scale, np.log1p(floor))
     tail = slice(max(deseasoned.shape[1] - RUN_DAYS, 0), None)
 
@@ -1026,9 +1028,7 @@ def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         level[~sparse] = _median(last[~sparse])
         level[sparse] = _median(_last_spending_days(deseasoned[sparse], width))
         return level
-    cols = np.arange(width)[None, :]
-    end = width - excluded[:, None]
-    return _median(_last_spending_days(np.where(cols < end, deseasoned, np.nan), end))
+    return _median(_last_spending_days(deseasoned, width - excluded)).astype(np.float64)
 
 
 def _sporadic(values: np.ndarray, first_seen: np.ndarray, factor: np.ndarray,
@@ -1042,12 +1042,14 @@ def _sporadic(values: np.ndarray, first_seen: np.ndarray, factor: np.ndarray,
     n, n_days = values.shape
     columns = np.arange(n_days)
     seen = columns[None, :] >= first_seen[:, None]
-    lags = np.arange(n_days, 0, -1, dtype=np.float64)
-    share = np.exp(np.multiply.outer(-slope.astype(np.float64), lags))
-    share *= _by_day(factor.astype(np.float64), weekdays)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        days = np.where(seen, values, np.nan) / share
+    share = _by_day(factor.astype(np.float32), weekdays)
+    trend = np.flatnonzero(slope != 0)  # few: a trend needs spend in each third
+    if len(trend):
+        lags = np.arange(n_days, 0, -1, dtype=np.float32)
+        share[trend] *= np.exp(np.multiply.outer(-slope[trend].astype(np.float32), lags))
     spend = seen & np.isfinite(values) & (values != 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        days = np.where(seen, values, np.float32(np.nan)) / share
     rate = spend.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
     last = np.where(spend.any(axis=1), n_days - 1 - np.argmax(spend[:, ::-1], axis=1), -1)
     quiet = n_days - 1 - last  # days without spend up to D
@@ -1056,11 +1058,13 @@ def _sporadic(values: np.ndarray, first_seen: np.ndarray, factor: np.ndarray,
     return days, spend.any(axis=1) & (run_p >= IDLE_P)
 
 
-def _last_spending_days(days: np.ndarray, end: np.ndarray | int) -> np.ndarray:
-    """``days`` (weekday-adjusted costs of the recent window; NaN: not counted) reduced to
-    each row's last LEVEL_DAYS days with spend before column ``end``; a row without any keeps
-    the LEVEL_DAYS before ``end``, whose zeros count (a series that stopped). The same as
-    _spending_days over the LEVEL_DAYS before ``end`` where those all had spend. A service
+def _last_spending_days(days: np.ndarray, end: np.ndarray | int,
+                        count: int = LEVEL_DAYS) -> np.ndarray:
+    """``days`` (weekday-adjusted costs; NaN: not counted) reduced to each row's last ``count``
+    days with spend before column ``end``, as ``count`` columns (NaN where fewer); a row
+    without any keeps the ``count`` days before ``end``, whose zeros count (a series that
+    stopped). Of LEVEL_DAYS, the same days as _spending_days over the LEVEL_DAYS before
+    ``end`` where those all had spend. A service
     that spends on a few days a month (a job run now and then) had few days with spend in
     its last 14 days, none 1 time in 10 at 15 % of days, and then a level of zeros or of its
     weekly mean: each ordinary day it spent was news. On series spending on 5-30 % of their
@@ -1074,13 +1078,17 @@ def _last_spending_days(days: np.ndarray, end: np.ndarray | int) -> np.ndarray:
     if np.any(end_col < width):
         spend &= cols < end_col
     # Days with spend counted back from the end: 1 for the last, 2 for the one before, ...
-    back = np.cumsum(spend[:, ::-1], axis=1, dtype=np.int16)[:, ::-1]
-    keep = spend & (back <= LEVEL_DAYS)
-    idle = np.flatnonzero(back[:, 0] == 0)  # no day with spend: its last days' zeros count
+    ahead = np.cumsum(spend, axis=1, dtype=np.int16)
+    back = ahead[:, -1:] - ahead + spend
+    slot = np.where(spend & (back <= count), count - back, -1)  # its column in the answer
+    idle = np.flatnonzero(ahead[:, -1] == 0)  # no day with spend: its last days' zeros count
     if len(idle):
-        ends = end_col[idle] if end_col.shape[0] > 1 else end_col
-        keep[idle] = (cols < ends) & (cols >= ends - LEVEL_DAYS)
-    return np.where(keep, days, np.nan)
+        start = (end_col[idle] if end_col.shape[0] > 1 else end_col) - count
+        slot[idle] = np.where((cols >= start) & (cols < start + count), cols - start, -1)
+    out = np.full((len(days), count), np.nan, dtype=days.dtype)
+    rows, at = np.nonzero(slot >= 0)
+    out[rows, slot[rows, at]] = days[rows, at]
+    return out
 
 
 def _spending_days(days: np.ndarray) -> np.ndarray:
