@@ -223,6 +223,20 @@ def test_drops_are_recorded_and_alerted_only_when_asked() -> None:
     assert asked["alert"].all()
 
 
+def test_an_every_other_day_job_has_no_drops_on_its_days_off() -> None:
+    """Its days without spend are half its days: within its normal range (``lower`` is 0),
+    so not drops, even with drops alerted (before, each day off was one: 35 alerts here). A
+    daily service's missing day still is."""
+    values: list[float | None] = [v if i % 2 == 0 else None
+                                  for i, v in enumerate(noisy(140, 800, 0.03))]
+    found = run(series(values), 70, 139, DetectionConfig(alert_on_drops=True))
+    assert not (found["kind"] == "drop").any(), found[["usage_date", "kind", "expected_cost"]]
+    daily: list[float | None] = list(noisy(140, 800, 0.03))
+    daily[120] = None
+    found = run(series(daily), 120, 120, DetectionConfig(alert_on_drops=True))
+    assert list(found["kind"]) == ["drop"] and found["alert"].all()
+
+
 def test_thresholds_are_respected() -> None:
     values = noisy(140, 500, 0.03)
     values[100] += 300  # +60 %, $300
