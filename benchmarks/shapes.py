@@ -23,7 +23,9 @@ history) and reported per 100 series-months, for 3 draws:
 - ``monthly``: normal noise plus a fixed charge of 50-300 % of the series' level on one date
   (1-28) of every month: a support plan or a licence;
 - ``monthend``: the same charge on the last day of every month (the 31st, 30th or 28th; the
-  scored days hold Mar 31, after Feb 28 and Jan 31).
+  scored days hold Mar 31, after Feb 28 and Jan 31);
+- ``monthlate``: the same charge on one date (1-26) of every month, billed a day late in 30 %
+  of the months (a known gap: recurring charges are matched on exact dates).
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -42,7 +44,7 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
 SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "sporadic",
-          "steps", "monthly", "monthend")
+          "steps", "monthly", "monthend", "monthlate")
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
 SPORADIC = (0.7, 0.95)  # and in ``sporadic``
 
@@ -79,12 +81,17 @@ def costs(shape: str, seed: int) -> np.ndarray:
     elif shape == "steps":
         after = t[None, :] >= rng.integers(10, 56, SERIES)[:, None]
         out *= np.where(after, np.exp(rng.uniform(-np.log(2), np.log(2), SERIES))[:, None], 1.0)
-    elif shape in ("monthly", "monthend"):
+    elif shape in ("monthly", "monthend", "monthlate"):
         dates = [START + timedelta(days=int(i)) for i in t]
+        day_of_month = np.array([d.day for d in dates])[None, :]
         if shape == "monthly":
-            due = np.array([d.day for d in dates])[None, :] == rng.integers(1, 29, SERIES)[:, None]
-        else:
+            due = day_of_month == rng.integers(1, 29, SERIES)[:, None]
+        elif shape == "monthend":
             due = np.array([(d + timedelta(days=1)).day == 1 for d in dates])[None, :]
+        else:
+            late = rng.random((SERIES, 12)) < 0.3  # a day late, per series and month
+            month = np.array([d.month - 1 for d in dates])
+            due = day_of_month == rng.integers(1, 27, SERIES)[:, None] + late[:, month]
         out += np.where(due, rng.uniform(0.5, 3.0, SERIES)[:, None] * level, 0.0)
     return out
 
