@@ -346,9 +346,9 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     if len(sparse):
         history = values[sparse]
         if len(cleaned_rows):  # the history without its episodes, as the rest was refitted
-            both, at_sparse, at_cleaned = np.intersect1d(sparse, cleaned_rows,
-                                                         return_indices=True)
-            history[at_sparse] = cleaned[at_cleaned]
+            _, in_sparse, in_cleaned = np.intersect1d(sparse, cleaned_rows,
+                                                      return_indices=True)
+            history[in_sparse] = cleaned[in_cleaned]
         long_days, sporadic = _sporadic(history, first_seen[sparse], factor[sparse],
                                         slope[sparse], weekdays)
         level_recent[sparse[sporadic]] = _median(_last_spending_days(long_days[sporadic],
@@ -1025,8 +1025,8 @@ def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     if not excluded.any():
         last = deseasoned[:, -min(LEVEL_DAYS, width):]
         sparse = ~(np.isfinite(last) & (last != 0)).all(axis=1)
-        if not sparse.any() or width <= LEVEL_DAYS:
-            return _median(_spending_days(last))
+        if not sparse.any():
+            return _median(last)
         level = np.empty(len(last))  # float64, as _median's with a row of NaN
         level[~sparse] = _median(last[~sparse])
         level[sparse] = _median(_last_spending_days(deseasoned[sparse], width))
@@ -1045,13 +1045,15 @@ def _no_spend_is_normal(values: np.ndarray, present: np.ndarray, first_seen: np.
     the lookback before."""
     out = np.zeros(len(present), dtype=bool)
     n_days = present.shape[1]
-    rows = np.flatnonzero(~(present & (values != 0)).all(axis=1) & (first_seen < n_days))
+    # The series with a day without spend (no row, or $0): one pass over the costs, no masks.
+    some = ~present.all(axis=1) | (np.count_nonzero(values, axis=1) < n_days)
+    rows = np.flatnonzero(some & (first_seen < n_days))
     if not len(rows):
         return out
     spend = (present[rows] & (values[rows] != 0)
              & (np.arange(n_days)[None, :] >= first_seen[rows, None]))
     seen = n_days - first_seen[rows]
-    quiet = np.where(spend.any(axis=1), np.argmax(spend[:, ::-1], axis=1), seen)
+    quiet = _days_since_spend(spend)
     # The rate of days without spend before that run: counting the run in, a service that
     # stopped 2 days ago would take its own stop for its habit.
     before = np.maximum(seen - quiet, 1)
@@ -1059,6 +1061,12 @@ def _no_spend_is_normal(values: np.ndarray, present: np.ndarray, first_seen: np.
     with np.errstate(divide="ignore"):
         out[rows] = missing ** (quiet + 1) >= NormalDist().cdf(-thr)
     return out
+
+
+def _days_since_spend(spend: np.ndarray) -> np.ndarray:
+    """Each row's run of days without spend up to D (``spend``: a row per series, D's day
+    after the last column); the whole width for a row without any."""
+    return np.where(spend.any(axis=1), np.argmax(spend[:, ::-1], axis=1), spend.shape[1])
 
 
 def _sporadic(values: np.ndarray, first_seen: np.ndarray, factor: np.ndarray,
@@ -1083,10 +1091,8 @@ def _sporadic(values: np.ndarray, first_seen: np.ndarray, factor: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         days = np.where(seen, values, np.float32(np.nan)) / share
     rate = spend.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
-    last = np.where(spend.any(axis=1), n_days - 1 - np.argmax(spend[:, ::-1], axis=1), -1)
-    quiet = n_days - 1 - last  # days without spend up to D
     with np.errstate(divide="ignore"):
-        run_p = (1 - rate) ** quiet
+        run_p = (1 - rate) ** _days_since_spend(spend)
     return days, spend.any(axis=1) & (run_p >= IDLE_P)
 
 
@@ -1096,10 +1102,10 @@ def _last_spending_days(days: np.ndarray, end: np.ndarray | int,
     days with spend before column ``end``, as ``count`` columns (NaN where fewer); a row
     without any keeps the ``count`` days before ``end``, whose zeros count (a series that
     stopped). Of LEVEL_DAYS, the same days as _spending_days over the LEVEL_DAYS before
-    ``end`` where those all had spend. A service
-    that spends on a few days a month (a job run now and then) had few days with spend in
-    its last 14 days, none 1 time in 10 at 15 % of days, and then a level of zeros or of its
-    weekly mean: each ordinary day it spent was news. On series spending on 5-30 % of their
+    ``end`` where those all had spend. A service that spends on a few days a month (a job run
+    now and then) had few days with spend in its last 14 days, none 1 time in 10 at 15 % of
+    days, and then a level of zeros or of its weekly mean: each ordinary day it spent was
+    news. On series spending on 5-30 % of their
     days (benchmarks/shapes.py ``sporadic``, 4 draws): 42.6 false alerts per 100
     series-month once _idle no longer took their weekdays that happened not to spend for
     weekdays without spend, 10.4 with this (106.5 before both, 86.6 with this alone)."""
