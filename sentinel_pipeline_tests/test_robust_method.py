@@ -87,6 +87,43 @@ def test_recurring_mid_month_charge_is_quiet_once_seen_twice() -> None:
     assert later.empty, later[["usage_date", "kind", "actual_cost", "expected_cost"]]
 
 
+def charge_on(days: dict[int, int], amount: float = 600.0, n: int = 250) -> list[float]:
+    """A $100/day service with a charge on the given day of each month (month -> day)."""
+    return [v + (amount if days.get(day(i).month) == day(i).day else 0)
+            for i, v in enumerate(noisy(n, 100, 0.03))]
+
+
+def test_a_monthly_charge_billed_a_day_off_its_date_now_and_then_is_quiet() -> None:
+    """Due on the 15th; posted a day late in February, April and May and a day early in
+    August. Matched on the exact date only, each of those months alerted, as did the next
+    on-time month."""
+    billed = {1: 15, 2: 16, 3: 15, 4: 16, 5: 16, 6: 15, 7: 15, 8: 14}
+    found = alerts(run(series(charge_on(billed)), 70, 240))
+    assert found.empty, found[["usage_date", "kind", "actual_cost", "expected_cost"]]
+
+
+def test_a_monthly_charge_that_does_not_come_is_a_drop_the_day_after_its_date() -> None:
+    """It may still come a day late, so its date is no drop; the day after, it is."""
+    billed = {month: 15 for month in range(1, 7)}  # none in July
+    found = run(series(charge_on(billed)), 150, 240)
+    drops = found[found["kind"] == "drop"]
+    assert list(drops["usage_date"]) == [date(2025, 7, 16)], found[
+        ["usage_date", "kind", "actual_cost", "expected_cost"]]
+    assert drops["expected_cost"].iloc[0] > 600
+
+
+def test_a_spike_a_day_off_last_months_two_day_bursts_still_alerts() -> None:
+    """Last month's and the month before's rises lasted two days: no charge billed on one
+    day, so a one-day rise this month is news."""
+    values = noisy(150, 100, 0.03)
+    for burst in (date(2025, 2, 13), date(2025, 2, 14), date(2025, 3, 13), date(2025, 3, 14)):
+        values[(burst - START).days] += 500
+    spike = (date(2025, 4, 15) - START).days
+    values[spike] += 500
+    found = alerts(run(series(values), 100, 149))
+    assert list(found["usage_date"]) == [day(spike)], found[["usage_date", "kind"]]
+
+
 def month_end(i: int) -> bool:
     return day(i + 1).day == 1
 

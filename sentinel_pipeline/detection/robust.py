@@ -386,8 +386,10 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         has_log = np.isfinite(noise) & (expected > 0)
         scale = _scale(expected, has_log, noise, floor[rows], active_r[rows], model_r, config)
         # Monthly recurring charges, on top of that day's normal cost.
-        expected, scale = _recurring(values[rows], present[rows], matrix.first, day, level,
-                                     factor[rows], weekdays, expected, scale, slope[rows])
+        normal = expected
+        expected, scale, loose = _recurring(values[rows], present[rows], matrix.first, day,
+                                            level, factor[rows], weekdays, expected, scale,
+                                            slope[rows])
         # The days just before, judged against today's model of each weekday: how many in a
         # row were elevated (the open episode), its money so far, and the drift statistic.
         seen = seen_r[rows][:, tail]
@@ -410,6 +412,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
             "expected": expected, "scale": scale, "has_log": has_log, "run": run,
             "run_actual": run_actual, "run_expected": run_expected,
             "cusum": cusum, "cusum_large": cusum_large,
+            "lowest": np.where(loose, normal, expected),
         }
 
     # Twice for the series with an open episode: once to find it, once with the level from
@@ -426,8 +429,10 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     expected, scale, has_log = m["expected"], m["scale"], m["has_log"]
     upper = np.where(has_log, expected * np.exp(thr * np.nan_to_num(log_scale)),
                      expected + thr * scale)
-    lower = np.where(has_log, expected * np.exp(-thr * np.nan_to_num(log_scale)),
-                     expected - thr * scale)
+    # The range reaches down to a day without a charge that may as well come tomorrow.
+    lowest = m["lowest"]
+    lower = np.where(has_log, lowest * np.exp(-thr * np.nan_to_num(log_scale)),
+                     lowest - thr * scale)
     # Where a day without spend is within a series' normal range (a job run now and then, one
     # that skips days), its range reaches 0, so such a day is not a drop (score: a drop is
     # below ``lower``).
@@ -1233,35 +1238,127 @@ def _z_of_log_tail(log_p: np.ndarray) -> np.ndarray:
         1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t ** 3)
 
 
+class _PastDays:
+    """Past days of some series judged as a monthly charge would be: each day's cost above
+    its weekday's normal, and whether that would stand out today (``stood``) or also on its
+    own day (``own``: a busy weekday swings by more dollars than a quiet one; today's spread
+    in proportion to the two days' normal costs). Each column is worked out once."""
+
+    def __init__(self, values: np.ndarray, present: np.ndarray, level: np.ndarray,
+                 factor: np.ndarray, weekdays: np.ndarray, expected: np.ndarray,
+                 scale: np.ndarray, slope: np.ndarray) -> None:
+        self.values, self.present, self.level, self.factor = values, present, level, factor
+        self.weekdays, self.expected, self.scale, self.slope = weekdays, expected, scale, slope
+        self.n_days = values.shape[1]
+        self.none = np.zeros(len(expected), dtype=bool)
+        self._days: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._lone: dict[int, np.ndarray] = {}
+
+    def day(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(extra, stood, own) of column ``c`` (nothing outside the matrix)."""
+        if c not in self._days:
+            if not 0 <= c < self.n_days:
+                self._days[c] = np.zeros(len(self.expected)), self.none, self.none
+            else:
+                normal = (self.level * self.factor[:, self.weekdays[c]]
+                          * np.exp(-self.slope * (self.n_days - c)))
+                extra = self.values[:, c] - normal
+                spread = np.maximum(self.scale, RELATIVE_SCALE_FLOOR * np.abs(normal))
+                stood = self.present[:, c] & (extra > RECURRING_MARGIN * spread)
+                positive = self.expected > 0
+                ratio = normal / np.where(positive, self.expected, 1)
+                own = stood & (extra > RECURRING_MARGIN * np.where(positive, self.scale * ratio,
+                                                                   0))
+                self._days[c] = extra, stood, own
+        return self._days[c]
+
+    def lone(self, c: int) -> np.ndarray:
+        """Day ``c`` stood out on its own day, alone (not in a run of days that did): the
+        evidence asked of a charge billed a day off its date."""
+        if c not in self._lone:
+            self._lone[c] = self.day(c)[2] & ~self.day(c - 1)[2] & ~self.day(c + 1)[2]
+        return self._lone[c]
+
+
 def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
                level: np.ndarray, factor: np.ndarray, weekdays: np.ndarray,
                expected: np.ndarray, scale: np.ndarray,
-               slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expect last month's same-day surcharge again when it is known to recur: the series bills
-    only on such days, or it stood out the month before too. Each past day is judged against
-    the model of its own weekday, so weekly cycles are not mistaken for monthly charges, and a
-    one-off spike last month neither hides a spike nor fakes a drop this month. Last month's
-    day is the same date or, on a month's last day, last month's last day (_billing_days)."""
+               slope: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expect last month's surcharge again when it is known to recur: the series bills only on
+    such days, or it stood out the month before too. Each past day is judged against the model
+    of its own weekday, so weekly cycles are not mistaken for monthly charges, and a one-off
+    spike last month neither hides a spike nor fakes a drop this month. Last month's day is the
+    same date or, on a month's last day, last month's last day (_billing_days).
 
-    def surcharge(c: int) -> tuple[np.ndarray, np.ndarray]:
-        normal = level * factor[:, weekdays[c]] * np.exp(-slope * (values.shape[1] - c))
-        extra = values[:, c] - normal
-        margin = RECURRING_MARGIN * np.maximum(scale, RELATIVE_SCALE_FLOOR * np.abs(normal))
-        return extra, present[:, c] & (extra > margin)
+    Invoices are posted a day late now and then: a charge last month a day off today's date is
+    expected too when it was a lone day, the month before had one of like size within a day of
+    its date, and it is not billed yet this month. Also returned: where the charge may as well
+    come tomorrow (on its date; a day early), so a day without it is not a drop; on the last
+    day it can come (a day late), it is. Only the few series with a day that stood out last
+    month near today's date are worked on."""
+    billing = _billing_days(day)
+    last_month, month_before = _months_back(day, 1), _months_back(day, 2)
+    near = [(on - first).days for on, _ in billing] + [
+        (last_month - first).days + offset for offset in (-1, 1)]
+    everyone = _PastDays(values, present, level, factor, weekdays, expected, scale, slope)
+    candidate = np.zeros(len(expected), dtype=bool)
+    for c in near:
+        candidate |= everyone.day(c)[1]
+    rows = np.flatnonzero(candidate)
+    past = _PastDays(values[rows], present[rows], level[rows], factor[rows], weekdays,
+                     expected[rows], scale[rows], slope[rows])
+    n_days = values.shape[1]
 
-    found = np.zeros(len(expected), dtype=bool)
-    expected_out, scale_out = expected, scale
-    for last_month, month_before in _billing_days(day):
-        col, col2 = (last_month - first).days, (month_before - first).days
-        if not 0 <= col < values.shape[1]:
-            continue
-        extra, stood_out = surcharge(col)
-        confirmed = surcharge(col2)[1] if col2 >= 0 else np.zeros(len(extra), dtype=bool)
-        recurring = stood_out & ((level == 0) | confirmed) & ~found
-        expected_out = np.where(recurring, expected + extra, expected_out)
-        scale_out = np.where(recurring, np.maximum(scale, 0.1 * np.abs(extra)), scale_out)
+    def col(on: date, shift: int = 0) -> int:
+        return (on - first).days + shift
+
+    def like(extra: np.ndarray, other: np.ndarray) -> np.ndarray:
+        return (other < BILLING_LIKE * extra) & (extra < BILLING_LIKE * other)
+
+    none = past.none
+    found, loose = none.copy(), none.copy()
+    charge = np.zeros(len(rows))  # the charge expected today
+
+    def take(recurring: np.ndarray, extra: np.ndarray) -> None:
+        charge[recurring] = extra[recurring]
+
+    for last, before in billing:
+        extra, stood_out, _ = past.day(col(last))
+        confirmed = past.day(col(before))[1].copy()
+        for shift in (-1, 1):  # the month before billed a day off its date, as much
+            other = past.day(col(before, shift))[0]
+            confirmed |= (past.lone(col(last)) & past.lone(col(before, shift))
+                          & like(extra, other))
+        recurring = stood_out & ((level[rows] == 0) | confirmed) & ~found
+        take(recurring, extra)
+        loose |= recurring
         found |= recurring
-    return expected_out, scale_out
+    for offset in (-1, 1):  # last month's charge came a day before / after today's date
+        c = col(last_month, offset)
+        extra = past.day(c)[0]
+        confirmed = none.copy()
+        for shift in (-1, 0, 1):
+            other = past.day(col(month_before, shift))[0]
+            confirmed |= past.lone(col(month_before, shift)) & like(extra, other)
+        recurring = past.lone(c) & ((level[rows] == 0) | confirmed) & ~found
+        # Already billed this month: its date (and the day before it) up to yesterday.
+        billed = none.copy()
+        for back in range(1, 1 - offset + 1):
+            other, stood, _ = past.day(n_days - back)
+            billed |= stood & like(extra, other)
+        take(recurring & ~billed, extra)
+        loose |= recurring & ~billed & (offset > 0)
+        found |= recurring
+    expected_out, scale_out = expected.copy(), scale.copy()
+    charged = rows[found]
+    expected_out[rows] += charge
+    scale_out[charged] = np.maximum(scale[charged], 0.1 * np.abs(charge[found]))
+    loose_out = np.zeros(len(expected), dtype=bool)
+    loose_out[rows[loose]] = True
+    return expected_out, scale_out, loose_out
+
+
+BILLING_LIKE = 2.0  # a charge billed a day off its date is this close in size to last month's
 
 
 def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
