@@ -25,7 +25,7 @@ history) and reported per 100 series-months, for 3 draws:
 - ``monthend``: the same charge on the last day of every month (the 31st, 30th or 28th; the
   scored days hold Mar 31, after Feb 28 and Jan 31);
 - ``monthlate``: the same charge on one date (1-26) of every month, billed a day late in 30 %
-  of the months (a known gap: recurring charges are matched on exact dates).
+  of the months.
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
