@@ -25,7 +25,10 @@ history) and reported per 100 series-months, for 3 draws:
 - ``monthend``: the same charge on the last day of every month (the 31st, 30th or 28th; the
   scored days hold Mar 31, after Feb 28 and Jan 31);
 - ``monthlate``: the same charge on one date (1-26) of every month, billed a day late in 30 %
-  of the months.
+  of the months;
+- ``tiers``: volume-tiered prices that reset on the 1st (as data transfer's): the first ~7 % of
+  the month's volume at 1.29x the price of the last tier, the next ~26 % at 1.21x;
+- ``closing``: a month-end close, the last 3 days of each month 30-100 % higher.
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -33,6 +36,7 @@ Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 from __future__ import annotations
 
 import argparse
+import calendar
 import time
 from datetime import date, timedelta
 
@@ -44,7 +48,7 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
 SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "sporadic",
-          "steps", "monthly", "monthend", "monthlate")
+          "steps", "monthly", "monthend", "monthlate", "tiers", "closing")
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
 SPORADIC = (0.7, 0.95)  # and in ``sporadic``
 
@@ -93,6 +97,15 @@ def costs(shape: str, seed: int) -> np.ndarray:
             month = np.array([d.month - 1 for d in dates])
             due = day_of_month == rng.integers(1, 27, SERIES)[:, None] + late[:, month]
         out += np.where(due, rng.uniform(0.5, 3.0, SERIES)[:, None] * level, 0.0)
+    elif shape == "tiers":
+        # Share of the month's volume used before each day's middle: the price tier it is in.
+        used = np.array([(d.day - 0.5) / calendar.monthrange(d.year, d.month)[1]
+                         for d in (START + timedelta(days=int(i)) for i in t)])[None, :]
+        out *= np.select([used < 0.07, used < 0.33], [1 / 0.778, 0.944 / 0.778], 1.0)
+    elif shape == "closing":
+        last3 = np.array([(d + timedelta(days=3)).month != d.month
+                          for d in (START + timedelta(days=int(i)) for i in t)])[None, :]
+        out *= np.where(last3, 1 + rng.uniform(0.3, 1.0, SERIES)[:, None], 1.0)
     return out
 
 

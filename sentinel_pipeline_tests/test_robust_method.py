@@ -124,6 +124,32 @@ def test_a_spike_a_day_off_last_months_two_day_bursts_still_alerts() -> None:
     assert list(found["usage_date"]) == [day(spike)], found[["usage_date", "kind"]]
 
 
+def closing(i: int) -> bool:
+    return day(i + 3).month != day(i).month  # the last 3 days of the month
+
+
+def test_a_month_end_close_is_expected_and_a_bigger_one_alerts() -> None:
+    """Batch jobs in the last 3 days of each month, +60 %; in the fifth month they run at
+    +200 %, which is news."""
+    values = [v * (1.6 if closing(i) else 1.0) for i, v in enumerate(noisy(160, 1000, 0.05))]
+    bigger = [i for i in range(120, 160) if closing(i)]  # May 29-31
+    for i in bigger:
+        values[i] *= 3.0 / 1.6
+    found = alerts(run(series(values), 70, 159))
+    assert list(found["usage_date"]) == [day(bigger[0])], found[
+        ["usage_date", "kind", "actual_cost", "expected_cost"]]
+
+
+def test_a_rise_seen_on_the_same_days_of_one_month_only_still_alerts() -> None:
+    """Three days at +60 % around the 10th last month, nothing the month before: no cycle."""
+    values = noisy(120, 1000, 0.05)
+    for i in range(len(values)):
+        if day(i).month in (3, 4) and 9 <= day(i).day <= 11:
+            values[i] *= 1.6
+    found = alerts(run(series(values), 95, 119))
+    assert list(found["usage_date"]) == [date(2025, 4, 9)], found[["usage_date", "kind"]]
+
+
 def month_end(i: int) -> bool:
     return day(i + 1).day == 1
 

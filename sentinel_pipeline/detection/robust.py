@@ -385,11 +385,17 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         noise = log_scale[rows]
         has_log = np.isfinite(noise) & (expected > 0)
         scale = _scale(expected, has_log, noise, floor[rows], active_r[rows], model_r, config)
-        # Monthly recurring charges, on top of that day's normal cost.
+        # Monthly recurring charges, on top of that day's normal cost; else the day's place
+        # in a monthly cycle.
         normal = expected
         expected, scale, loose = _recurring(values[rows], present[rows], matrix.first, day,
                                             level, factor[rows], weekdays, expected, scale,
                                             slope[rows])
+        cycle = np.exp(_month_phase(values[rows], present[rows], matrix.first, day, level,
+                                    factor[rows], weekdays, slope[rows], noise))
+        cycle[expected != normal] = 1.0
+        expected, scale = expected * cycle, scale * cycle
+        loose |= cycle > 1  # a cycle's rise that does not come is no drop
         # The days just before, judged against today's model of each weekday: how many in a
         # row were elevated (the open episode), its money so far, and the drift statistic.
         seen = seen_r[rows][:, tail]
@@ -1236,6 +1242,103 @@ def _z_of_log_tail(log_p: np.ndarray) -> np.ndarray:
     t = np.sqrt(-2.0 * log_p)
     return t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (
         1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t ** 3)
+
+
+def _phase_days(day: date, months: int) -> date:
+    """The day ``months`` months before ``day`` at the same place in its month: counted from
+    the month's start in the first half of the month, from its end in the second, so the last
+    days of a month meet the last days of a shorter one (Mar 29 meets Feb 26, not Feb 28)."""
+    length = calendar.monthrange(day.year, day.month)[1]
+    if day.day <= length // 2:
+        return _months_back(day, months)
+    return _months_back(day, months, month_end=True) - timedelta(days=length - day.day)
+
+
+def _median_of_three(days: np.ndarray) -> np.ndarray:
+    """Row medians of a (rows, 3) array, NaN where a day is: the largest pairwise minimum."""
+    a, b, c = days[:, 0], days[:, 1], days[:, 2]
+    return np.maximum(np.maximum(np.minimum(a, b), np.minimum(a, c)), np.minimum(b, c))
+
+
+def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date,
+                 level: np.ndarray, factor: np.ndarray, weekdays: np.ndarray,
+                 slope: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
+    """Log factor of ``day``'s place in the month: where the same few days of last month and
+    of the month before both stood apart from the level around them, by about as much, the
+    series has a monthly cycle (volume tiers that reset on the 1st, a month-end close's batch
+    jobs) and ``day`` is expected to stand apart too. 0 elsewhere.
+
+    Each month's effect is the median of the three days around its date against the median of
+    two weeks of that month, in the weekday-adjusted log cost. Last month's is measured
+    against the two weeks before its days, as today's level is the two weeks before today, and
+    is the one taken. The month before's is measured against the two weeks after (the weeks
+    before it are out of the lookback) and only confirms. Both must be above their weeks by
+    PHASE_Z standard errors and within PHASE_LIKE of each other. Only rises count: a dip
+    against the weeks after it is what the start of a tier cycle looks like from its end.
+    A charge on one day is not a cycle (the median of three leaves it out: _recurring)."""
+    n_series, n_days = values.shape
+    phase = np.zeros(n_series)
+    noise = np.nan_to_num(log_scale, nan=np.inf)
+
+    def log_days(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Weekday- and trend-adjusted log costs of ``rows`` on the days ``cols`` (NaN where
+        outside the matrix, absent or not positive)."""
+        inside = (cols >= 0) & (cols < n_days)
+        out = np.full((len(rows), len(cols)), np.nan)
+        c = cols[inside]
+        if len(c):
+            cost = values[np.ix_(rows, c)].astype(np.float64)
+            share = factor[rows][:, weekdays[c]] * np.exp(-np.multiply.outer(slope[rows],
+                                                                             n_days - c))
+            ok = present[np.ix_(rows, c)] & (cost > 0) & (share > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[:, inside] = np.where(ok, np.log(cost / share), np.nan)
+        return out
+
+    centres = [(_phase_days(day, months) - first).days for months in (1, 2)]
+    if centres[1] - 1 < 0:
+        return phase
+    windows = [np.array([c - 1, c, c + 1]) for c in centres]
+
+    slope32 = slope.astype(np.float32)
+
+    def adjusted(c: int) -> np.ndarray:
+        """Every series' weekday- and trend-adjusted cost on day ``c`` (NaN if absent)."""
+        share = factor[:, weekdays[c]].astype(np.float32)
+        share *= np.exp(slope32 * np.float32(c - n_days))
+        return np.where(present[:, c], values[:, c] / share, np.nan)
+
+    # First, cheaply: both windows above today's level by ROUGH noise sd (an absent day fails).
+    bound = (level * np.exp(ROUGH * np.minimum(noise, 50.0))).astype(np.float32)
+    rough = (level > 0) & np.isfinite(noise)
+    for w in windows:
+        rough &= _median_of_three(np.stack([adjusted(int(col)) for col in w], axis=1)) >= bound
+    rows = np.flatnonzero(rough)
+    if not len(rows):
+        return phase
+    effects = []
+    for c, w, after in zip(centres, windows, (False, True), strict=True):
+        start = c + 2 if after else c - 1 - LEVEL_DAYS
+        around = log_days(rows, np.arange(start, start + LEVEL_DAYS))
+        enough = np.isfinite(around).sum(axis=1) >= MIN_PHASE_DAYS
+        effect = _median_of_three(log_days(rows, w)) - _median(around, scratch=True)
+        effects.append(np.where(enough, effect, np.nan))
+    first_effect, second_effect = effects
+    bar = PHASE_Z * PHASE_SE * noise[rows]
+    small = np.minimum(first_effect, second_effect)  # NaN (a month not measured) fails
+    large = np.maximum(first_effect, second_effect)
+    cycle = (small >= bar) & (large <= PHASE_LIKE * small)
+    phase[rows[cycle]] = first_effect[cycle]
+    return phase
+
+
+PHASE_Z = 3.0  # standard errors each month's effect must pass
+ROUGH = 0.5  # noise sd both months must be above today's level by to be looked at closer
+# Standard error of a month's effect in noise sd: the median of 3 days (0.67) and of ~14
+# (0.33), independent.
+PHASE_SE = float(np.hypot(0.67, 0.33))
+PHASE_LIKE = 2.0  # the two months' effects within this factor of each other
+MIN_PHASE_DAYS = 10  # days with spend of the two weeks a month's effect is measured against
 
 
 class _PastDays:
