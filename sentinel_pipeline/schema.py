@@ -38,6 +38,8 @@ BASELINE_COLUMNS: list[str] = [
     "autocorr",  # lag-1 autocorrelation of the noise: a run of z adds up in a wider unit
     # lookback days of an earlier episode the baseline replaced by its model (robust.py)
     "episode_days_left_out",
+    # $ of expected_cost a monthly charge or cycle adds to the day's normal cost (robust.py)
+    "monthly_cost",
     "method",
 ]
 
@@ -216,6 +218,7 @@ _FLOAT_COLUMNS = {
     "cusum",
     "cusum_large",
     "autocorr",
+    "monthly_cost",
     "confidence",
     "impact_to_date",
     "episode_peak",

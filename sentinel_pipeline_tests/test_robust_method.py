@@ -93,13 +93,27 @@ def charge_on(days: dict[int, int], amount: float = 600.0, n: int = 250) -> list
             for i, v in enumerate(noisy(n, 100, 0.03))]
 
 
-def test_a_monthly_charge_billed_a_day_off_its_date_now_and_then_is_quiet() -> None:
-    """Due on the 15th; posted a day late in February, April and May and a day early in
-    August. Matched on the exact date only, each of those months alerted, as did the next
-    on-time month."""
-    billed = {1: 15, 2: 16, 3: 15, 4: 16, 5: 16, 6: 15, 7: 15, 8: 14}
-    found = alerts(run(series(charge_on(billed)), 70, 240))
-    assert found.empty, found[["usage_date", "kind", "actual_cost", "expected_cost"]]
+def test_baselines_say_how_much_of_the_expected_cost_is_a_monthly_charge() -> None:
+    """cost_baselines.monthly_cost: the charge on its day (here the 15th, $600 on ~$100),
+    nothing on the days between."""
+    history = pd.DataFrame(series(charge_on({m: 15 for m in range(1, 13)}, n=200)))
+    days = [day(i) for i in range(100, 140)]
+    base = pd.concat(baselines_for_days(history, days, ROBUST).values(), ignore_index=True)
+    on_date = base["usage_date"].map(lambda d: d.day == 15)
+    assert on_date.sum() == 2
+    assert base.loc[on_date, "monthly_cost"].between(570, 630).all(), base.loc[on_date]
+    assert (base.loc[~on_date, "monthly_cost"] == 0).all()
+
+
+def test_a_monthly_charge_billed_a_day_late_now_and_then_is_quiet() -> None:
+    """Due on the 15th; posted a day late in February, April and July. Matched on the exact
+    date only, each of those months alerted, as did the next on-time month. Posted a day
+    early after two months on its date (September 14) it is news: a charge billed on the 15th
+    every month is not expected on the 14th."""
+    billed = {1: 15, 2: 16, 3: 15, 4: 16, 5: 15, 6: 15, 7: 16, 8: 15, 9: 14}
+    found = alerts(run(series(charge_on(billed, n=270)), 70, 269))
+    assert list(found["usage_date"]) == [date(2025, 9, 14)], found[
+        ["usage_date", "kind", "actual_cost", "expected_cost"]]
 
 
 def test_a_monthly_charge_that_does_not_come_is_a_drop_the_day_after_its_date() -> None:
@@ -138,6 +152,12 @@ def test_a_month_end_close_is_expected_and_a_bigger_one_alerts() -> None:
     found = alerts(run(series(values), 70, 159))
     assert list(found["usage_date"]) == [day(bigger[0])], found[
         ["usage_date", "kind", "actual_cost", "expected_cost"]]
+    april = [day(i) for i in range(110, 120)]  # Apr 21-30: the close is Apr 28-30
+    base = pd.concat(baselines_for_days(pd.DataFrame(series(values)), april, ROBUST).values(),
+                     ignore_index=True)
+    lifted = base.loc[base["monthly_cost"] > 0, "usage_date"]
+    assert list(lifted) == [date(2025, 4, d) for d in (28, 29, 30)], base[
+        ["usage_date", "expected_cost", "monthly_cost"]]
 
 
 def test_a_rise_seen_on_the_same_days_of_one_month_only_still_alerts() -> None:

@@ -296,6 +296,10 @@ def test_a_range_run_records_each_days_own_counts_and_totals(
             (stored["autocorr"] > 0).sum())
         assert baselines[str(day)]["series_with_episodes_left_out"] == int(
             (stored["episode_days_left_out"] > 0).sum())
+        assert baselines[str(day)]["series_with_monthly_costs"] == int(
+            (stored["monthly_cost"] > 0).sum())
+        assert baselines[str(day)]["monthly_cost_total"] == round(float(
+            stored["monthly_cost"].sum()), 2)
     # Not the range's figures copied onto each day: the days differ.
     assert len({meta["total_cost"] for meta in raw.values()}) == len(DAYS)
     # Money is rounded to cents.

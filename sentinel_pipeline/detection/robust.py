@@ -395,6 +395,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                                     factor[rows], weekdays, slope[rows], noise))
         cycle[expected != normal] = 1.0
         expected, scale = expected * cycle, scale * cycle
+        monthly = expected - normal
         loose |= cycle > 1  # a cycle's rise that does not come is no drop
         # The days just before, judged against today's model of each weekday: how many in a
         # row were elevated (the open episode), its money so far, and the drift statistic.
@@ -419,6 +420,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
             "run_actual": run_actual, "run_expected": run_expected,
             "cusum": cusum, "cusum_large": cusum_large,
             "lowest": np.where(loose, normal, expected),
+            "monthly": monthly,
         }
 
     # Twice for the series with an open episode: once to find it, once with the level from
@@ -459,6 +461,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "cusum_large": m["cusum_large"],
         "autocorr": autocorr,
         "episode_days_left_out": left_out,
+        "monthly_cost": m["monthly"],
     }, "robust")
 
 
@@ -1395,10 +1398,12 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
 
     Invoices are posted a day late now and then: a charge last month a day off today's date is
     expected too when it was a lone day, the month before had one of like size within a day of
-    its date, and it is not billed yet this month. Also returned: where the charge may as well
-    come tomorrow (on its date; a day early), so a day without it is not a drop; on the last
-    day it can come (a day late), it is. Only the few series with a day that stood out last
-    month near today's date are worked on."""
+    its date, and it is not billed yet this month. A day before last month's date only where
+    the charge moved (the month before's was not on that date too): after a late month, the
+    charge is back on its date, but one billed on the 15th every month is not due on the 14th.
+    Also returned: where the charge may as well come tomorrow (on its date; a day early), so a
+    day without it is not a drop; on the last day it can come (a day late), it is. Only the
+    few series with a day that stood out last month near today's date are worked on."""
     billing = _billing_days(day)
     last_month, month_before = _months_back(day, 1), _months_back(day, 2)
     near = [(on - first).days for on, _ in billing] + [
@@ -1440,7 +1445,9 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         c = col(last_month, offset)
         extra = past.day(c)[0]
         confirmed = none.copy()
-        for shift in (-1, 0, 1):
+        # A day early only where the charge moved: the month before's was not on last
+        # month's date too (a charge billed on the 15th each month is not due on the 14th).
+        for shift in (-1, 0, 1) if offset < 0 else (-1, 0):
             other = past.day(col(month_before, shift))[0]
             confirmed |= past.lone(col(month_before, shift)) & like(extra, other)
         recurring = past.lone(c) & ((level[rows] == 0) | confirmed) & ~found

@@ -126,7 +126,10 @@ BASELINES_DESCRIPTION = (
     "episode Sentinel flagged that is over (the cost came back), read from cost_anomalies of "
     "the lookback's days, or a run of days that stood out without an alert (score 3 or more, "
     "cost_scores.unusual_days of D-1), or scored day by day within a range run; episodes "
-    "answered in Slack stay in. With "
+    "answered in Slack stay in. monthly_cost (robust): the $ of expected_cost that is a "
+    "monthly charge due that day (on its date or a day off it) or a monthly cycle (prices "
+    "that reset on the 1st, a month-end close), seen the two months before "
+    "(series_with_monthly_costs, monthly_cost_total). With "
     "SENTINEL_SHARDS set, the series are split by a hash of their key into shards computed by "
     "separate steps, joined into the same rows."
 )
@@ -279,6 +282,10 @@ def _day_metadata(frame: pd.DataFrame, day: date, history_days: set[date],
         # Series whose lookback held an episode, left out of their level and noise.
         "series_with_episodes_left_out": int((frame["episode_days_left_out"] > 0).sum())
         if method == "robust" and len(frame) else 0,
+        # Series whose expected cost holds a monthly charge or cycle due this day, and its $.
+        "series_with_monthly_costs": int((frame["monthly_cost"].fillna(0) > 0).sum())
+        if len(frame) else 0,
+        "monthly_cost_total": cents(frame["monthly_cost"].fillna(0).sum() if len(frame) else 0),
         "largest_baselines": dg.MetadataValue.md(markdown_table(
             top, [*SERIES_KEY, "expected_cost", "lower", "upper"])),
     }
