@@ -1283,39 +1283,37 @@ def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date
     phase = np.zeros(n_series)
     noise = np.nan_to_num(log_scale, nan=np.inf)
 
-    def log_days(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Weekday- and trend-adjusted log costs of ``rows`` on the days ``cols`` (NaN where
-        outside the matrix, absent or not positive)."""
+    def adjusted(rows: np.ndarray | slice, cols: np.ndarray,
+                 dtype: type[np.floating] = np.float32) -> np.ndarray:
+        """Weekday- and trend-adjusted costs of ``rows`` on the days ``cols`` (NaN where
+        outside the matrix, absent, or on a weekday whose normal share is 0)."""
         inside = (cols >= 0) & (cols < n_days)
-        out = np.full((len(rows), len(cols)), np.nan)
         c = cols[inside]
-        if len(c):
-            cost = values[np.ix_(rows, c)].astype(np.float64)
-            share = factor[rows][:, weekdays[c]] * np.exp(-np.multiply.outer(slope[rows],
-                                                                             n_days - c))
-            ok = present[np.ix_(rows, c)] & (cost > 0) & (share > 0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[:, inside] = np.where(ok, np.log(cost / share), np.nan)
+        out = np.full((len(factor[rows]), len(cols)), np.nan, dtype=dtype)
+        share = _by_day(factor[rows].astype(dtype), weekdays[c])
+        share *= np.exp(np.multiply.outer(slope[rows].astype(dtype), (c - n_days).astype(dtype)))
+        at = np.ix_(rows, c) if isinstance(rows, np.ndarray) else (rows, c)
+        ok = present[at] & (share > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, inside] = np.where(ok, values[at].astype(dtype) / share, np.nan)
         return out
+
+    def log_days(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The log of ``adjusted`` in float64 (NaN where not positive)."""
+        days = adjusted(rows, cols, np.float64)
+        with np.errstate(invalid="ignore"):
+            return np.log(np.where(days > 0, days, np.nan))
 
     centres = [(_phase_days(day, months) - first).days for months in (1, 2)]
     if centres[1] - 1 < 0:
         return phase
     windows = [np.array([c - 1, c, c + 1]) for c in centres]
 
-    slope32 = slope.astype(np.float32)
-
-    def adjusted(c: int) -> np.ndarray:
-        """Every series' weekday- and trend-adjusted cost on day ``c`` (NaN if absent)."""
-        share = factor[:, weekdays[c]].astype(np.float32)
-        share *= np.exp(slope32 * np.float32(c - n_days))
-        return np.where(present[:, c], values[:, c] / share, np.nan)
-
     # First, cheaply: both windows above today's level by ROUGH noise sd (an absent day fails).
     bound = (level * np.exp(ROUGH * np.minimum(noise, 50.0))).astype(np.float32)
     rough = (level > 0) & np.isfinite(noise)
     for w in windows:
-        rough &= _median_of_three(np.stack([adjusted(int(col)) for col in w], axis=1)) >= bound
+        rough &= _median_of_three(adjusted(slice(None), w)) >= bound
     rows = np.flatnonzero(rough)
     if not len(rows):
         return phase
@@ -1346,9 +1344,10 @@ MIN_PHASE_DAYS = 10  # days with spend of the two weeks a month's effect is meas
 
 class _PastDays:
     """Past days of some series judged as a monthly charge would be: each day's cost above
-    its weekday's normal, and whether that would stand out today (``stood``) or also on its
-    own day (``own``: a busy weekday swings by more dollars than a quiet one; today's spread
-    in proportion to the two days' normal costs). Each column is worked out once."""
+    its weekday's normal, whether that would stand out today (``day``), and whether it also
+    stood out on its own day (``own``: a busy weekday swings by more dollars than a quiet one;
+    today's spread in proportion to the two days' normal costs). Each column is worked out
+    once."""
 
     def __init__(self, values: np.ndarray, present: np.ndarray, level: np.ndarray,
                  factor: np.ndarray, weekdays: np.ndarray, expected: np.ndarray,
@@ -1358,31 +1357,45 @@ class _PastDays:
         self.n_days = values.shape[1]
         self.none = np.zeros(len(expected), dtype=bool)
         self._days: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._own: dict[int, np.ndarray] = {}
         self._lone: dict[int, np.ndarray] = {}
 
-    def day(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(extra, stood, own) of column ``c`` (nothing outside the matrix)."""
+    def _normal(self, c: int) -> np.ndarray:
+        return self.level * self.factor[:, self.weekdays[c]] * np.exp(
+            -self.slope * (self.n_days - c))
+
+    def day(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """(extra, stood) of column ``c`` (nothing outside the matrix)."""
         if c not in self._days:
             if not 0 <= c < self.n_days:
                 self._days[c] = np.zeros(len(self.expected)), self.none, self.none
             else:
-                normal = (self.level * self.factor[:, self.weekdays[c]]
-                          * np.exp(-self.slope * (self.n_days - c)))
+                normal = self._normal(c)
                 extra = self.values[:, c] - normal
                 spread = np.maximum(self.scale, RELATIVE_SCALE_FLOOR * np.abs(normal))
                 stood = self.present[:, c] & (extra > RECURRING_MARGIN * spread)
+                self._days[c] = extra, stood, normal
+        extra, stood, _ = self._days[c]
+        return extra, stood
+
+    def own(self, c: int) -> np.ndarray:
+        """Column ``c`` stood out on its own day's spread too."""
+        if c not in self._own:
+            extra, stood = self.day(c)
+            if 0 <= c < self.n_days:
                 positive = self.expected > 0
-                ratio = normal / np.where(positive, self.expected, 1)
-                own = stood & (extra > RECURRING_MARGIN * np.where(positive, self.scale * ratio,
-                                                                   0))
-                self._days[c] = extra, stood, own
-        return self._days[c]
+                ratio = self._days[c][2] / np.where(positive, self.expected, 1)
+                self._own[c] = stood & (extra > RECURRING_MARGIN * np.where(
+                    positive, self.scale * ratio, 0))
+            else:
+                self._own[c] = stood
+        return self._own[c]
 
     def lone(self, c: int) -> np.ndarray:
         """Day ``c`` stood out on its own day, alone (not in a run of days that did): the
         evidence asked of a charge billed a day off its date."""
         if c not in self._lone:
-            self._lone[c] = self.day(c)[2] & ~self.day(c - 1)[2] & ~self.day(c + 1)[2]
+            self._lone[c] = self.own(c) & ~self.own(c - 1) & ~self.own(c + 1)
         return self._lone[c]
 
 
@@ -1427,18 +1440,15 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     found, loose = none.copy(), none.copy()
     charge = np.zeros(len(rows))  # the charge expected today
 
-    def take(recurring: np.ndarray, extra: np.ndarray) -> None:
-        charge[recurring] = extra[recurring]
-
     for last, before in billing:
-        extra, stood_out, _ = past.day(col(last))
+        extra, stood_out = past.day(col(last))
         confirmed = past.day(col(before))[1].copy()
         for shift in (-1, 1):  # the month before billed a day off its date, as much
             other = past.day(col(before, shift))[0]
             confirmed |= (past.lone(col(last)) & past.lone(col(before, shift))
                           & like(extra, other))
         recurring = stood_out & ((level[rows] == 0) | confirmed) & ~found
-        take(recurring, extra)
+        charge[recurring] = extra[recurring]
         loose |= recurring
         found |= recurring
     for offset in (-1, 1):  # last month's charge came a day before / after today's date
@@ -1454,10 +1464,11 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         # Already billed this month: its date (and the day before it) up to yesterday.
         billed = none.copy()
         for back in range(1, 1 - offset + 1):
-            other, stood, _ = past.day(n_days - back)
+            other, stood = past.day(n_days - back)
             billed |= stood & like(extra, other)
-        take(recurring & ~billed, extra)
-        loose |= recurring & ~billed & (offset > 0)
+        due = recurring & ~billed
+        charge[due] = extra[due]
+        loose |= due & (offset > 0)
         found |= recurring
     expected_out, scale_out = expected.copy(), scale.copy()
     charged = rows[found]
