@@ -8,7 +8,10 @@ The robust kernel is also timed with 2 % of the series holding an episode Sentin
 earlier (detection/verdicts.py), whose days it leaves out of their history.
 Peak memory is the process's max RSS (the matrix alone is N x 90 x 8 bytes).
 
-Usage: python benchmarks/detection_speed.py [--series 1000000] [--small 10000]
+``--day`` moves the scored day (default 2025-06-30): the robust kernel does more work in the
+first two weeks of a month that follows one of another length (2025-02-05: robust._prorated).
+
+Usage: python benchmarks/detection_speed.py [--series 1000000] [--small 10000] [--day DATE]
 """
 
 from __future__ import annotations
@@ -113,7 +116,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--day", type=date.fromisoformat, default=DAY)
     args = parser.parse_args()
+    global DAY
+    DAY = args.day
     rng = np.random.default_rng(42)
 
     rows = long_table(args.small, rng)

@@ -28,7 +28,11 @@ history) and reported per 100 series-months, for 3 draws:
   of the months;
 - ``tiers``: volume-tiered prices that reset on the 1st (as data transfer's): the first ~7 % of
   the month's volume at 1.29x the price of the last tier, the next ~26 % at 1.21x;
-- ``closing``: a month-end close, the last 3 days of each month 30-100 % higher.
+- ``closing``: a month-end close, the last 3 days of each month 30-100 % higher;
+- ``storage``: storage priced per GB-month (as S3's and EBS's), whose daily cost is the
+  month's price over the month's days, so it is 10.7 % higher every day of February than of
+  January: 50-100 % of each series' cost, on volumes growing 0-10 % a month, the rest usage as
+  in ``normal``. Its days start on 2024-11-15, so the scored ones hold Feb 1 and Mar 1.
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -48,7 +52,8 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
 SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "sporadic",
-          "steps", "monthly", "monthend", "monthlate", "tiers", "closing")
+          "steps", "monthly", "monthend", "monthlate", "tiers", "closing", "storage")
+STARTS = {"storage": date(2024, 11, 15)}  # shapes whose days start elsewhere than START
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
 SPORADIC = (0.7, 0.95)  # and in ``sporadic``
 
@@ -57,6 +62,7 @@ def costs(shape: str, seed: int) -> np.ndarray:
     """(series, days) costs of one shape."""
     rng = np.random.default_rng(seed)
     t = np.arange(DAYS)
+    dates = [STARTS.get(shape, START) + timedelta(days=int(i)) for i in t]
     noise = rng.uniform(0.03, 0.30, SERIES)[:, None]
     level = np.exp(rng.uniform(4, 8, SERIES))[:, None]
     week = 1 + rng.uniform(0, 0.5, SERIES)[:, None] * np.sin(
@@ -86,7 +92,6 @@ def costs(shape: str, seed: int) -> np.ndarray:
         after = t[None, :] >= rng.integers(10, 56, SERIES)[:, None]
         out *= np.where(after, np.exp(rng.uniform(-np.log(2), np.log(2), SERIES))[:, None], 1.0)
     elif shape in ("monthly", "monthend", "monthlate"):
-        dates = [START + timedelta(days=int(i)) for i in t]
         day_of_month = np.array([d.day for d in dates])[None, :]
         if shape == "monthly":
             due = day_of_month == rng.integers(1, 29, SERIES)[:, None]
@@ -100,12 +105,17 @@ def costs(shape: str, seed: int) -> np.ndarray:
     elif shape == "tiers":
         # Share of the month's volume used before each day's middle: the price tier it is in.
         used = np.array([(d.day - 0.5) / calendar.monthrange(d.year, d.month)[1]
-                         for d in (START + timedelta(days=int(i)) for i in t)])[None, :]
+                         for d in dates])[None, :]
         out *= np.select([used < 0.07, used < 0.33], [1 / 0.778, 0.944 / 0.778], 1.0)
     elif shape == "closing":
         last3 = np.array([(d + timedelta(days=3)).month != d.month
-                          for d in (START + timedelta(days=int(i)) for i in t)])[None, :]
+                          for d in dates])[None, :]
         out *= np.where(last3, 1 + rng.uniform(0.3, 1.0, SERIES)[:, None], 1.0)
+    elif shape == "storage":
+        share = rng.uniform(0.5, 1.0, SERIES)[:, None]
+        volume = 1 + rng.uniform(0, 0.1, SERIES)[:, None] / 30 * t
+        days_in_month = np.array([calendar.monthrange(d.year, d.month)[1] for d in dates])
+        out = out * (1 - share) + level * share * volume * 30 / days_in_month[None, :]
     return out
 
 
@@ -142,7 +152,7 @@ def cost_rows(matrix: np.ndarray, start: date = START) -> pd.DataFrame:
 def false_alerts(shape: str, seed: int, config: DetectionConfig) -> dict[str, float]:
     """Alerts per 100 series-months over the scored days of one draw: in all ("all") and by
     the kind each opened as (spike: the day's jump; sustained: the drift of a run)."""
-    rows = cost_rows(costs(shape, seed))
+    rows = cost_rows(costs(shape, seed), STARTS.get(shape, START))
     days = sorted(set(rows["usage_date"]))[-SCORED:]
     base = baselines_for_days(rows, days, config)
     scored = scores_for_days(rows, pd.concat(base.values(), ignore_index=True), days, config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, timedelta
 
 import numpy as np
@@ -168,6 +169,54 @@ def test_a_rise_seen_on_the_same_days_of_one_month_only_still_alerts() -> None:
             values[i] *= 1.6
     found = alerts(run(series(values), 95, 119))
     assert list(found["usage_date"]) == [date(2025, 4, 9)], found[["usage_date", "kind"]]
+
+
+WINTER = date(2024, 11, 1)  # 151 days to Mar 31, 2025: February's turn and March's
+
+
+def winter_run(values: list[float], first: date, last: date) -> pd.DataFrame:
+    """All anomaly rows of days first..last of a series starting on WINTER."""
+    history = pd.DataFrame(series(values, start=WINTER))
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    base = baselines_for_days(history, days, ROBUST)
+    found = anomalies_for_days(history, pd.concat(base.values(), ignore_index=True), days,
+                               ROBUST)
+    return pd.concat(found.values(), ignore_index=True)
+
+
+def gb_month(noise: float = 0.01) -> list[float]:
+    """Storage priced per GB-month (S3, EBS): a day costs the month's price over the month's
+    days, so every February day costs 31/28 of a January one; the volume grows 2 % a month."""
+    values = noisy(151, 1000, noise)
+    for i in range(151):
+        d = WINTER + timedelta(days=i)
+        values[i] *= (1 + 0.02 * i / 30) * 30 / calendar.monthrange(d.year, d.month)[1]
+    return values
+
+
+def test_storage_priced_per_gb_month_is_quiet_when_february_costs_more_a_day() -> None:
+    values = gb_month()
+    found = winter_run(values, date(2025, 1, 15), date(2025, 3, 31))
+    assert not found["alert"].any(), found.loc[found["alert"], ["usage_date", "kind"]]
+    feb = pd.concat(baselines_for_days(pd.DataFrame(series(values, start=WINTER)),
+                                       [date(2025, 2, 5)], ROBUST).values())
+    assert feb["expected_cost"].iloc[0] == pytest.approx(values[96], rel=0.03)
+
+
+def test_a_rise_at_februarys_turn_bigger_than_the_months_ratio_still_alerts() -> None:
+    values = gb_month()
+    for i in range(94, 151):  # from Feb 3: +40 %
+        values[i] *= 1.4
+    found = alerts(winter_run(values, date(2025, 1, 15), date(2025, 2, 28)))
+    assert list(found["usage_date"]) == [date(2025, 2, 3)], found[["usage_date", "kind"]]
+
+
+def test_a_cost_by_use_is_not_put_in_februarys_terms() -> None:
+    """A series whose cost did not step at February's turn is expected at January's level."""
+    values = noisy(151, 1000, 0.01)
+    feb = pd.concat(baselines_for_days(pd.DataFrame(series(values, start=WINTER)),
+                                       [date(2025, 2, d) for d in (5, 10)], ROBUST).values())
+    assert feb["expected_cost"].to_numpy() == pytest.approx(1000, rel=0.02)
 
 
 def month_end(i: int) -> bool:

@@ -104,6 +104,9 @@ ADOPT_DAYS = 14
 EPISODE_Z = 2.0  # drift evidence (as a z) from which an elevated run is an open episode
 RECURRING_MARGIN = 3.0  # robust std devs a same-day-last-month charge must stand out by
 REALERT_FACTOR = 2.0  # an open episode alerts again when its impact doubles
+# A month's-turn step is read as a price per month only where the months' ratio is 2 x this
+# many standard errors of the step, and the step no more than this many past the ratio.
+PRORATED_Z = 2.0
 
 
 # How a day's anomalies are listed: largest $ impact first.
@@ -125,6 +128,52 @@ def _months_back(day: date, months: int, month_end: bool = False) -> date:
     year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
     last = calendar.monthrange(year, month + 1)[1]
     return date(year, month + 1, last if month_end else min(day.day, last))
+
+
+def _month_share(first: date, width: int, day: date) -> np.ndarray | None:
+    """A price per month spread over the month's days: each of the ``width`` days from
+    ``first`` costs this share of ``day``'s (its month's length over theirs: a January day is
+    28/31 of a February one). None where that makes no difference to the level and the run
+    before ``day``: no day of its month among the last RUN_DAYS yet (the 1st), or none of
+    another month's length (those days are all this month's, or the months are as long)."""
+    length = calendar.monthrange(day.year, day.month)[1]
+    start = day.replace(day=1)
+    new = (day - start).days
+    if not 0 < new < min(RUN_DAYS, width):
+        return None
+    before = start - timedelta(days=1)
+    ratio = length / calendar.monthrange(before.year, before.month)[1]
+    if ratio == 1:
+        return None
+    share = np.ones(width, dtype=np.float32)
+    share[:width - new] = ratio
+    return share
+
+
+def _prorated(deseasoned: np.ndarray, noise: np.ndarray, log_scale: np.ndarray,
+              share: np.ndarray) -> np.ndarray:
+    """Series whose weekday-adjusted cost stepped at the month's turn by the ratio of the
+    months' lengths (``share``: _month_share), where their noise can tell that step from none.
+
+    The step is between the medians of the two months' days. Decided only where the ratio is
+    2 x PRORATED_Z standard errors of the step (on the measured ``noise``): then the step is
+    nearer the ratio than 0 for a series priced per month and nearer 0 for one priced by use,
+    each but 1 time in 44. A noisy series keeps its days as they are (the ratio is lost in its
+    noise), and so does one whose step is PRORATED_Z standard errors (on the floored
+    ``log_scale``) past the ratio: it rose for another reason, and that rise is news."""
+    last = share != 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log(np.where(deseasoned > 0, deseasoned, np.nan))
+    after, before = logs[:, ~last], logs[:, last]
+    step = _median(after) - _median(before)
+    after_n, before_n = (np.isfinite(days).sum(axis=1) for days in (after, before))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = np.sqrt(np.pi / 2 * (1 / after_n + 1 / before_n))  # se of the step per sd
+    ratio = -np.log(float(share[0]))
+    return ((after_n > 0) & (before_n >= MIN_NORMAL_DAYS)
+            & (abs(ratio) >= 2 * PRORATED_Z * noise * unit)
+            & (step * np.sign(ratio) >= abs(ratio) / 2)
+            & (np.abs(step - ratio) <= PRORATED_Z * log_scale * unit))
 
 
 def _billing_days(day: date) -> list[tuple[date, date]]:
@@ -365,7 +414,20 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                 log_scale[both] = _recent_spread(
                     _last_spending_days(long_days[at_sparse], n_days, RESIDUAL_DAYS),
                     level_recent[both])
+    measured = np.where(np.isnan(log_scale), np.log1p(floor), log_scale)
     log_scale = np.fmax(log_scale, np.log1p(floor))
+    # Storage priced per GB-month costs the month's price over its days: where the recent
+    # days stepped at the month's turn by the ratio of the months' lengths, the last month's
+    # days are put in this month's terms.
+    month_share = _month_share(matrix.first + timedelta(days=recent), n_days - recent, day)
+    if month_share is not None:
+        prorated = np.flatnonzero(_prorated(deseasoned, measured, log_scale, month_share)
+                                  & ~intermittent)
+        if len(prorated):
+            deseasoned[prorated] /= month_share
+            factor_r[prorated] *= month_share
+            level_recent[prorated] = _recent_level(deseasoned[prorated],
+                                                   nothing_left_out[prorated])
     tail = slice(max(deseasoned.shape[1] - RUN_DAYS, 0), None)
 
     def model(rows: np.ndarray | slice, excluded: np.ndarray) -> dict[str, np.ndarray]:
