@@ -113,12 +113,12 @@ def end_to_end(rows: pd.DataFrame, config: DetectionConfig) -> float:
 
 
 def main() -> None:
+    global DAY
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--day", type=date.fromisoformat, default=DAY)
     args = parser.parse_args()
-    global DAY
     DAY = args.day
     rng = np.random.default_rng(42)
 
