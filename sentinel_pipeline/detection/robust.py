@@ -162,18 +162,25 @@ def _prorated(deseasoned: np.ndarray, noise: np.ndarray, log_scale: np.ndarray,
     noise), and so does one whose step is PRORATED_Z standard errors (on the floored
     ``log_scale``) past the ratio: it rose for another reason, and that rise is news."""
     last = share != 1
+    ratio = -np.log(float(share[0]))
+    # se of the step per sd of noise, with every day counted: no less for any series
+    unit = np.sqrt(np.pi / 2 * (1 / (~last).sum() + 1 / last.sum()))
+    out = np.zeros(len(deseasoned), dtype=bool)
+    rows = np.flatnonzero(abs(ratio) >= 2 * PRORATED_Z * noise * unit)  # most are noisier
+    if not len(rows):
+        return out
     with np.errstate(invalid="ignore", divide="ignore"):
-        logs = np.log(np.where(deseasoned > 0, deseasoned, np.nan))
+        logs = np.log(np.where(deseasoned[rows] > 0, deseasoned[rows], np.nan))
     after, before = logs[:, ~last], logs[:, last]
     step = _median(after) - _median(before)
     after_n, before_n = (np.isfinite(days).sum(axis=1) for days in (after, before))
     with np.errstate(invalid="ignore", divide="ignore"):
-        unit = np.sqrt(np.pi / 2 * (1 / after_n + 1 / before_n))  # se of the step per sd
-    ratio = -np.log(float(share[0]))
-    return ((after_n > 0) & (before_n >= MIN_NORMAL_DAYS)
-            & (abs(ratio) >= 2 * PRORATED_Z * noise * unit)
-            & (step * np.sign(ratio) >= abs(ratio) / 2)
-            & (np.abs(step - ratio) <= PRORATED_Z * log_scale * unit))
+        unit = np.sqrt(np.pi / 2 * (1 / after_n + 1 / before_n))
+    out[rows] = ((after_n > 0) & (before_n >= MIN_NORMAL_DAYS)
+                 & (abs(ratio) >= 2 * PRORATED_Z * noise[rows] * unit)
+                 & (step * np.sign(ratio) >= abs(ratio) / 2)
+                 & (np.abs(step - ratio) <= PRORATED_Z * log_scale[rows] * unit))
+    return out
 
 
 def _billing_days(day: date) -> list[tuple[date, date]]:
