@@ -29,6 +29,8 @@ history) and reported per 100 series-months, for 3 draws:
 - ``tiers``: volume-tiered prices that reset on the 1st (as data transfer's): the first ~7 % of
   the month's volume at 1.29x the price of the last tier, the next ~26 % at 1.21x;
 - ``closing``: a month-end close, the last 3 days of each month 30-100 % higher;
+- ``fortnight``: normal noise plus a job run every other week (a full backup, a payroll
+  run) on one weekday, costing 50-300 % of the series' level;
 - ``storage``: storage priced per GB-month (as S3's and EBS's), whose daily cost is the
   month's price over the month's days, so it is 10.7 % higher every day of February than of
   January: 50-100 % of each series' cost, on volumes growing 0-10 % a month, the rest usage as
@@ -52,7 +54,8 @@ from sentinel_pipeline.detection import DetectionConfig, baselines_for_days, sco
 SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
 SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "sporadic",
-          "steps", "monthly", "monthend", "monthlate", "tiers", "closing", "storage")
+          "steps", "monthly", "monthend", "monthlate", "tiers", "closing", "storage",
+          "fortnight")
 STARTS = {"storage": date(2024, 11, 15)}  # shapes whose days start elsewhere than START
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
 SPORADIC = (0.7, 0.95)  # and in ``sporadic``
@@ -111,6 +114,9 @@ def costs(shape: str, seed: int) -> np.ndarray:
         last3 = np.array([(d + timedelta(days=3)).month != d.month
                           for d in dates])[None, :]
         out *= np.where(last3, 1 + rng.uniform(0.3, 1.0, SERIES)[:, None], 1.0)
+    elif shape == "fortnight":
+        due = t[None, :] % 14 == rng.integers(0, 14, SERIES)[:, None]
+        out += np.where(due, rng.uniform(0.5, 3.0, SERIES)[:, None] * level, 0.0)
     elif shape == "storage":
         share = rng.uniform(0.5, 1.0, SERIES)[:, None]
         volume = 1 + rng.uniform(0, 0.1, SERIES)[:, None] / 30 * t

@@ -171,6 +171,23 @@ def test_a_rise_seen_on_the_same_days_of_one_month_only_still_alerts() -> None:
     assert list(found["usage_date"]) == [date(2025, 4, 9)], found[["usage_date", "kind"]]
 
 
+def test_a_job_run_every_other_week_is_expected_and_a_bigger_run_alerts() -> None:
+    """A fortnightly backup adding $800 to a $1,000 day; the run of day 146 costs $2,400."""
+    values = noisy(160, 1000, 0.05)
+    for i in range(6, 160, 14):
+        values[i] += 2400 if i == 146 else 800
+    found = alerts(run(series(values), 70, 159))
+    assert list(found["usage_date"]) == [day(146)], found[["usage_date", "kind"]]
+
+
+def test_a_rise_fourteen_days_after_a_single_one_still_alerts() -> None:
+    values = noisy(120, 1000, 0.05)
+    for i in (90, 104):
+        values[i] += 800
+    found = alerts(run(series(values), 85, 119))
+    assert list(found["usage_date"]) == [day(90), day(104)], found[["usage_date", "kind"]]
+
+
 WINTER = date(2024, 11, 1)  # 151 days to Mar 31, 2025: February's turn and March's
 
 

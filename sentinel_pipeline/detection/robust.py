@@ -460,6 +460,12 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         expected, scale, loose = _recurring(values[rows], present[rows], matrix.first, day,
                                             level, factor[rows], weekdays, expected, scale,
                                             slope[rows])
+        job, every_other = _fortnightly(values[rows], present[rows], level, factor[rows],
+                                        weekdays, expected, scale, slope[rows])
+        job[expected != normal] = 0.0
+        expected = expected + job
+        scale = np.where(job > 0, np.maximum(scale, CHARGE_SPREAD * job), scale)
+        loose |= every_other & (job > 0)
         cycle = np.exp(_month_phase(values[rows], present[rows], matrix.first, day, level,
                                     factor[rows], weekdays, slope[rows], noise))
         cycle[expected != normal] = 1.0
@@ -1502,9 +1508,6 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     def col(on: date, shift: int = 0) -> int:
         return (on - first).days + shift
 
-    def like(extra: np.ndarray, other: np.ndarray) -> np.ndarray:
-        return (other < BILLING_LIKE * extra) & (extra < BILLING_LIKE * other)
-
     none = past.none
     found, loose = none.copy(), none.copy()
     charge = np.zeros(len(rows))  # the charge expected today
@@ -1515,7 +1518,7 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         for shift in (-1, 1):  # the month before billed a day off its date, as much
             other = past.day(col(before, shift))[0]
             confirmed |= (past.lone(col(last)) & past.lone(col(before, shift))
-                          & like(extra, other))
+                          & _alike(extra, other))
         recurring = stood_out & ((level[rows] == 0) | confirmed) & ~found
         charge[recurring] = extra[recurring]
         loose |= recurring
@@ -1528,13 +1531,13 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         # month's date too (a charge billed on the 15th each month is not due on the 14th).
         for shift in (-1, 0, 1) if offset < 0 else (-1, 0):
             other = past.day(col(month_before, shift))[0]
-            confirmed |= past.lone(col(month_before, shift)) & like(extra, other)
+            confirmed |= past.lone(col(month_before, shift)) & _alike(extra, other)
         recurring = past.lone(c) & ((level[rows] == 0) | confirmed) & ~found
         # Already billed this month: its date (and the day before it) up to yesterday.
         billed = none.copy()
         for back in range(1, 1 - offset + 1):
             other, stood = past.day(n_days - back)
-            billed |= stood & like(extra, other)
+            billed |= stood & _alike(extra, other)
         due = recurring & ~billed
         charge[due] = extra[due]
         loose |= due & (offset > 0)
@@ -1542,13 +1545,43 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     expected_out, scale_out = expected.copy(), scale.copy()
     charged = rows[found]
     expected_out[rows] += charge
-    scale_out[charged] = np.maximum(scale[charged], 0.1 * np.abs(charge[found]))
+    scale_out[charged] = np.maximum(scale[charged], CHARGE_SPREAD * np.abs(charge[found]))
     loose_out = np.zeros(len(expected), dtype=bool)
     loose_out[rows[loose]] = True
     return expected_out, scale_out, loose_out
 
 
 BILLING_LIKE = 2.0  # a charge billed a day off its date is this close in size to last month's
+CHARGE_SPREAD = 0.1  # a recurring charge's own spread: the day's scale is at least this of it
+
+
+def _alike(extra: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Two charges within BILLING_LIKE of each other."""
+    return (other < BILLING_LIKE * extra) & (extra < BILLING_LIKE * other)
+
+
+def _fortnightly(values: np.ndarray, present: np.ndarray, level: np.ndarray,
+                 factor: np.ndarray, weekdays: np.ndarray, expected: np.ndarray,
+                 scale: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cost of a job run every other week (a fortnightly full backup, a payroll run),
+    expected today when it stood out alone on this weekday 14 and 28 days ago, as much both
+    times (within BILLING_LIKE), judged as a monthly charge is (_PastDays). The weekday
+    profile is a median over 9 weeks, so it holds such a job in none or all of its weeks: the
+    others alerted as spikes, every other week. Returned: the job's cost (0 where none), and
+    where it is due (a day without it is no drop: it may run tomorrow). Only the series that
+    stood out 14 days ago are worked on."""
+    n_days = values.shape[1]
+    job = np.zeros(len(expected))
+    everyone = _PastDays(values, present, level, factor, weekdays, expected, scale, slope)
+    rows = np.flatnonzero(everyone.day(n_days - 14)[1])
+    if not len(rows):
+        return job, job > 0
+    past = _PastDays(values[rows], present[rows], level[rows], factor[rows], weekdays,
+                     expected[rows], scale[rows], slope[rows])
+    extra, before = past.day(n_days - 14)[0], past.day(n_days - 28)[0]
+    due = past.lone(n_days - 14) & past.lone(n_days - 28) & _alike(extra, before)
+    job[rows[due]] = extra[due]
+    return job, job > 0
 
 
 def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
