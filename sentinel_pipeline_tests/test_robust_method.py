@@ -178,6 +178,10 @@ def test_a_job_run_every_other_week_is_expected_and_a_bigger_run_alerts() -> Non
         values[i] += 2400 if i == 146 else 800
     found = alerts(run(series(values), 70, 159))
     assert list(found["usage_date"]) == [day(146)], found[["usage_date", "kind"]]
+    base = pd.concat(baselines_for_days(pd.DataFrame(series(values)), [day(132)], ROBUST)
+                     .values())  # a run: the job is expected, and it is no monthly cost
+    assert base["expected_cost"].iloc[0] == pytest.approx(1800, rel=0.1)
+    assert base["monthly_cost"].iloc[0] == 0
 
 
 def test_a_rise_fourteen_days_after_a_single_one_still_alerts() -> None:

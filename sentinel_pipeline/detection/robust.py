@@ -460,17 +460,18 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         expected, scale, loose = _recurring(values[rows], present[rows], matrix.first, day,
                                             level, factor[rows], weekdays, expected, scale,
                                             slope[rows])
-        job, every_other = _fortnightly(values[rows], present[rows], level, factor[rows],
-                                        weekdays, expected, scale, slope[rows])
+        # Else a job run every other week, due today (a day without it is no drop).
+        job = _fortnightly(values[rows], present[rows], level, factor[rows], weekdays, normal,
+                           scale, slope[rows])
         job[expected != normal] = 0.0
         expected = expected + job
         scale = np.where(job > 0, np.maximum(scale, CHARGE_SPREAD * job), scale)
-        loose |= every_other & (job > 0)
+        loose |= job > 0
         cycle = np.exp(_month_phase(values[rows], present[rows], matrix.first, day, level,
                                     factor[rows], weekdays, slope[rows], noise))
         cycle[expected != normal] = 1.0
         expected, scale = expected * cycle, scale * cycle
-        monthly = expected - normal
+        monthly = expected - normal - job
         loose |= cycle > 1  # a cycle's rise that does not come is no drop
         # The days just before, judged against today's model of each weekday: how many in a
         # row were elevated (the open episode), its money so far, and the drift statistic.
@@ -1562,26 +1563,25 @@ def _alike(extra: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 def _fortnightly(values: np.ndarray, present: np.ndarray, level: np.ndarray,
                  factor: np.ndarray, weekdays: np.ndarray, expected: np.ndarray,
-                 scale: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 scale: np.ndarray, slope: np.ndarray) -> np.ndarray:
     """The cost of a job run every other week (a fortnightly full backup, a payroll run),
     expected today when it stood out alone on this weekday 14 and 28 days ago, as much both
     times (within BILLING_LIKE), judged as a monthly charge is (_PastDays). The weekday
     profile is a median over 9 weeks, so it holds such a job in none or all of its weeks: the
-    others alerted as spikes, every other week. Returned: the job's cost (0 where none), and
-    where it is due (a day without it is no drop: it may run tomorrow). Only the series that
-    stood out 14 days ago are worked on."""
+    others alerted as spikes, every other week. 0 where there is none. ``expected``: the
+    day's normal cost. Only the series that stood out 14 days ago are worked on."""
     n_days = values.shape[1]
     job = np.zeros(len(expected))
     everyone = _PastDays(values, present, level, factor, weekdays, expected, scale, slope)
     rows = np.flatnonzero(everyone.day(n_days - 14)[1])
     if not len(rows):
-        return job, job > 0
+        return job
     past = _PastDays(values[rows], present[rows], level[rows], factor[rows], weekdays,
                      expected[rows], scale[rows], slope[rows])
     extra, before = past.day(n_days - 14)[0], past.day(n_days - 28)[0]
     due = past.lone(n_days - 14) & past.lone(n_days - 28) & _alike(extra, before)
     job[rows[due]] = extra[due]
-    return job, job > 0
+    return job
 
 
 def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
