@@ -454,19 +454,12 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         noise = log_scale[rows]
         has_log = np.isfinite(noise) & (expected > 0)
         scale = _scale(expected, has_log, noise, floor[rows], active_r[rows], model_r, config)
-        # Monthly recurring charges, on top of that day's normal cost; else the day's place
-        # in a monthly cycle.
+        # Monthly recurring charges (or a job run every other week: ``job``), on top of that
+        # day's normal cost; else the day's place in a monthly cycle.
         normal = expected
-        expected, scale, loose = _recurring(values[rows], present[rows], matrix.first, day,
-                                            level, factor[rows], weekdays, expected, scale,
-                                            slope[rows])
-        # Else a job run every other week, due today (a day without it is no drop).
-        job = _fortnightly(values[rows], present[rows], level, factor[rows], weekdays, normal,
-                           scale, slope[rows])
-        job[expected != normal] = 0.0
-        expected = expected + job
-        scale = np.where(job > 0, np.maximum(scale, CHARGE_SPREAD * job), scale)
-        loose |= job > 0
+        expected, scale, loose, job = _recurring(values[rows], present[rows], matrix.first,
+                                                 day, level, factor[rows], weekdays, expected,
+                                                 scale, slope[rows])
         cycle = np.exp(_month_phase(values[rows], present[rows], matrix.first, day, level,
                                     factor[rows], weekdays, slope[rows], noise))
         cycle[expected != normal] = 1.0
@@ -1478,7 +1471,7 @@ class _PastDays:
 def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
                level: np.ndarray, factor: np.ndarray, weekdays: np.ndarray,
                expected: np.ndarray, scale: np.ndarray,
-               slope: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               slope: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Expect last month's surcharge again when it is known to recur: the series bills only on
     such days, or it stood out the month before too. Each past day is judged against the model
     of its own weekday, so weekly cycles are not mistaken for monthly charges, and a one-off
@@ -1491,12 +1484,19 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     the charge moved (the month before's was not on that date too): after a late month, the
     charge is back on its date, but one billed on the 15th every month is not due on the 14th.
     Also returned: where the charge may as well come tomorrow (on its date; a day early), so a
-    day without it is not a drop; on the last day it can come (a day late), it is. Only the
-    few series with a day that stood out last month near today's date are worked on."""
+    day without it is not a drop; on the last day it can come (a day late), it is.
+
+    Else a job run every other week (a fortnightly full backup, a payroll run), expected when
+    it stood out alone on today's weekday 14 and 28 days ago, as much both times: the weekday
+    profile is a median over 9 weeks, so it holds such a job in none or all of its weeks, and
+    the others alerted as spikes, every other week. Returned too: its $ (the job's part of
+    the expected cost, which is not a monthly one). Only the few series with a day that stood
+    out last month near today's date, or 14 days ago, are worked on."""
     billing = _billing_days(day)
     last_month, month_before = _months_back(day, 1), _months_back(day, 2)
+    n_days = values.shape[1]
     near = [(on - first).days for on, _ in billing] + [
-        (last_month - first).days + offset for offset in (-1, 1)]
+        (last_month - first).days + offset for offset in (-1, 1)] + [n_days - 14]
     everyone = _PastDays(values, present, level, factor, weekdays, expected, scale, slope)
     candidate = np.zeros(len(expected), dtype=bool)
     for c in near:
@@ -1504,7 +1504,6 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     rows = np.flatnonzero(candidate)
     past = _PastDays(values[rows], present[rows], level[rows], factor[rows], weekdays,
                      expected[rows], scale[rows], slope[rows])
-    n_days = values.shape[1]
 
     def col(on: date, shift: int = 0) -> int:
         return (on - first).days + shift
@@ -1543,13 +1542,21 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         charge[due] = extra[due]
         loose |= due & (offset > 0)
         found |= recurring
+    extra = past.day(n_days - 14)[0]
+    fortnightly = (past.lone(n_days - 14) & past.lone(n_days - 28)
+                   & _alike(extra, past.day(n_days - 28)[0]) & (charge == 0))
+    charge[fortnightly] = extra[fortnightly]
+    loose |= fortnightly
+    found |= fortnightly
     expected_out, scale_out = expected.copy(), scale.copy()
     charged = rows[found]
     expected_out[rows] += charge
     scale_out[charged] = np.maximum(scale[charged], CHARGE_SPREAD * np.abs(charge[found]))
     loose_out = np.zeros(len(expected), dtype=bool)
     loose_out[rows[loose]] = True
-    return expected_out, scale_out, loose_out
+    job = np.zeros(len(expected))
+    job[rows[fortnightly]] = charge[fortnightly]
+    return expected_out, scale_out, loose_out, job
 
 
 BILLING_LIKE = 2.0  # a charge billed a day off its date is this close in size to last month's
@@ -1559,29 +1566,6 @@ CHARGE_SPREAD = 0.1  # a recurring charge's own spread: the day's scale is at le
 def _alike(extra: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Two charges within BILLING_LIKE of each other."""
     return (other < BILLING_LIKE * extra) & (extra < BILLING_LIKE * other)
-
-
-def _fortnightly(values: np.ndarray, present: np.ndarray, level: np.ndarray,
-                 factor: np.ndarray, weekdays: np.ndarray, expected: np.ndarray,
-                 scale: np.ndarray, slope: np.ndarray) -> np.ndarray:
-    """The cost of a job run every other week (a fortnightly full backup, a payroll run),
-    expected today when it stood out alone on this weekday 14 and 28 days ago, as much both
-    times (within BILLING_LIKE), judged as a monthly charge is (_PastDays). The weekday
-    profile is a median over 9 weeks, so it holds such a job in none or all of its weeks: the
-    others alerted as spikes, every other week. 0 where there is none. ``expected``: the
-    day's normal cost. Only the series that stood out 14 days ago are worked on."""
-    n_days = values.shape[1]
-    job = np.zeros(len(expected))
-    everyone = _PastDays(values, present, level, factor, weekdays, expected, scale, slope)
-    rows = np.flatnonzero(everyone.day(n_days - 14)[1])
-    if not len(rows):
-        return job
-    past = _PastDays(values[rows], present[rows], level[rows], factor[rows], weekdays,
-                     expected[rows], scale[rows], slope[rows])
-    extra, before = past.day(n_days - 14)[0], past.day(n_days - 28)[0]
-    due = past.lone(n_days - 14) & past.lone(n_days - 28) & _alike(extra, before)
-    job[rows[due]] = extra[due]
-    return job
 
 
 def _pct(excess: np.ndarray, expected: np.ndarray) -> np.ndarray:
