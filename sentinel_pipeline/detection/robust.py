@@ -351,17 +351,13 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     # Level: median of the last days with the weekday effect taken out; and of the lookback.
     recent = max(n_days - RESIDUAL_DAYS, 0)
     seen_r = columns[recent:] >= first_seen[:, None]
-    # A recent day's normal share of D's level: its weekday's factor, and the lookback's trend
-    # back to it (1 on flat series), so the days' median is the level of D, not of a week
-    # before it, and each past day is judged against the level of its own date.
-    lags = np.arange(n_days - recent, 0, -1, dtype=np.float32)  # days before D
 
     def recent_days(costs: np.ndarray, rows: np.ndarray | slice) -> tuple[np.ndarray, ...]:
         """The recent days of ``rows`` (their ``costs``): as they are, each day's normal share
-        of D's level, and the days with that share taken out."""
+        of D's level (so the days' median is the level of D, not of a week before it), and
+        the days with that share taken out."""
         active = np.where(seen_r[rows], costs[:, recent:], np.nan)
-        share = np.exp(np.multiply.outer(-slope[rows], lags))
-        share *= _by_day(factor[rows].astype(np.float32), weekdays[recent:])
+        share = _normal_share(factor[rows], slope[rows], weekdays, columns[recent:], n_days)
         with np.errstate(invalid="ignore", divide="ignore"):
             return active, share, active / share
 
@@ -558,6 +554,17 @@ def _recent_spread(deseasoned: np.ndarray, level: np.ndarray) -> np.ndarray:
 # around it wider.)
 SPREAD_TO_NOISE = 1.21
 MIN_SPREAD_DAYS = 8
+
+
+def _normal_share(factor: np.ndarray, slope: np.ndarray, weekdays: np.ndarray,
+                  cols: np.ndarray, n_days: int,
+                  dtype: type[np.floating] = np.float32) -> np.ndarray:
+    """Each series' normal share of D's level on the days ``cols``: the day's weekday factor
+    and the trend back to it (1 on flat series), so a past day is judged against the level of
+    its own date. D is the day after the last of the ``n_days`` columns."""
+    share = _by_day(factor.astype(dtype), weekdays[cols])
+    share *= np.exp(np.multiply.outer(-slope.astype(dtype), (n_days - cols).astype(dtype)))
+    return share
 
 
 def _by_day(per_weekday: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
@@ -1165,11 +1172,7 @@ def _sporadic(values: np.ndarray, first_seen: np.ndarray, factor: np.ndarray,
     n, n_days = values.shape
     columns = np.arange(n_days)
     seen = columns[None, :] >= first_seen[:, None]
-    share = _by_day(factor.astype(np.float32), weekdays)
-    trend = np.flatnonzero(slope != 0)  # few: a trend needs spend in each third
-    if len(trend):
-        lags = np.arange(n_days, 0, -1, dtype=np.float32)
-        share[trend] *= np.exp(np.multiply.outer(-slope[trend].astype(np.float32), lags))
+    share = _normal_share(factor, slope, weekdays, columns, n_days)
     spend = seen & np.isfinite(values) & (values != 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         days = np.where(seen, values, np.float32(np.nan)) / share
@@ -1359,8 +1362,7 @@ def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date
         inside = (cols >= 0) & (cols < n_days)
         c = cols[inside]
         out = np.full((len(factor[rows]), len(cols)), np.nan, dtype=dtype)
-        share = _by_day(factor[rows].astype(dtype), weekdays[c])
-        share *= np.exp(np.multiply.outer(slope[rows].astype(dtype), (c - n_days).astype(dtype)))
+        share = _normal_share(factor[rows], slope[rows], weekdays, c, n_days, dtype)
         at = np.ix_(rows, c) if isinstance(rows, np.ndarray) else (rows, c)
         ok = present[at] & (share > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1430,8 +1432,8 @@ class _PastDays:
         self._lone: dict[int, np.ndarray] = {}
 
     def _normal(self, c: int) -> np.ndarray:
-        return self.level * self.factor[:, self.weekdays[c]] * np.exp(
-            -self.slope * (self.n_days - c))
+        return self.level * _normal_share(self.factor, self.slope, self.weekdays, np.array([c]),
+                                          self.n_days, np.float64)[:, 0]
 
     def day(self, c: int) -> tuple[np.ndarray, np.ndarray]:
         """(extra, stood) of column ``c`` (nothing outside the matrix)."""
