@@ -34,12 +34,13 @@ from sentinel_pipeline.detection import (
 )
 from sentinel_pipeline.detection.frames import CostMatrix, join_actual_and_baselines
 
-DAY = date(2025, 6, 30)
+DAY = date(2025, 6, 30)  # the scored day unless --day names another
 HISTORY = 90
 
 
-def synthetic_matrix(n: int, days: int, rng: np.random.Generator) -> tuple[CostMatrix, np.ndarray]:
-    """Costs with weekly cycles and noise, a few spikes on the last day."""
+def synthetic_matrix(n: int, days: int, rng: np.random.Generator,
+                     day: date) -> tuple[CostMatrix, np.ndarray]:
+    """Costs with weekly cycles and noise up to ``day``, a few spikes on it."""
     base = np.exp(rng.uniform(0, 8, n))[:, None]
     weekday = 1 - 0.3 * ((np.arange(days + 1) % 7) >= 5)
     values = base * weekday[None, :] * rng.lognormal(0, 0.1, (n, days + 1))
@@ -48,18 +49,19 @@ def synthetic_matrix(n: int, days: int, rng: np.random.Generator) -> tuple[CostM
                          "account_id": pd.array([f"{i // 97:012d}" for i in range(n)], "string"),
                          "region": pd.array(["us-east-1"] * n, "string"),
                          "owner": pd.array([""] * n, "string")})
-    first = DAY - timedelta(days=days)
+    first = day - timedelta(days=days)
     matrix = CostMatrix(keys, first, values[:, :-1], np.ones((n, days), dtype=bool))
     return matrix, values[:, -1]
 
 
 def one_day(matrix: CostMatrix, today: np.ndarray, config: DetectionConfig) -> tuple[float, int]:
+    day = matrix.first + timedelta(days=matrix.values.shape[1])  # the day after the history
     method = robust if config.method == "robust" else seed
     started = time.perf_counter()
     span = method.history_days(config)
-    window = matrix.window(DAY - timedelta(days=span), DAY - timedelta(days=1))
-    baselines = method.baselines_from_matrix(window, DAY, config)
-    actual = matrix.keys.assign(usage_date=DAY, cost=today, currency="USD")
+    window = matrix.window(day - timedelta(days=span), day - timedelta(days=1))
+    baselines = method.baselines_from_matrix(window, day, config)
+    actual = matrix.keys.assign(usage_date=day, cost=today, currency="USD")
     merged = join_actual_and_baselines(actual, baselines)
     found = method.score(merged, config)
     return time.perf_counter() - started, int(found["alert"].sum())
@@ -91,9 +93,9 @@ def weekday_median_mad(values: np.ndarray, today: np.ndarray) -> np.ndarray:
     return (today - expected[:, days % 7]) / np.maximum(scale, 1e-9)
 
 
-def long_table(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    matrix, today = synthetic_matrix(n, HISTORY, rng)
-    days = [matrix.first + timedelta(days=i) for i in range(HISTORY)] + [DAY]
+def long_table(n: int, rng: np.random.Generator, day: date) -> pd.DataFrame:
+    matrix, today = synthetic_matrix(n, HISTORY, rng, day)
+    days = [matrix.first + timedelta(days=i) for i in range(HISTORY)] + [day]
     values = np.concatenate([matrix.values, today[:, None]], axis=1)
     return pd.DataFrame({
         "usage_date": np.repeat(np.array(days, dtype="datetime64[D]")[None, :], n, 0).ravel(),
@@ -105,36 +107,35 @@ def long_table(n: int, rng: np.random.Generator) -> pd.DataFrame:
     })
 
 
-def end_to_end(rows: pd.DataFrame, config: DetectionConfig) -> float:
+def end_to_end(rows: pd.DataFrame, day: date, config: DetectionConfig) -> float:
     started = time.perf_counter()
-    base = baselines_for_days(rows, [DAY], config)
-    anomalies_for_days(rows, base[DAY], [DAY], config)
+    base = baselines_for_days(rows, [day], config)
+    anomalies_for_days(rows, base[day], [day], config)
     return time.perf_counter() - started
 
 
 def main() -> None:
-    global DAY
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--day", type=date.fromisoformat, default=DAY)
     args = parser.parse_args()
-    DAY = args.day
+    day = args.day
     rng = np.random.default_rng(42)
 
-    rows = long_table(args.small, rng)
+    rows = long_table(args.small, rng, day)
     print(f"{args.small:,} series x {HISTORY + 1} days, end to end from a long table "
           f"({len(rows):,} rows):")
     timings = {}
     for method in ("seed", "robust"):
         config = DetectionConfig(method=method)
-        end_to_end(rows, config)  # warm-up
-        timings[method] = min(end_to_end(rows, config) for _ in range(3))
+        end_to_end(rows, day, config)  # warm-up
+        timings[method] = min(end_to_end(rows, day, config) for _ in range(3))
         print(f"  {method:6s}: {timings[method]:.2f} s")
     print(f"  robust / seed: {timings['robust'] / timings['seed']:.2f}x")
     del rows
 
-    matrix, today = synthetic_matrix(args.series, HISTORY, rng)
+    matrix, today = synthetic_matrix(args.series, HISTORY, rng, day)
     print(f"\n{args.series:,} series x {HISTORY} days of history, one day (matrix "
           f"{matrix.values.nbytes / 1e9:.2f} GB):")
     for method in ("seed", "robust"):
@@ -142,15 +143,15 @@ def main() -> None:
         print(f"  {method:6s}: {seconds:.1f} s, {alerts:,} alerts")
     # The robust kernel beside a plain numpy weekday-median / MAD baseline of the same window
     # (issue 14, item 4: within 2x), alternating, CPU time, best of 3 each.
-    window = matrix.window(DAY - timedelta(days=63), DAY - timedelta(days=1))
+    window = matrix.window(day - timedelta(days=63), day - timedelta(days=1))
     flagged = flagged_episodes(window.values.shape, rng)
     kernel, with_flags, plain = [], [], []
     for _ in range(3):
         started = time.process_time()
-        robust.baselines_from_matrix(window, DAY, DetectionConfig())
+        robust.baselines_from_matrix(window, day, DetectionConfig())
         kernel.append(time.process_time() - started)
         started = time.process_time()
-        robust.baselines_from_matrix(window, DAY, DetectionConfig(), None, flagged)
+        robust.baselines_from_matrix(window, day, DetectionConfig(), None, flagged)
         with_flags.append(time.process_time() - started)
         started = time.process_time()
         weekday_median_mad(window.values, today)
