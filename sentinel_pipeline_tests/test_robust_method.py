@@ -161,6 +161,19 @@ def test_a_month_end_close_is_expected_and_a_bigger_one_alerts() -> None:
         ["usage_date", "expected_cost", "monthly_cost"]]
 
 
+def test_a_month_end_close_on_a_busy_weekend_is_expected_in_proportion() -> None:
+    """Weekends cost 1400, weekdays 600, and the close adds 70 % of the day. January's and
+    February's closes fell on Wed-Fri, March's on Sat-Mon: the close is a share of the day,
+    not February's dollars on top of it (as a monthly charge would be), so March is quiet."""
+    values = [v * (1.7 if closing(i) else 1.0) for i, v in enumerate(weekly(130, 600, 1400, 0.04))]
+    found = alerts(run(series(values), 70, 119))
+    assert found.empty, found[["usage_date", "kind", "actual_cost", "expected_cost"]]
+    saturday = (date(2025, 3, 29) - START).days
+    base = pd.concat(baselines_for_days(pd.DataFrame(series(values)), [day(saturday)], ROBUST)
+                     .values())
+    assert base["expected_cost"].iloc[0] == pytest.approx(1400 * 1.7, rel=0.1)
+
+
 def test_a_rise_seen_on_the_same_days_of_one_month_only_still_alerts() -> None:
     """Three days at +60 % around the 10th last month, nothing the month before: no cycle."""
     values = noisy(120, 1000, 0.05)

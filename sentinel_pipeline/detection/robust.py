@@ -451,15 +451,22 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         has_log = np.isfinite(noise) & (expected > 0)
         scale = _scale(expected, has_log, noise, floor[rows], active_r[rows], model_r, config)
         # Monthly recurring charges (or a job run every other week: ``job``), on top of that
-        # day's normal cost; else the day's place in a monthly cycle.
+        # day's normal cost, or the day's place in a monthly cycle, whichever expects more.
+        # Both can fit the same past days: a month-end close's first day stands out alone
+        # in its weekday's terms as a charge would, but a cycle is a share of the day's cost
+        # (on a busy weekday it costs more dollars) and was seen in days around the date too
+        # (_month_phase's median of three), which a charge never is.
         normal = expected
-        expected, scale, loose, job = _recurring(values[rows], present[rows], matrix.first,
-                                                 day, level, factor[rows], weekdays, expected,
-                                                 scale, slope[rows])
+        charged, charged_scale, loose, job = _recurring(values[rows], present[rows],
+                                                        matrix.first, day, level, factor[rows],
+                                                        weekdays, expected, scale, slope[rows])
         cycle = np.exp(_month_phase(values[rows], present[rows], matrix.first, day, level,
                                     factor[rows], weekdays, slope[rows], noise))
-        cycle[expected != normal] = 1.0
-        expected, scale = expected * cycle, scale * cycle
+        cyclic = cycle * normal > charged
+        cycle[~cyclic] = 1.0
+        expected = np.where(cyclic, normal * cycle, charged)
+        scale = np.where(cyclic, scale * cycle, charged_scale)
+        job[cyclic] = 0.0
         monthly = expected - normal - job
         loose |= cycle > 1  # a cycle's rise that does not come is no drop
         # The days just before, judged against today's model of each weekday: how many in a
