@@ -117,6 +117,16 @@ def test_a_monthly_charge_billed_a_day_late_now_and_then_is_quiet() -> None:
         ["usage_date", "kind", "actual_cost", "expected_cost"]]
 
 
+def test_a_late_charge_is_matched_beside_a_busy_day() -> None:
+    """Due on the 15th, posted on February 16th, back on March 15th. January 16th was a busy
+    day ($100 over normal): it is the series' noise, not a second day of January's $600
+    charge, which still confirms the date."""
+    values = charge_on({1: 15, 2: 16, 3: 15}, n=90)
+    values[(date(2025, 1, 16) - START).days] += 100
+    found = alerts(run(series(values), 60, 89))
+    assert found.empty, found[["usage_date", "kind", "actual_cost", "expected_cost"]]
+
+
 def test_a_monthly_charge_that_does_not_come_is_a_drop_the_day_after_its_date() -> None:
     """It may still come a day late, so its date is no drop; the day after, it is."""
     billed = {month: 15 for month in range(1, 7)}  # none in July

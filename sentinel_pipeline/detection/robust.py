@@ -1469,10 +1469,15 @@ class _PastDays:
         return self._own[c]
 
     def lone(self, c: int) -> np.ndarray:
-        """Day ``c`` stood out on its own day, alone (not in a run of days that did): the
-        evidence asked of a charge billed a day off its date."""
+        """Day ``c`` stood out on its own day, alone (not in a run of days that stood out by
+        about as much, BILLING_LIKE): the evidence asked of a charge billed a day off its
+        date. A neighbour that stood out by far less is the series' noise, not the charge's
+        second day."""
         if c not in self._lone:
-            self._lone[c] = self.own(c) & ~self.own(c - 1) & ~self.own(c + 1)
+            extra = self.day(c)[0]
+            self._lone[c] = self.own(c) & ~(self.own(c - 1) & _alike(extra, self.day(c - 1)[0])
+                                            ) & ~(self.own(c + 1)
+                                                  & _alike(extra, self.day(c + 1)[0]))
         return self._lone[c]
 
 
