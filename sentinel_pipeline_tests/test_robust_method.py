@@ -184,23 +184,6 @@ def test_a_month_end_close_on_a_busy_weekend_is_expected_in_proportion() -> None
     assert base["expected_cost"].iloc[0] == pytest.approx(1400 * 1.7, rel=0.1)
 
 
-def tiered(i: int) -> float:
-    """Data transfer's volume tiers reset on the 1st: the month's first ~7 % of volume at 1.29x
-    the last tier's price, the next ~26 % at 1.21x."""
-    used = (day(i).day - 0.5) / calendar.monthrange(day(i).year, day(i).month)[1]
-    return 1.29 if used < 0.07 else 1.21 if used < 0.33 else 1.0
-
-
-@pytest.mark.parametrize(("noise", "seed"), [(0.03, 1), (0.05, 6)])
-def test_volume_tiers_that_reset_on_the_first_are_quiet(noise: float, seed: int) -> None:
-    """The month's first ten days cost more. Measured against the two weeks after its days,
-    February's 1st-3rd stood out by far less than they do (those weeks were half dearer
-    days), and April's first days alerted."""
-    values = [v * tiered(i) for i, v in enumerate(noisy(130, 1000, noise, seed))]
-    found = alerts(run(series(values), 70, 119))
-    assert found.empty, found[["usage_date", "kind", "actual_cost", "expected_cost"]]
-
-
 def test_a_rise_seen_on_the_same_days_of_one_month_only_still_alerts() -> None:
     """Three days at +60 % around the 10th last month, nothing the month before: no cycle."""
     values = noisy(120, 1000, 0.05)

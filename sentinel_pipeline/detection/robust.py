@@ -1351,14 +1351,13 @@ def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date
     jobs) and ``day`` is expected to stand apart too. 0 elsewhere.
 
     Each month's effect is the median of the three days around its date against the median of
-    the two weeks before last month's days (as today's level is the two weeks before today),
-    in the weekday-adjusted log cost; last month's is the one taken, the month before's only
-    confirms. Both months are measured against those same weeks, between them: the weeks
-    before the month before's days are out of the lookback, and the weeks just after them
-    held half of a tier cycle's dearer days, which hid it (tiers shape 4.66 -> 4.09 false
-    alerts per 100 series-month). Both must be above the weeks by PHASE_Z standard errors
-    and within PHASE_LIKE of each other. Only rises count. A charge on one day is not a
-    cycle (the median of three leaves it out: _recurring)."""
+    two weeks of that month, in the weekday-adjusted log cost. Last month's is measured
+    against the two weeks before its days, as today's level is the two weeks before today, and
+    is the one taken. The month before's is measured against the two weeks after (the weeks
+    before it are out of the lookback) and only confirms. Both must be above their weeks by
+    PHASE_Z standard errors and within PHASE_LIKE of each other. Only rises count: a dip
+    against the weeks after it is what the start of a tier cycle looks like from its end.
+    A charge on one day is not a cycle (the median of three leaves it out: _recurring)."""
     n_series, n_days = values.shape
     phase = np.zeros(n_series)
     noise = np.nan_to_num(log_scale, nan=np.inf)
@@ -1396,12 +1395,14 @@ def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date
     rows = np.flatnonzero(rough)
     if not len(rows):
         return phase
-    start = centres[0] - 1 - LEVEL_DAYS
-    around = log_days(rows, np.arange(start, start + LEVEL_DAYS))
-    reference = np.where(np.isfinite(around).sum(axis=1) >= MIN_PHASE_DAYS,
-                         _median(around, scratch=True), np.nan)
-    first_effect, second_effect = (_median_of_three(log_days(rows, w)) - reference
-                                   for w in windows)
+    effects = []
+    for c, w, after in zip(centres, windows, (False, True), strict=True):
+        start = c + 2 if after else c - 1 - LEVEL_DAYS
+        around = log_days(rows, np.arange(start, start + LEVEL_DAYS))
+        enough = np.isfinite(around).sum(axis=1) >= MIN_PHASE_DAYS
+        effect = _median_of_three(log_days(rows, w)) - _median(around, scratch=True)
+        effects.append(np.where(enough, effect, np.nan))
+    first_effect, second_effect = effects
     bar = PHASE_Z * PHASE_SE * noise[rows]
     small = np.minimum(first_effect, second_effect)  # NaN (a month not measured) fails
     large = np.maximum(first_effect, second_effect)
