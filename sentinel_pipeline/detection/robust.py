@@ -1476,9 +1476,10 @@ class _PastDays:
         second day."""
         if c not in self._lone:
             extra = self.day(c)[0]
-            self._lone[c] = self.own(c) & ~(self.own(c - 1) & _alike(extra, self.day(c - 1)[0])
-                                            ) & ~(self.own(c + 1)
-                                                  & _alike(extra, self.day(c + 1)[0]))
+            in_run = self.none
+            for next_to in (c - 1, c + 1):
+                in_run = in_run | (self.own(next_to) & _alike(extra, self.day(next_to)[0]))
+            self._lone[c] = self.own(c) & ~in_run
         return self._lone[c]
 
 
