@@ -462,7 +462,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                                                         weekdays, expected, scale, slope[rows])
         cycle = np.exp(_month_phase(values[rows], present[rows], matrix.first, day, level,
                                     factor[rows], weekdays, slope[rows], noise))
-        cyclic = cycle * normal > charged
+        cyclic = (cycle > 1) & (cycle * normal > charged)
         cycle[~cyclic] = 1.0
         expected = np.where(cyclic, normal * cycle, charged)
         scale = np.where(cyclic, scale * cycle, charged_scale)
@@ -1422,10 +1422,10 @@ MIN_PHASE_DAYS = 10  # days with spend of the two weeks a month's effect is meas
 
 class _PastDays:
     """Past days of some series judged as a monthly charge would be: each day's cost above
-    its weekday's normal, whether that would stand out today (``day``), and whether it also
-    stood out on its own day (``own``: a busy weekday swings by more dollars than a quiet one;
-    today's spread in proportion to the two days' normal costs). Each column is worked out
-    once."""
+    (``sign`` 1) or below (-1) its weekday's normal, whether that would stand out today
+    (``day``), and whether it also stood out on its own day (``own``: a busy weekday swings by
+    more dollars than a quiet one; today's spread in proportion to the two days' normal
+    costs). Each column is worked out once."""
 
     def __init__(self, values: np.ndarray, present: np.ndarray, level: np.ndarray,
                  factor: np.ndarray, weekdays: np.ndarray, expected: np.ndarray,
@@ -1434,53 +1434,69 @@ class _PastDays:
         self.weekdays, self.expected, self.scale, self.slope = weekdays, expected, scale, slope
         self.n_days = values.shape[1]
         self.none = np.zeros(len(expected), dtype=bool)
-        self._days: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._own: dict[int, np.ndarray] = {}
-        self._lone: dict[int, np.ndarray] = {}
+        self._columns: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._days: dict[tuple[int, int], np.ndarray] = {}
+        self._own: dict[tuple[int, int], np.ndarray] = {}
+        self._lone: dict[tuple[int, int], np.ndarray] = {}
 
-    def _normal(self, c: int) -> np.ndarray:
-        return self.level * _normal_share(self.factor, self.slope, self.weekdays, np.array([c]),
-                                          self.n_days, np.float64)[:, 0]
+    def _column(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(extra, spread, normal) of column ``c``, inside the matrix."""
+        if c not in self._columns:
+            normal = self.level * _normal_share(self.factor, self.slope, self.weekdays,
+                                                np.array([c]), self.n_days, np.float64)[:, 0]
+            spread = np.maximum(self.scale, RELATIVE_SCALE_FLOOR * np.abs(normal))
+            self._columns[c] = self.values[:, c] - normal, spread, normal
+        return self._columns[c]
 
-    def day(self, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """(extra, stood) of column ``c`` (nothing outside the matrix)."""
-        if c not in self._days:
-            if not 0 <= c < self.n_days:
-                self._days[c] = np.zeros(len(self.expected)), self.none, self.none
+    def normal(self, c: int) -> np.ndarray:
+        """Column ``c``'s normal cost (inside the matrix)."""
+        return self._column(c)[2]
+
+    def day(self, c: int, sign: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(extra, stood) of column ``c`` (nothing outside the matrix). A day sinks in log
+        terms, as drops are judged: in $ a noisy series' spread can be most of its cost."""
+        if not 0 <= c < self.n_days:
+            return np.zeros(len(self.expected)), self.none
+        extra, spread, normal = self._column(c)
+        if (c, sign) not in self._days:
+            if sign > 0:
+                bar = RECURRING_MARGIN * spread
             else:
-                normal = self._normal(c)
-                extra = self.values[:, c] - normal
-                spread = np.maximum(self.scale, RELATIVE_SCALE_FLOOR * np.abs(normal))
-                stood = self.present[:, c] & (extra > RECURRING_MARGIN * spread)
-                self._days[c] = extra, stood, normal
-        extra, stood, _ = self._days[c]
-        return extra, stood
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    noise = np.log1p(np.maximum(self.scale / self.expected,
+                                                RELATIVE_SCALE_FLOOR))
+                bar = np.where((self.expected > 0) & (normal > 0),
+                               -np.expm1(-RECURRING_MARGIN * noise) * normal, np.inf)
+            self._days[c, sign] = self.present[:, c] & (sign * extra > bar)
+        return extra, self._days[c, sign]
 
-    def own(self, c: int) -> np.ndarray:
-        """Column ``c`` stood out on its own day's spread too."""
-        if c not in self._own:
-            extra, stood = self.day(c)
-            if 0 <= c < self.n_days:
+    def own(self, c: int, sign: int = 1) -> np.ndarray:
+        """Column ``c`` stood out on its own day's spread too (a sunk day's bar is its own
+        day's already)."""
+        if (c, sign) not in self._own:
+            extra, stood = self.day(c, sign)
+            if 0 <= c < self.n_days and sign > 0:
                 positive = self.expected > 0
-                ratio = self._days[c][2] / np.where(positive, self.expected, 1)
-                self._own[c] = stood & (extra > RECURRING_MARGIN * np.where(
+                ratio = self.normal(c) / np.where(positive, self.expected, 1)
+                self._own[c, sign] = stood & (extra > RECURRING_MARGIN * np.where(
                     positive, self.scale * ratio, 0))
             else:
-                self._own[c] = stood
-        return self._own[c]
+                self._own[c, sign] = stood
+        return self._own[c, sign]
 
-    def lone(self, c: int) -> np.ndarray:
+    def lone(self, c: int, sign: int = 1) -> np.ndarray:
         """Day ``c`` stood out on its own day, alone (not in a run of days that stood out by
         about as much, BILLING_LIKE): the evidence asked of a charge billed a day off its
         date. A neighbour that stood out by far less is the series' noise, not the charge's
         second day."""
-        if c not in self._lone:
-            extra = self.day(c)[0]
+        if (c, sign) not in self._lone:
+            extra = sign * self.day(c, sign)[0]
             in_run = self.none
             for next_to in (c - 1, c + 1):
-                in_run = in_run | (self.own(next_to) & _alike(extra, self.day(next_to)[0]))
-            self._lone[c] = self.own(c) & ~in_run
-        return self._lone[c]
+                in_run = in_run | (self.own(next_to, sign)
+                                   & _alike(extra, sign * self.day(next_to, sign)[0]))
+            self._lone[c, sign] = self.own(c, sign) & ~in_run
+        return self._lone[c, sign]
 
 
 def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
@@ -1502,18 +1518,24 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     day without it is not a drop; on the last day it can come (a day late), it is.
 
     Else a job run every other week (a fortnightly full backup, a payroll run), expected when
-    it stood out alone on today's weekday 14 and 28 days ago, as much both times: the weekday
+    it stood out alone on today's weekday 14 and 28 days ago, as much both times, and not 7
+    and 21 days ago (at the two days' mean $): the weekday
     profile is a median over 9 weeks, so it holds such a job in none or all of its weeks, and
-    the others alerted as spikes, every other week. Returned too: its $ (the job's part of
-    the expected cost, which is not a monthly one). Only the few series with a day that stood
-    out last month near today's date, or 14 days ago, are worked on."""
+    the others alerted as spikes, every other week. Its weeks off likewise: where the profile
+    holds the job (it ran in 5 of the 9 weeks), a day that sank alone 14, 28, 42 and 56 days
+    ago (the 4 weeks off in the profile's 9), as much each time, while the weeks between did
+    not, is expected at the share of its normal cost those days kept (a negative $, and not
+    loose). All four are asked: refunds on a few % of days meet twice by chance, and a noisy
+    series alternates three times now and then. Returned too: the job's $ (its part of the
+    expected cost, which is not a monthly one). Only the few series with a day that stood out
+    last month near today's date, or sank or stood out 14 days ago, are worked on."""
     billing = _billing_days(day)
     last_month, month_before = _months_back(day, 1), _months_back(day, 2)
     n_days = values.shape[1]
     near = [(on - first).days for on, _ in billing] + [
         (last_month - first).days + offset for offset in (-1, 1)] + [n_days - 14]
     everyone = _PastDays(values, present, level, factor, weekdays, expected, scale, slope)
-    candidate = np.zeros(len(expected), dtype=bool)
+    candidate = everyone.day(n_days - 14, -1)[1].copy()
     for c in near:
         candidate |= everyone.day(c)[1]
     rows = np.flatnonzero(candidate)
@@ -1557,11 +1579,26 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         charge[due] = extra[due]
         loose |= due & (offset > 0)
         found |= recurring
-    extra = past.day(n_days - 14)[0]
-    fortnightly = (past.lone(n_days - 14) & past.lone(n_days - 28)
-                   & _alike(extra, past.day(n_days - 28)[0]) & (charge == 0))
-    charge[fortnightly] = extra[fortnightly]
-    loose |= fortnightly
+    fortnightly = none.copy()
+    for sign, earlier in ((1, (28,)), (-1, (28, 42, 56))):
+        extra = past.day(n_days - 14, sign)[0]
+        every_other = past.lone(n_days - 14, sign) & (charge == 0) & ~fortnightly
+        for back in earlier:
+            every_other &= past.lone(n_days - back, sign) & _alike(
+                sign * extra, sign * past.day(n_days - back, sign)[0])
+        for back in (7, *(b - 7 for b in earlier)):  # the weeks between did not
+            every_other &= ~past.own(n_days - back, sign)
+        weeks = [n_days - back for back in (14, *earlier)]
+        if sign > 0:  # the job's $, as in each week it ran
+            charge[every_other] = np.median([past.day(c)[0] for c in weeks], axis=0)[every_other]
+        else:  # the share of the day's cost left in the weeks without it (trend taken out)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                left = np.median([values[rows, c] / past.normal(c) for c in weeks], axis=0)
+            every_other &= np.isfinite(left) & (left >= 0)
+            charge[every_other] = (expected[rows] * (left - 1))[every_other]
+        if sign > 0:
+            loose |= every_other
+        fortnightly |= every_other
     found |= fortnightly
     expected_out, scale_out = expected.copy(), scale.copy()
     charged = rows[found]
