@@ -1518,8 +1518,8 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     day without it is not a drop; on the last day it can come (a day late), it is.
 
     Else a job run every other week (a fortnightly full backup, a payroll run), expected when
-    it stood out alone on today's weekday 14 and 28 days ago, as much both times, and not 7
-    and 21 days ago (at the two days' mean $): the weekday
+    it stood out alone on today's weekday 14 and 28 days ago, as much both times (at the two
+    days' mean $): the weekday
     profile is a median over 9 weeks, so it holds such a job in none or all of its weeks, and
     the others alerted as spikes, every other week. Its weeks off likewise: where the profile
     holds the job (it ran in 5 of the 9 weeks), a day that sank alone 14, 28, 42 and 56 days
@@ -1586,8 +1586,9 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         for back in earlier:
             every_other &= past.lone(n_days - back, sign) & _alike(
                 sign * extra, sign * past.day(n_days - back, sign)[0])
-        for back in (7, *(b - 7 for b in earlier)):  # the weeks between did not
-            every_other &= ~past.own(n_days - back, sign)
+        if sign < 0:  # the weeks between did not (a job run every week is in the profile)
+            for back in (7, *(b - 7 for b in earlier)):
+                every_other &= ~past.own(n_days - back, sign)
         weeks = [n_days - back for back in (14, *earlier)]
         if sign > 0:  # the job's $, as in each week it ran
             charge[every_other] = np.median([past.day(c)[0] for c in weeks], axis=0)[every_other]
