@@ -1354,8 +1354,11 @@ def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date
     two weeks of that month, in the weekday-adjusted log cost. Last month's is measured
     against the two weeks before its days, as today's level is the two weeks before today, and
     is the one taken. The month before's is measured against the two weeks after (the weeks
-    before it are out of the lookback) and only confirms. Both must be above their weeks by
-    PHASE_Z standard errors and within PHASE_LIKE of each other. Only rises count: a dip
+    before it are out of the lookback) and only confirms. Both must be above their weeks, by
+    PHASE_Z standard errors together (the z of their sum), PHASE_EACH_Z each, and within
+    PHASE_LIKE of each other. PHASE_Z each left noisy series' closes and tiers unlearned; at
+    1.5 each, ramps that came every 30 days (anomalies, flagged each time) were taken for a
+    cycle. Only rises count: a dip
     against the weeks after it is what the start of a tier cycle looks like from its end.
     A charge on one day is not a cycle (the median of three leaves it out: _recurring)."""
     n_series, n_days = values.shape
@@ -1403,15 +1406,17 @@ def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date
         effect = _median_of_three(log_days(rows, w)) - _median(around, scratch=True)
         effects.append(np.where(enough, effect, np.nan))
     first_effect, second_effect = effects
-    bar = PHASE_Z * PHASE_SE * noise[rows]
+    se = PHASE_SE * noise[rows]
     small = np.minimum(first_effect, second_effect)  # NaN (a month not measured) fails
     large = np.maximum(first_effect, second_effect)
-    cycle = (small >= bar) & (large <= PHASE_LIKE * small)
+    cycle = ((small + large >= PHASE_Z * np.sqrt(2) * se) & (small >= PHASE_EACH_Z * se)
+             & (large <= PHASE_LIKE * small))
     phase[rows[cycle]] = first_effect[cycle]
     return phase
 
 
-PHASE_Z = 3.0  # standard errors each month's effect must pass
+PHASE_Z = 3.0  # standard errors the two months' effects together must pass
+PHASE_EACH_Z = 2.0  # and each month's own
 ROUGH = 0.5  # noise sd both months must be above today's level by to be looked at closer
 # Standard error of a month's effect in noise sd: the median of 3 days (0.67) and of ~14
 # (0.33), independent.
