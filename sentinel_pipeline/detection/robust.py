@@ -1524,7 +1524,8 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
 
     Else a job run every other week (a fortnightly full backup, a payroll run), expected when
     it stood out alone on today's weekday 14 and 28 days ago, as much both times (at the two
-    days' mean $): the weekday
+    days' mean $), or, a run skipped, 3 of the 4 times 14 to 56 days ago (two would meet by
+    chance in a history dense with events): the weekday
     profile is a median over 9 weeks, so it holds such a job in none or all of its weeks, and
     the others alerted as spikes, every other week. Its weeks off likewise: where the profile
     holds the job (it ran in 5 of the 9 weeks), a day that sank alone 14, 28, 42 and 56 days
@@ -1533,14 +1534,15 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     loose). All four are asked: refunds on a few % of days meet twice by chance, and a noisy
     series alternates three times now and then. Returned too: the job's $ (its part of the
     expected cost, which is not a monthly one). Only the few series with a day that stood out
-    last month near today's date, or sank or stood out 14 days ago, are worked on."""
+    last month near today's date, or sank or stood out 14 days ago, or stood out 28 days
+    ago, are worked on."""
     billing = _billing_days(day)
     last_month, month_before = _months_back(day, 1), _months_back(day, 2)
     n_days = values.shape[1]
     near = [(on - first).days for on, _ in billing] + [
         (last_month - first).days + offset for offset in (-1, 1)] + [n_days - 14]
     everyone = _PastDays(values, present, level, factor, weekdays, expected, scale, slope)
-    candidate = everyone.day(n_days - 14, -1)[1].copy()
+    candidate = everyone.day(n_days - 14, -1)[1] | everyone.day(n_days - 28)[1]
     for c in near:
         candidate |= everyone.day(c)[1]
     rows = np.flatnonzero(candidate)
@@ -1585,26 +1587,29 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         loose |= due & (offset > 0)
         found |= recurring
     fortnightly = none.copy()
-    for sign, earlier in ((1, (28,)), (-1, (28, 42, 56))):
-        extra = past.day(n_days - 14, sign)[0]
-        every_other = past.lone(n_days - 14, sign) & (charge == 0) & ~fortnightly
-        for back in earlier:
-            every_other &= past.lone(n_days - back, sign) & _alike(
-                sign * extra, sign * past.day(n_days - back, sign)[0])
-        if sign < 0:  # the weeks between did not (a job run every week is in the profile)
-            for back in (7, *(b - 7 for b in earlier)):
-                every_other &= ~past.own(n_days - back, sign)
-        weeks = [n_days - back for back in (14, *earlier)]
-        if sign > 0:  # the job's $, as in each week it ran
-            charge[every_other] = np.median([past.day(c)[0] for c in weeks], axis=0)[every_other]
-        else:  # the share of the day's cost left in the weeks without it (trend taken out)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                left = np.median([values[rows, c] / past.normal(c) for c in weeks], axis=0)
-            every_other &= np.isfinite(left) & (left >= 0)
-            charge[every_other] = (expected[rows] * (left - 1))[every_other]
-        if sign > 0:
-            loose |= every_other
-        fortnightly |= every_other
+    # Runs: the last two fortnights, or (one run skipped) three of the last four, alike.
+    runs = [n_days - back for back in (14, 28, 42, 56)]
+    for seen in ((0, 1), (0, 2, 3), (1, 2, 3)):
+        extras = [past.day(runs[i])[0] for i in seen]
+        ran = (charge == 0) & ~fortnightly
+        for i, extra in zip(seen, extras, strict=True):
+            ran &= past.lone(runs[i]) & _alike(extras[0], extra)
+        charge[ran] = np.median(extras, axis=0)[ran]
+        loose |= ran
+        fortnightly |= ran
+    # Weeks off: the 4 in the profile's 9 weeks sank alone, alike, and the weeks between not.
+    off = [n_days - back for back in (14, 28, 42, 56)]
+    extra = past.day(off[0], -1)[0]
+    every_other = past.lone(off[0], -1) & (charge == 0) & ~fortnightly
+    for c in off[1:]:
+        every_other &= past.lone(c, -1) & _alike(-extra, -past.day(c, -1)[0])
+    for c in off:
+        every_other &= ~past.own(c + 7, -1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # the share of normal they kept
+        left = np.median([values[rows, c] / past.normal(c) for c in off], axis=0)
+    every_other &= np.isfinite(left) & (left >= 0)
+    charge[every_other] = (expected[rows] * (left - 1))[every_other]
+    fortnightly |= every_other
     found |= fortnightly
     expected_out, scale_out = expected.copy(), scale.copy()
     charged = rows[found]
