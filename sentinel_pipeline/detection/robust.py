@@ -1358,9 +1358,9 @@ def _month_phase(values: np.ndarray, present: np.ndarray, first: date, day: date
     PHASE_Z standard errors together (the z of their sum), PHASE_EACH_Z each, and within
     PHASE_LIKE of each other. PHASE_Z each left noisy series' closes and tiers unlearned; at
     1.5 each, ramps that came every 30 days (anomalies, flagged each time) were taken for a
-    cycle. Only rises count: a dip
-    against the weeks after it is what the start of a tier cycle looks like from its end.
-    A charge on one day is not a cycle (the median of three leaves it out: _recurring)."""
+    cycle. Only rises count: a dip against the weeks after it is what the start of a tier
+    cycle looks like from its end. A charge on one day is not a cycle (the median of three
+    leaves it out: _recurring)."""
     n_series, n_days = values.shape
     phase = np.zeros(n_series)
     noise = np.nan_to_num(log_scale, nan=np.inf)
@@ -1598,15 +1598,14 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         loose |= ran
         fortnightly |= ran
     # Weeks off: the 4 in the profile's 9 weeks sank alone, alike, and the weeks between not.
-    off = [n_days - back for back in (14, 28, 42, 56)]
-    extra = past.day(off[0], -1)[0]
-    every_other = past.lone(off[0], -1) & (charge == 0) & ~fortnightly
-    for c in off[1:]:
+    extra = past.day(runs[0], -1)[0]
+    every_other = past.lone(runs[0], -1) & (charge == 0) & ~fortnightly
+    for c in runs[1:]:
         every_other &= past.lone(c, -1) & _alike(-extra, -past.day(c, -1)[0])
-    for c in off:
+    for c in runs:
         every_other &= ~past.own(c + 7, -1)
     with np.errstate(invalid="ignore", divide="ignore"):  # the share of normal they kept
-        left = np.median([values[rows, c] / past.normal(c) for c in off], axis=0)
+        left = np.median([values[rows, c] / past.normal(c) for c in runs], axis=0)
     every_other &= np.isfinite(left) & (left >= 0)
     charge[every_other] = (expected[rows] * (left - 1))[every_other]
     fortnightly |= every_other
