@@ -1457,6 +1457,12 @@ class _PastDays:
         """Column ``c``'s normal cost (inside the matrix)."""
         return self._column(c)[2]
 
+    @functools.cached_property
+    def _log_noise(self) -> np.ndarray:
+        """Today's spread as log noise (floored), the same for every column a day sinks in."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.log1p(np.maximum(self.scale / self.expected, RELATIVE_SCALE_FLOOR))
+
     def day(self, c: int, sign: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(extra, stood) of column ``c`` (nothing outside the matrix). A day sinks in log
         terms, as drops are judged: in $ a noisy series' spread can be most of its cost."""
@@ -1467,11 +1473,8 @@ class _PastDays:
             if sign > 0:
                 bar = RECURRING_MARGIN * spread
             else:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    noise = np.log1p(np.maximum(self.scale / self.expected,
-                                                RELATIVE_SCALE_FLOOR))
                 bar = np.where((self.expected > 0) & (normal > 0),
-                               -np.expm1(-RECURRING_MARGIN * noise) * normal, np.inf)
+                               -np.expm1(-RECURRING_MARGIN * self._log_noise) * normal, np.inf)
             self._days[c, sign] = self.present[:, c] & (sign * extra > bar)
         return extra, self._days[c, sign]
 
@@ -1592,8 +1595,10 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     for seen in ((0, 1), (0, 2, 3), (1, 2, 3)):
         extras = [past.day(runs[i])[0] for i in seen]
         ran = (charge == 0) & ~fortnightly
-        for i, extra in zip(seen, extras, strict=True):
-            ran &= past.lone(runs[i]) & _alike(extras[0], extra)
+        for i in seen:
+            ran &= past.lone(runs[i])
+        for extra in extras[1:]:
+            ran &= _alike(extras[0], extra)
         charge[ran] = np.median(extras, axis=0)[ran]
         loose |= ran
         fortnightly |= ran
@@ -1605,7 +1610,7 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     for c in runs:
         every_other &= ~past.own(c + 7, -1)
     with np.errstate(invalid="ignore", divide="ignore"):  # the share of normal they kept
-        left = np.median([values[rows, c] / past.normal(c) for c in runs], axis=0)
+        left = np.median([past.values[:, c] / past.normal(c) for c in runs], axis=0)
     every_other &= np.isfinite(left) & (left >= 0)
     charge[every_other] = (expected[rows] * (left - 1))[every_other]
     fortnightly |= every_other
