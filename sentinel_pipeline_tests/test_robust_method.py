@@ -15,6 +15,7 @@ from sentinel_pipeline.detection import (
     DetectionConfig,
     anomalies_for_days,
     baselines_for_days,
+    robust,
 )
 
 START = date(2025, 1, 1)
@@ -283,6 +284,42 @@ def test_storage_priced_per_gb_month_is_quiet_when_february_costs_more_a_day() -
     feb = pd.concat(baselines_for_days(pd.DataFrame(series(values, start=WINTER)),
                                        [date(2025, 2, 5)], ROBUST).values())
     assert feb["expected_cost"].iloc[0] == pytest.approx(values[96], rel=0.03)
+
+
+def test_a_noisy_series_priced_per_gb_month_is_quiet_at_februarys_turn() -> None:
+    """6 % daily noise hides February's 31/28 from the step test for weeks, and the step by
+    itself is as large as an episode's (10 % a day): the month is read as priced per month,
+    which expects more. Kept in January's terms, its days added up to a sustained alert on
+    Feb 3."""
+    values = noisy(151, 1000, 0.06, seed=9)
+    for i in range(151):
+        d = WINTER + timedelta(days=i)
+        values[i] *= 30 / calendar.monthrange(d.year, d.month)[1]
+    found = winter_run(values, date(2025, 1, 20), date(2025, 2, 28))
+    assert not found["alert"].any(), found.loc[found["alert"], ["usage_date", "kind"]]
+    feb = pd.concat(baselines_for_days(pd.DataFrame(series(values, start=WINTER)),
+                                       [date(2025, 2, 3)], ROBUST).values())
+    assert feb["expected_cost"].iloc[0] > 1000 * 30 / 28 * 0.97
+
+
+def test_only_a_months_turn_as_large_as_an_episodes_step_is_read_as_priced_per_month() -> None:
+    """Noise of 6 % cannot tell a month's ratio from no step 3 days into the month. There
+    February's 31/28 (10.7 %: an episode's 10 % a day by itself) is read as priced per month
+    unless the step is 2 standard errors off it: all series that are, and a share of those
+    priced by use (the price of not alerting on every noisy storage series). April's 31/30
+    (3.3 %) is not, nor a month with more days (March)."""
+    rng = np.random.default_rng(3)
+    noise = np.full(400, 0.06, dtype=np.float32)
+    read: dict[tuple[int, str], float] = {}
+    for turn in (date(2025, 2, 4), date(2025, 4, 4), date(2025, 3, 4)):
+        share = robust._month_share(turn - timedelta(days=28), 28, turn)
+        assert share is not None
+        by_use = np.exp(rng.normal(0, 0.06, (400, 28))).astype(np.float32)
+        for pricing, days in (("use", by_use), ("month", by_use * share)):
+            read[turn.month, pricing] = robust._prorated(days, noise, noise, share, 10.0).mean()
+    assert read[2, "month"] > 0.9
+    assert 0.2 < read[2, "use"] < 0.6
+    assert read[4, "month"] == read[4, "use"] == read[3, "month"] == read[3, "use"] == 0.0
 
 
 def test_a_rise_at_februarys_turn_bigger_than_the_months_ratio_still_alerts() -> None:
