@@ -40,6 +40,9 @@ BASELINE_COLUMNS: list[str] = [
     "episode_days_left_out",
     # $ of expected_cost a monthly charge or cycle adds to the day's normal cost (robust.py)
     "monthly_cost",
+    # $ of a monthly charge due tomorrow (as it was the last two months) that may come a day
+    # early: scoring takes it as expected where today's excess is that charge (robust.py)
+    "early_cost",
     "method",
 ]
 
@@ -219,6 +222,7 @@ _FLOAT_COLUMNS = {
     "cusum_large",
     "autocorr",
     "monthly_cost",
+    "early_cost",
     "confidence",
     "impact_to_date",
     "episode_peak",

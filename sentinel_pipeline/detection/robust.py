@@ -471,7 +471,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         # (on a busy weekday it costs more dollars) and was seen in days around the date too
         # (_month_phase's median of three), which a charge never is.
         normal = expected
-        charged, charged_scale, loose, job = _recurring(values[rows], present[rows],
+        charged, charged_scale, loose, job, early = _recurring(values[rows], present[rows],
                                                         matrix.first, day, level, factor[rows],
                                                         weekdays, expected, scale, slope[rows])
         cycle = np.exp(_month_phase(values[rows], present[rows], matrix.first, day, level,
@@ -506,7 +506,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
             "run_actual": run_actual, "run_expected": run_expected,
             "cusum": cusum, "cusum_large": cusum_large,
             "lowest": np.where(loose, normal, expected),
-            "monthly": monthly,
+            "monthly": monthly, "early": early,
         }
 
     # Twice for the series with an open episode: once to find it, once with the level from
@@ -548,6 +548,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         "autocorr": autocorr,
         "episode_days_left_out": left_out,
         "monthly_cost": m["monthly"],
+        "early_cost": m["early"],
     }, "robust")
 
 
@@ -1524,7 +1525,8 @@ class _PastDays:
 def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
                level: np.ndarray, factor: np.ndarray, weekdays: np.ndarray,
                expected: np.ndarray, scale: np.ndarray,
-               slope: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               slope: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                           np.ndarray]:
     """Expect last month's surcharge again when it is known to recur: the series bills only on
     such days, or it stood out the month before too. Each past day is judged against the model
     of its own weekday, so weekly cycles are not mistaken for monthly charges, and a one-off
@@ -1572,6 +1574,7 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     none = past.none
     found, loose = none.copy(), none.copy()
     charge = np.zeros(len(rows))  # the charge expected today
+    early = np.zeros(len(rows))  # a charge due tomorrow, if it comes today
 
     for last, before in billing:
         extra, stood_out = past.day(col(last))
@@ -1603,6 +1606,11 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
         charge[due] = extra[due]
         loose |= due & (offset > 0)
         found |= recurring
+        if offset > 0:  # due tomorrow, as it was both months: it may come a day early
+            other = past.day(col(month_before, 1))[0]
+            soon = (past.lone(c) & past.lone(col(month_before, 1)) & _alike(extra, other)
+                    & ~found)
+            early[soon] = extra[soon]
     fortnightly = none.copy()
     # Runs: the last two fortnights, or (one run skipped) three of the last four, alike.
     runs = [n_days - back for back in (14, 28, 42, 56)]
@@ -1637,7 +1645,9 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     loose_out[rows[loose]] = True
     job = np.zeros(len(expected))
     job[rows[fortnightly]] = charge[fortnightly]
-    return expected_out, scale_out, loose_out, job
+    early_out = np.zeros(len(expected))
+    early_out[rows] = early
+    return expected_out, scale_out, loose_out, job, early_out
 
 
 BILLING_LIKE = 2.0  # a charge billed a day off its date is this close in size to last month's
@@ -1733,6 +1743,17 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     prior_expected = merged["prior_expected"].fillna(0).to_numpy(dtype=float)
     cusum_before = merged["cusum"].fillna(0).to_numpy(dtype=float)
     cusum_large_before = merged["cusum_large"].fillna(0).to_numpy(dtype=float)
+    # A monthly charge due tomorrow that came today: today's excess is that charge, on a day
+    # alone as a charge is (not the next of a run of days above normal by about as much: a
+    # level shift the day before a charge's date). Older files: none.
+    if "early_cost" in merged:
+        early = merged["early_cost"].fillna(0).to_numpy(dtype=float)
+        excess = actual - expected
+        with np.errstate(invalid="ignore", divide="ignore"):
+            run_excess = (prior_actual - prior_expected) / run
+        came = (early > 0) & _alike(excess, early) & ~((run > 0) & _alike(excess, run_excess))
+        expected = np.where(came, expected + early, expected)
+        scale = np.where(came, np.maximum(scale, CHARGE_SPREAD * early), scale)
     # "New" only means something once the table holds a month of history for that day.
     warm = (merged.groupby("usage_date")["history_days"].transform("max").fillna(0)
             .to_numpy() >= WARM_HISTORY_DAYS)

@@ -129,7 +129,9 @@ BASELINES_DESCRIPTION = (
     "answered in Slack stay in. monthly_cost (robust): the $ of expected_cost that is a "
     "monthly charge due that day (on its date or a day off it) or a monthly cycle (prices "
     "that reset on the 1st, a month-end close), seen the two months before "
-    "(series_with_monthly_costs, monthly_cost_total). With "
+    "(series_with_monthly_costs, monthly_cost_total). early_cost (robust): a monthly charge "
+    "due the next day (on that date both months before) that may come a day early; not in "
+    "expected_cost, it is taken as expected where the day's excess is that charge. With "
     "SENTINEL_SHARDS set, the series are split by a hash of their key into shards computed by "
     "separate steps, joined into the same rows."
 )
