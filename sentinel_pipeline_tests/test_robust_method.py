@@ -117,7 +117,7 @@ def test_a_monthly_charge_billed_a_day_late_now_and_then_is_quiet() -> None:
         ["usage_date", "kind", "actual_cost", "expected_cost"]]
 
 
-def test_a_monthly_charge_a_day_early_is_quiet_and_not_expected_again_on_its_date() -> None:
+def test_a_monthly_charge_a_day_early_is_quiet_and_its_date_is_no_drop() -> None:
     """Late twice (the 16th in February and March), then on the 15th in April: from the data
     the charge is due on the 16th, and came a day early. cost_baselines.early_cost holds it
     on the 15th, and scoring takes it where today's excess is that charge; on the 16th a day

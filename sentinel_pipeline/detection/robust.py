@@ -1539,7 +1539,10 @@ def _recurring(values: np.ndarray, present: np.ndarray, first: date, day: date,
     the charge moved (the month before's was not on that date too): after a late month, the
     charge is back on its date, but one billed on the 15th every month is not due on the 14th.
     Also returned: where the charge may as well come tomorrow (on its date; a day early), so a
-    day without it is not a drop; on the last day it can come (a day late), it is.
+    day without it is not a drop; on the last day it can come (a day late), it is. And
+    ``early``: a charge due tomorrow (on that date both months, lone and alike) that may
+    come a day early; it is not in the expected cost, score() takes it where today's excess
+    is that charge (cost_baselines.early_cost).
 
     Else a job run every other week (a fortnightly full backup, a payroll run), expected when
     it stood out alone on today's weekday 14 and 28 days ago, as much both times (at the two
