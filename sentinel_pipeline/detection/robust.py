@@ -163,7 +163,7 @@ def _prorated(deseasoned: np.ndarray, noise: np.ndarray, log_scale: np.ndarray,
     that rise is news.
 
     A series whose noise cannot tell the ratio from no step is read as priced per month where
-    the ratio is an episode's step by itself (``episode_pct``, _elevated's half of the % bar:
+    the ratio is an episode's step by itself (``episode_pct``: _episode_pct, half the % bar:
     February after January, +10.7 %) and its step is not PRORATED_Z standard errors off it:
     an alert must be news either way. Kept as they were, a per-month series' February days
     each stood above normal and added up to a sustained alert (`storage`, benchmarks/shapes.py:
@@ -438,7 +438,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     month_share = _month_share(matrix.first + timedelta(days=recent), n_days - recent, day)
     if month_share is not None:
         prorated = np.flatnonzero(_prorated(deseasoned, measured, log_scale, month_share,
-                                            0.5 * config.min_pct_change)
+                                            _episode_pct(config))
                                   & ~intermittent)
         if len(prorated):
             deseasoned[prorated] /= month_share
@@ -1715,7 +1715,12 @@ def _elevated(excess: np.ndarray, expected: np.ndarray, z: np.ndarray,
     """Still above normal: one robust std dev and half the % bar, so noise inside an episode
     does not end it (and re-alert it the next day). No $ bar: an episode's money is counted
     over its days, so a small daily overrun still adds up."""
-    return (excess > 0) & (z >= 1.0) & (_pct(excess, expected) >= 0.5 * config.min_pct_change)
+    return (excess > 0) & (z >= 1.0) & (_pct(excess, expected) >= _episode_pct(config))
+
+
+def _episode_pct(config: DetectionConfig) -> float:
+    """The % above expected that keeps a day in an episode: half the % bar."""
+    return 0.5 * config.min_pct_change
 
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
