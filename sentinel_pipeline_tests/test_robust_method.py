@@ -498,6 +498,29 @@ def test_drops_are_recorded_and_alerted_only_when_asked() -> None:
     assert asked["alert"].all()
 
 
+def test_a_resize_down_is_one_drop_alert_and_not_a_month_of_them() -> None:
+    """Cut to 55 % for good on day 80, 10 % noise. The expected cost keeps the old level for
+    weeks (the lookback's level, so a way back up would be no news), and each day that noise
+    lifted out of the drop ended it, so the next low day opened it again: 7 alerts by day 104
+    before. Now the drop goes on while the days stay below normal, and once the recent days'
+    level is the fallen one a drop opens only below that level's range (scored from day 90 on,
+    as a first daily run would: 4 alerts before, none now)."""
+    values = [v * (0.55 if i >= 80 else 1) for i, v in enumerate(noisy(150, 800, 0.1, seed=3))]
+    asked = DetectionConfig(alert_on_drops=True)
+    found = run(series(values), 70, 114, asked)
+    assert list(alerts(found)["usage_date"]) == [day(80)]
+    assert list(found["usage_date"]) == [day(i) for i in range(80, 115)]
+    assert set(found["kind"]) == {"drop"}
+    assert alerts(run(series(values), 90, 114, asked)).empty
+    # A service that stops and then bills a few dollars at random: one drop, however far the
+    # range comes down to meet the few dollars.
+    rng = np.random.default_rng(5)
+    stopped = [v if i < 100 else float(rng.uniform(2, 30))
+               for i, v in enumerate(noisy(150, 800, 0.05))]
+    found = run(series(stopped), 70, 149, asked)
+    assert list(alerts(found)["usage_date"]) == [day(100)]
+
+
 def test_an_every_other_day_job_has_no_drops_on_its_days_off() -> None:
     """Its days without spend are half its days: within its normal range (``lower`` is 0),
     so not drops, even with drops alerted (before, each day off was one: 35 alerts here). A

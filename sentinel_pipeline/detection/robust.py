@@ -460,6 +460,11 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
                               nan=0.0)
         level = np.where(np.nan_to_num(recent_level) < 0, np.nan_to_num(recent_level), level)
         expected = level * factor[rows, day.weekday()]
+        # A level that fell and held there for half the recent days is the recent level's
+        # (its median): the range reaches down to it, so a resize down is one drop, not a
+        # month of them while the lookback's level catches up. The expected cost keeps the
+        # higher level, so the way back up is no news either.
+        fallen = np.fmax(expected - recent_level * factor[rows, day.weekday()], 0.0)
         model_r = level.astype(np.float32)[:, None] * factor_r[rows]
         noise = log_scale[rows]
         has_log = np.isfinite(noise) & (expected > 0)
@@ -505,7 +510,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
             "expected": expected, "scale": scale, "has_log": has_log, "run": run,
             "run_actual": run_actual, "run_expected": run_expected,
             "cusum": cusum, "cusum_large": cusum_large,
-            "lowest": np.where(loose, normal, expected),
+            "lowest": np.where(loose, normal, expected) - fallen,
             "monthly": monthly, "early": early,
         }
 
@@ -1790,21 +1795,24 @@ def score(merged: pd.DataFrame, config: DetectionConfig,
     # without spend are not drops).
     lower = (merged["lower"].to_numpy(dtype=float, na_value=np.inf) if "lower" in merged
              else np.full(len(merged), np.inf))
-    drop = (~is_new & (history >= YOUNG_DAYS) & (z <= -bar["drop"]) & (actual < lower)
-            & (-impact >= config.min_impact)
+    # Once open, a drop goes on while the day is still below normal, as a rise's episode does
+    # above it: noise that lifted one day out of it ended it, and the next low day opened it
+    # again (a resize down alerted 7 times in 4 weeks).
+    low = ~is_new & (history >= YOUNG_DAYS) & _elevated(-impact, expected, -z, config)
+    drop = (low & (z <= -bar["drop"]) & (actual < lower) & (-impact >= config.min_impact)
             & (np.nan_to_num(-pct, nan=np.inf) >= config.min_pct_change))
 
     unusual = _Unusual(z, elevated, ~is_new & (impact > 0) & (run >= 1), run)
     walk = _walk_episodes(merged, previous, days, elevated, hard, drift,
-                          new_spend, drop, run, hard & (run == 0), impact, unusual)
-    continuing, opens, start, opened_as, drop_opens, peak = walk
+                          new_spend, drop, low, run, hard & (run == 0), impact, unusual)
+    continuing, opens, start, opened_as, dropped, drop_opens, peak = walk
 
     kind = np.full(len(merged), "", dtype=object)
     kind[opens] = np.where(opened_as[opens] == OPENED_SPIKE, "spike", "sustained")
     kind[continuing] = np.where(opened_as[continuing] == OPENED_SPIKE, "level_shift",
                                 "sustained")
     kind[new_spend] = "new_spend"
-    kind[drop & ~continuing & ~opens] = "drop"
+    kind[dropped & ~continuing & ~opens] = "drop"
     # The bar the row had to pass for its kind (a normal day: that of a spike).
     threshold = np.select([kind == "sustained", kind == "new_spend", kind == "drop"],
                           [bar["sustained"], bar["new_spend"], bar["drop"]], bar["spike"])
@@ -1934,15 +1942,18 @@ def _walk_episodes(
     drift: _Drift,
     new_spend: np.ndarray,
     drop: np.ndarray,
+    low: np.ndarray,
     run: np.ndarray,
     jump: np.ndarray,
     impact: np.ndarray,
     unusual: _Unusual,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+           np.ndarray]:
     """Day by day (vectorised over series): an elevated day of an open episode continues it
     (unless its impact doubles the episode's peak); a worthy day (``hard``, or drifting) with
-    no open episode opens one, its start traced back over the elevated run. Drops open and
-    close the same way. The drift's CUSUMs are carried along (_Drift), and so are the days
+    no open episode opens one, its start traced back over the elevated run. A ``drop`` opens
+    one too, which goes on while the days stay ``low`` (the rows returned fifth; the sixth,
+    the drops that opened). The drift's CUSUMs are carried along (_Drift), and so are the days
     that stood out (_Unusual) and each open episode's peak (its largest day's impact so far,
     returned last, 0 where none is open): stored in cost_scores.episode_peak, it is what a
     daily run compares a day with, as a range does (the day before's impact alone made a
@@ -1957,7 +1968,7 @@ def _walk_episodes(
         unusual.step(slice(None), drift.score, opens | new_spend, np.zeros(n, dtype=np.int64))
         start = np.where(opens, days - run, days)
         opened_as = np.where(jump, OPENED_SPIKE, OPENED_SUSTAINED).astype(np.int8)
-        return (np.zeros(n, dtype=bool), opens, start, opened_as, drop.copy(),
+        return (np.zeros(n, dtype=bool), opens, start, opened_as, drop, drop.copy(),
                 np.where(opens | new_spend, impact, 0.0))
     from sentinel_pipeline.detection.frames import series_codes  # noqa: PLC0415
 
@@ -1999,6 +2010,7 @@ def _walk_episodes(
 
     continuing = np.zeros(n, dtype=bool)
     opens = np.zeros(n, dtype=bool)
+    dropped = np.zeros(n, dtype=bool)
     drop_opens = np.zeros(n, dtype=bool)
     start = days.copy()
     opened_as = np.zeros(n, dtype=np.int8)
@@ -2016,6 +2028,7 @@ def _walk_episodes(
         cont = elevated[rows] & is_open & ~bigger
         new = worthy & ~cont
         continuing[rows], opens[rows] = cont, new
+        dropped[rows] = drop[rows] | (low[rows] & dropping[c])
         drop_opens[rows] = drop[rows] & ~dropping[c]
         traced = np.where(bigger, 0, run[rows])
         start[rows] = np.where(cont, open_start[c],
@@ -2032,11 +2045,11 @@ def _walk_episodes(
         open_kind[c[alive]] = np.where(new_spend[rows][alive], OPENED_SPIKE,
                                        opened_as[rows][alive])
         peak[c[alive]] = new_peak[alive]
-        dropping[c[drop[rows]]] = True
+        dropping[c[dropped[rows]]] = True
         drift.spend(rows, alive)
         carried_small[c], carried_large[c] = drift.carried_small[rows], drift.carried_large[rows]
         carried_marks[c] = unusual.step(rows, drift.score[rows], cont | new | new_spend[rows],
                                         np.where(known, carried_marks[c], 0))
         peak_after[rows] = np.where(alive, new_peak, 0.0)
         as_of[c] = days[rows]
-    return continuing, opens, start, opened_as, drop_opens, peak_after
+    return continuing, opens, start, opened_as, dropped, drop_opens, peak_after
