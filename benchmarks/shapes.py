@@ -36,8 +36,8 @@ history) and reported per 100 series-months, for 3 draws:
   January: 50-100 % of each series' cost, on volumes growing 0-10 % a month, the rest usage as
   in ``normal``. Its days start on 2024-11-15, so the scored ones hold Feb 1 and Mar 1.
 
-Also printed: the drop rows each shape leaves in ``cost_anomalies`` (drops are not
-alerted unless ``alert_on_drops``; on these series none is a real one).
+Also printed: the drop rows each shape leaves in ``cost_anomalies`` and the drops they open
+(a drop's first day: what ``alert_on_drops`` would send; on these series none is a real one).
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -166,12 +166,15 @@ def false_alerts(shape: str, seed: int, config: DetectionConfig) -> dict[str, fl
     days = sorted(set(rows["usage_date"]))[-SCORED:]
     base = baselines_for_days(rows, days, config)
     scored = scores_for_days(rows, pd.concat(base.values(), ignore_index=True), days, config)
-    rows = pd.concat(scored.values(), ignore_index=True)
+    rows = pd.concat(scored.values(), ignore_index=True).sort_values(["service", "usage_date"])
     kinds = rows.loc[rows["alert"].astype(bool), "kind"].astype(str)
     per = 100 / (SERIES * SCORED / 30)
+    drop = (rows["kind"].astype(str) == "drop").to_numpy()
+    same = np.r_[False, rows["service"].to_numpy()[1:] == rows["service"].to_numpy()[:-1]]
+    opened = drop & ~(np.r_[False, drop[:-1]] & same)  # alerted with alert_on_drops
     return {"all": len(kinds) * per,
             **{kind: int((kinds == kind).sum()) * per for kind in KINDS},
-            "drop rows": int((rows["kind"].astype(str) == "drop").sum()) * per}
+            "drop rows": int(drop.sum()) * per, "drops opened": int(opened.sum()) * per}
 
 
 KINDS = ("spike", "sustained")
@@ -190,7 +193,7 @@ def main() -> None:
         per_draw = [false_alerts(shape, seed, config) for seed in range(args.draws)]
         total = [d["all"] for d in per_draw]
         by_kind = ", ".join(f"{k} {np.mean([d[k] for d in per_draw]):.2f}"
-                            for k in (*KINDS, "drop rows"))
+                            for k in (*KINDS, "drop rows", "drops opened"))
         print(f"  {shape:10s} mean {np.mean(total):6.2f}   draws "
               + " ".join(f"{x:6.2f}" for x in total) + f"   ({by_kind})")
     print(f"({time.perf_counter() - started:.0f} s)")
