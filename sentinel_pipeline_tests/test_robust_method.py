@@ -281,9 +281,10 @@ def test_a_rise_fourteen_days_after_a_single_one_still_alerts() -> None:
 WINTER = date(2024, 11, 1)  # 151 days to Mar 31, 2025: February's turn and March's
 
 
-def winter_run(values: list[float], first: date, last: date) -> pd.DataFrame:
-    """All anomaly rows of days first..last of a series starting on WINTER."""
-    history = pd.DataFrame(series(values, start=WINTER))
+def winter_run(values: list[float], first: date, last: date,
+               start: date = WINTER) -> pd.DataFrame:
+    """All anomaly rows of days first..last of a series starting on ``start``."""
+    history = pd.DataFrame(series(values, start=start))
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     base = baselines_for_days(history, days, ROBUST)
     found = anomalies_for_days(history, pd.concat(base.values(), ignore_index=True), days,
@@ -326,24 +327,39 @@ def test_a_noisy_series_priced_per_gb_month_is_quiet_at_februarys_turn() -> None
     assert feb["expected_cost"].iloc[0] > 1000 * 30 / 28 * 0.97
 
 
-def test_only_a_months_turn_as_large_as_an_episodes_step_is_read_as_priced_per_month() -> None:
+def test_a_noisy_series_priced_per_gb_month_is_quiet_in_a_leap_february() -> None:
+    """February 2028's 31/29 (6.9 % a day) is below an episode's 10 %, but with 6 % noise
+    enough of its days passed it to add up: a sustained alert on Feb 3 while only a 31/28
+    February was read as priced per month."""
+    start = date(2027, 11, 1)
+    values = noisy(152, 1000, 0.06, seed=27)
+    for i in range(152):
+        d = start + timedelta(days=i)
+        values[i] *= 30 / calendar.monthrange(d.year, d.month)[1]
+    found = winter_run(values, date(2028, 1, 20), date(2028, 2, 29), start)
+    assert not found["alert"].any(), found.loc[found["alert"], ["usage_date", "kind"]]
+
+
+def test_only_februarys_turn_is_read_as_priced_per_month() -> None:
     """Noise of 6 % cannot tell a month's ratio from no step 3 days into the month. There
-    February's 31/28 (10.7 %: an episode's 10 % a day by itself) is read as priced per month
+    February's 31/28 (10.7 %) and a leap year's 31/29 (6.9 %) are read as priced per month
     unless the step is 2 standard errors off it: all series that are, and a share of those
     priced by use (the price of not alerting on every noisy storage series). April's 31/30
     (3.3 %) is not, nor a month with more days (March)."""
     rng = np.random.default_rng(3)
     noise = np.full(400, 0.06, dtype=np.float32)
     read: dict[tuple[int, str], float] = {}
-    for turn in (date(2025, 2, 4), date(2025, 4, 4), date(2025, 3, 4)):
+    for turn in (date(2025, 2, 4), date(2028, 2, 4), date(2025, 4, 4), date(2025, 3, 4)):
         share = robust._month_share(turn - timedelta(days=28), 28, turn)
         assert share is not None
         by_use = np.exp(rng.normal(0, 0.06, (400, 28))).astype(np.float32)
         for pricing, days in (("use", by_use), ("month", by_use * share)):
-            read[turn.month, pricing] = robust._prorated(days, noise, noise, share, 10.0).mean()
-    assert read[2, "month"] > 0.9
-    assert 0.2 < read[2, "use"] < 0.6
-    assert read[4, "month"] == read[4, "use"] == read[3, "month"] == read[3, "use"] == 0.0
+            read[turn.year, turn.month, pricing] = robust._prorated(days, noise, noise,
+                                                                    share).mean()
+    assert read[2025, 2, "month"] > 0.9 and read[2028, 2, "month"] > 0.8
+    assert 0.2 < read[2025, 2, "use"] < 0.6 and 0.2 < read[2028, 2, "use"] < 0.8
+    assert read[2025, 4, "month"] == read[2025, 4, "use"] == 0.0
+    assert read[2025, 3, "month"] == read[2025, 3, "use"] == 0.0
 
 
 def test_a_rise_at_februarys_turn_bigger_than_the_months_ratio_still_alerts() -> None:

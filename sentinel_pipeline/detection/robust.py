@@ -151,7 +151,7 @@ def _month_share(first: date, width: int, day: date) -> np.ndarray | None:
 
 
 def _prorated(deseasoned: np.ndarray, noise: np.ndarray, log_scale: np.ndarray,
-              share: np.ndarray, episode_pct: float) -> np.ndarray:
+              share: np.ndarray) -> np.ndarray:
     """Series whose weekday-adjusted cost stepped at the month's turn by the ratio of the
     months' lengths (``share``: _month_share), where their noise can tell that step from none.
 
@@ -162,21 +162,21 @@ def _prorated(deseasoned: np.ndarray, noise: np.ndarray, log_scale: np.ndarray,
     ``log_scale``) past the ratio keeps its days as they are: it rose for another reason, and
     that rise is news.
 
-    A series whose noise cannot tell the ratio from no step is read as priced per month where
-    the ratio is an episode's step by itself (``episode_pct``: _episode_pct, half the % bar:
-    February after January, +10.7 %) and its step is not PRORATED_Z standard errors off it:
-    an alert must be news either way. Kept as they were, a per-month series' February days
-    each stood above normal and added up to a sustained alert (`storage`, benchmarks/shapes.py:
-    4.97 -> 1.06 false alerts per 100 series-month). A smaller ratio (31/30, 3.3 %) needs the
-    noise's help to keep an episode going: read as priced per month it cost series priced by
-    use more recall than it saved alerts. A month with more days keeps its days as they are,
-    which expects more already."""
+    A series whose noise cannot tell the ratio from no step is read as priced per month at
+    February's turn (31/28, +10.7 %, or 31/29, +6.9 %, in a leap year: FEBRUARY_TURN) where
+    its step is not PRORATED_Z standard errors off the ratio: an alert must be news either
+    way. Kept as they were, a per-month series' February days each stood
+    above normal and added up to a sustained alert (`storage`, benchmarks/shapes.py: 4.97 ->
+    1.06 false alerts per 100 series-month; in a leap year 2.53 -> 1.09). The turns of 31/30
+    (3.3 %), four a year, need more of the noise's help to keep an episode going: read as
+    priced per month they cost series priced by use more recall than they saved alerts. A
+    month with more days keeps its days as they are, which expects more already."""
     last = share != 1
     ratio = -np.log(float(share[0]))
     # se of the step per sd of noise, with every day counted: no less for any series
     unit = np.sqrt(np.pi / 2 * (1 / (~last).sum() + 1 / last.sum()))
     out = np.zeros(len(deseasoned), dtype=bool)
-    if ratio >= np.log1p(episode_pct / 100):
+    if ratio > FEBRUARY_TURN:
         rows = np.arange(len(deseasoned))
     else:
         rows = np.flatnonzero(abs(ratio) >= 2 * PRORATED_Z * noise * unit)  # most are noisier
@@ -194,6 +194,12 @@ def _prorated(deseasoned: np.ndarray, noise: np.ndarray, log_scale: np.ndarray,
                  & (~told_now | (step * np.sign(ratio) >= abs(ratio) / 2))
                  & (np.abs(step - ratio) <= PRORATED_Z * log_scale[rows] * unit))
     return out
+
+
+# A day's price rises at a month's turn by the ratio of the months' lengths: 31/28 or 31/29
+# into February, at most 31/30 into any other month. A log ratio above this is February's
+# (the bar lies between 31/30 and 31/29, clear of float32 rounding).
+FEBRUARY_TURN = float(np.log(31 / 30) + np.log(31 / 29)) / 2
 
 
 def _billing_days(day: date) -> list[tuple[date, date]]:
@@ -437,8 +443,7 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
     # days are put in this month's terms.
     month_share = _month_share(matrix.first + timedelta(days=recent), n_days - recent, day)
     if month_share is not None:
-        prorated = np.flatnonzero(_prorated(deseasoned, measured, log_scale, month_share,
-                                            _episode_pct(config))
+        prorated = np.flatnonzero(_prorated(deseasoned, measured, log_scale, month_share)
                                   & ~intermittent)
         if len(prorated):
             deseasoned[prorated] /= month_share
