@@ -15,8 +15,9 @@ Why each piece is there:
   the level of its own date. Without it, a level that lags 7 days behind a growing bill made
   growing series alert (and, carried from day to day, feed the drift).
 - The expected cost is the higher of the recent level (last 14 days) and the lookback's level,
-  so the return to normal after a drop or a pause is not news; an open episode is left out of
-  the recent level for up to ADOPT_DAYS, so a ramp is not measured against itself.
+  so the return to normal after a drop or a pause is not news (the normal range's floor comes
+  down to the recent level, so a lasting drop is one); an open episode is left out of the
+  recent level for up to ADOPT_DAYS, so a ramp is not measured against itself.
 - Episodes in the lookback are not normal: days of a run that stood far above the model are
   replaced by the model's cost and everything is estimated again (_without_episodes), so a
   history full of ramps and spikes does not lift the level and the noise the next one is
@@ -165,12 +166,12 @@ def _prorated(deseasoned: np.ndarray, noise: np.ndarray, log_scale: np.ndarray,
     A series whose noise cannot tell the ratio from no step is read as priced per month at
     February's turn (31/28, +10.7 %, or 31/29, +6.9 %, in a leap year: FEBRUARY_TURN) where
     its step is not PRORATED_Z standard errors off the ratio: an alert must be news either
-    way. Kept as they were, a per-month series' February days each stood
-    above normal and added up to a sustained alert (`storage`, benchmarks/shapes.py: 4.97 ->
-    1.06 false alerts per 100 series-month; in a leap year 2.53 -> 1.09). The turns of 31/30
-    (3.3 %), four a year, need more of the noise's help to keep an episode going: read as
-    priced per month they cost series priced by use more recall than they saved alerts. A
-    month with more days keeps its days as they are, which expects more already."""
+    way. Kept as they were, a per-month series' February days each stood above normal and
+    added up to a sustained alert (`storage`, benchmarks/shapes.py: 4.97 -> 1.06 false alerts
+    per 100 series-month; in a leap year 2.53 -> 1.09). The turns of 31/30 (3.3 %), four a
+    year, need more of the noise's help to keep an episode going: read as priced per month
+    they cost series priced by use more recall than they saved alerts. A month with more days
+    keeps its days as they are, which expects more already."""
     last = share != 1
     ratio = -np.log(float(share[0]))
     # se of the step per sd of noise, with every day counted: no less for any series
