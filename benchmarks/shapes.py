@@ -35,6 +35,7 @@ history) and reported per 100 series-months, for 3 draws:
   month's price over the month's days, so it is 10.7 % higher every day of February than of
   January: 50-100 % of each series' cost, on volumes growing 0-10 % a month, the rest usage as
   in ``normal``. Its days start on 2024-11-15, so the scored ones hold Feb 1 and Mar 1.
+- ``leapstorage``: the same series from 2027-11-15: a leap February, 6.9 % higher a day.
 
 Also printed: the drop rows each shape leaves in ``cost_anomalies`` and the drops they open
 (a drop's first day: what ``alert_on_drops`` would send; on these series none is a real one).
@@ -58,8 +59,9 @@ SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
 SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "sporadic",
           "steps", "monthly", "monthend", "monthlate", "tiers", "closing", "storage",
-          "fortnight")
-STARTS = {"storage": date(2024, 11, 15)}  # shapes whose days start elsewhere than START
+          "leapstorage", "fortnight")
+# Shapes whose days start elsewhere than START.
+STARTS = {"storage": date(2024, 11, 15), "leapstorage": date(2027, 11, 15)}
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
 SPORADIC = (0.7, 0.95)  # and in ``sporadic``
 
@@ -120,7 +122,7 @@ def costs(shape: str, seed: int) -> np.ndarray:
     elif shape == "fortnight":
         due = t[None, :] % 14 == rng.integers(0, 14, SERIES)[:, None]
         out += np.where(due, rng.uniform(0.5, 3.0, SERIES)[:, None] * level, 0.0)
-    elif shape == "storage":
+    elif shape in ("storage", "leapstorage"):
         share = rng.uniform(0.5, 1.0, SERIES)[:, None]
         volume = 1 + rng.uniform(0, 0.1, SERIES)[:, None] / 30 * t
         days_in_month = np.array([calendar.monthrange(d.year, d.month)[1] for d in dates])
