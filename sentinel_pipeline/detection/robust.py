@@ -465,12 +465,13 @@ def baselines_from_matrix(matrix: CostMatrix, day: date, config: DetectionConfig
         level = np.nan_to_num(np.fmax(recent_level, np.where(adopted, np.nan, level_long[rows])),
                               nan=0.0)
         level = np.where(np.nan_to_num(recent_level) < 0, np.nan_to_num(recent_level), level)
-        expected = level * factor[rows, day.weekday()]
+        today = factor[rows, day.weekday()]
+        expected = level * today
         # A level that fell and held there for half the recent days is the recent level's
         # (its median): the range reaches down to it, so a resize down is one drop, not a
         # month of them while the lookback's level catches up. The expected cost keeps the
         # higher level, so the way back up is no news either.
-        fallen = np.fmax(expected - recent_level * factor[rows, day.weekday()], 0.0)
+        fallen = np.fmax(level - recent_level, 0.0) * today
         model_r = level.astype(np.float32)[:, None] * factor_r[rows]
         noise = log_scale[rows]
         has_log = np.isfinite(noise) & (expected > 0)
@@ -1726,12 +1727,7 @@ def _elevated(excess: np.ndarray, expected: np.ndarray, z: np.ndarray,
     """Still above normal: one robust std dev and half the % bar, so noise inside an episode
     does not end it (and re-alert it the next day). No $ bar: an episode's money is counted
     over its days, so a small daily overrun still adds up."""
-    return (excess > 0) & (z >= 1.0) & (_pct(excess, expected) >= _episode_pct(config))
-
-
-def _episode_pct(config: DetectionConfig) -> float:
-    """The % above expected that keeps a day in an episode: half the % bar."""
-    return 0.5 * config.min_pct_change
+    return (excess > 0) & (z >= 1.0) & (_pct(excess, expected) >= 0.5 * config.min_pct_change)
 
 
 def score(merged: pd.DataFrame, config: DetectionConfig,
