@@ -1102,14 +1102,15 @@ def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.nda
             logs = np.log(values[part])
             logs -= _by_day(np.log(factor[part]), weekdays)
         clip = (AUTOCORR_CLIP * np.sqrt(2) * log_scale[part]).astype(np.float32)[:, None]
+        clip *= clip  # the squares are clipped: the same values as the differences' clipped
         any_gap = bool(gaps.any())
         if any_gap:
             logs[gaps] = np.nan
         sums, counts = [], []
         for lag in (1, 2):
             step = logs[:, lag:] - logs[:, :-lag]
-            np.clip(step, -clip, clip, out=step)
             np.square(step, out=step)
+            np.minimum(step, clip, out=step)  # np.clip with bounds per row is 3x slower
             if any_gap:  # a difference with a day without spend is left out
                 counts.append((~(gaps[:, lag:] | gaps[:, :-lag])).sum(axis=1))
                 np.nan_to_num(step, copy=False, nan=0.0)
