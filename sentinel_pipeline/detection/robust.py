@@ -596,7 +596,7 @@ def _normal_share(factor: np.ndarray, slope: np.ndarray, weekdays: np.ndarray,
     """Each series' normal share of D's level on the days ``cols``: the day's weekday factor
     and the trend back to it (1 on flat series), so a past day is judged against the level of
     its own date. D is the day after the last of the ``n_days`` columns."""
-    share = _by_day(factor.astype(dtype), weekdays[cols])
+    share = _by_day(factor, weekdays[cols]).astype(dtype, copy=False)  # the days', not all 7
     share *= np.exp(np.multiply.outer(-slope.astype(dtype), (n_days - cols).astype(dtype)))
     return share
 
@@ -1307,7 +1307,7 @@ def _cusums(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     columns), each day's step as _cusum_step's."""
     # Each day's capped z made once for both, a day per contiguous row, and the steps in place.
     capped = np.ascontiguousarray(z.T)
-    np.nan_to_num(capped, copy=False, nan=0.0)
+    np.copyto(capped, 0.0, where=np.isnan(capped))  # an infinite z steps as the cap or 0 would
     np.minimum(capped, CUSUM_CAP, out=capped)
     totals = []
     for k in CUSUM_KS:
