@@ -308,12 +308,22 @@ def _median_of_stack(stack: np.ndarray, count: np.ndarray) -> np.ndarray:
             np.maximum(rank[a], rank[b], out=rank[b])
             rank[a], spare = spare, rank[a]
         lo, hi = (count[part] - 1) // 2, count[part] // 2
-        low, high = np.full_like(rank[0], np.nan), np.full_like(rank[0], np.nan)
-        for i in range(k):
-            np.copyto(low, rank[i], where=lo == i)
-            np.copyto(high, rank[i], where=hi == i)
-        out[part] = (low + high) / 2
+        out[part] = (_pick(rank, lo) + _pick(rank, hi)) / 2
     return out
+
+
+def _pick(rank: list[np.ndarray], at: np.ndarray) -> np.ndarray:
+    """``rank[at]`` elementwise (NaN where ``at`` is out of range): ``rank[i]`` itself where
+    every ``at`` is i, as on series that spent every day of the lookback."""
+    if not at.size:
+        return np.full_like(rank[0], np.nan)
+    first, last = int(at.min()), int(at.max())
+    if first == last and 0 <= first < len(rank):
+        return rank[first]
+    picked = np.full_like(rank[0], np.nan)
+    for i in range(max(first, 0), min(last, len(rank) - 1) + 1):
+        np.copyto(picked, rank[i], where=at == i)
+    return picked
 
 
 NETWORK_BLOCK = 8192  # series per block: k arrays of 8192 x 7 float32 stay in a core's cache
