@@ -117,7 +117,7 @@ def implied_df_per_worth(skipped: np.ndarray | float, seed: int,
         days[:, skipped] = 0.0
     else:
         days[rng.random(days.shape) < skipped] = 0.0
-    median, _, counted, worth = _noise(days, np.ones(days.shape, bool), np.ones((9, n), bool))
+    median, counted, worth = _noise(days, np.ones(days.shape, bool), np.ones((9, n), bool))
     trusted = counted >= 21  # MIN_LOG_RESIDUALS: the others' noise is not used
     implied = 1 / (2 * np.var(np.log(median[trusted])))
     return implied / float(np.mean(worth[trusted])), counted[trusted]

@@ -218,8 +218,8 @@ def _billing_days(day: date) -> list[tuple[date, date]]:
 
 
 def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
-    """Row medians ignoring NaN (NaN when a row has none): float64 when a row had NaN, else in
-    ``values``' dtype.
+    """Row medians ignoring NaN (NaN when a row has none), in ``values``' dtype: a series'
+    median does not depend on whether another series in the same call had NaN.
 
     Rows are sorted, NaN last, and read at the middle of their own values: numpy's vectorised
     sort of a short row is several times faster than np.partition's selection of the two middle
@@ -233,13 +233,12 @@ def _median(values: np.ndarray, scratch: bool = False) -> np.ndarray:
     signed = bool((np.signbit(values) & (values == 0)).any())
     ordered = values if scratch and not signed else values.copy()
     ordered.sort(axis=1)  # NaN sorts last
-    middle, gaps = _middle(ordered, values if signed else None)
-    return middle.astype(np.float64) if gaps else middle
+    return _middle(ordered, values if signed else None)
 
 
-def _middle(ordered: np.ndarray, unsorted: np.ndarray | None) -> tuple[np.ndarray, bool]:
-    """The medians of rows sorted NaN last, in their dtype (NaN for a row of NaN), and whether
-    a row had NaN. ``unsorted``: the rows before the sort, or None if no -0.0 is in them.
+def _middle(ordered: np.ndarray, unsorted: np.ndarray | None) -> np.ndarray:
+    """The medians of rows sorted NaN last, in their dtype (NaN for a row of NaN).
+    ``unsorted``: the rows before the sort, or None if no -0.0 is in them.
 
     The medians are np.partition's of a row without NaN, the sort's of one with (as they were
     taken before the sort did both): the same values, but of a 0 in the middle the two may take
@@ -264,7 +263,7 @@ def _middle(ordered: np.ndarray, unsorted: np.ndarray | None) -> tuple[np.ndarra
         rows = np.arange(len(ordered))
         median = (ordered[rows, lo_i] + ordered[rows, hi_i]) / 2
         middle[gaps] = np.where(count > 0, median, np.nan)
-    return middle, bool(len(gaps))
+    return middle
 
 
 @functools.cache
@@ -798,23 +797,17 @@ def _weekly(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
     noise = np.empty(n_series, dtype=np.float32)
     counted = np.zeros(n_series, dtype=np.int64)
     worth = np.zeros(n_series)  # the changes' worth in whole pairs' changes (_noise)
-    # Whether any series had a week or a change left out: a median over all series at once
-    # (_median) is then float64, else float32, and what is computed from it follows.
-    level_gaps = noise_gaps = n_series == 0
     for start in range(0, n_series, SERIES_BLOCK):
         part = slice(start, start + SERIES_BLOCK)
-        factor[part], level[part], gaps, block_noise = _week_block(
+        factor[part], level[part], block_noise = _week_block(
             values[part], present[part], first_seen[part], weekdays)
-        level_gaps |= gaps
         if block_noise is not None:
-            noise[part], gaps, counted[part], worth[part] = block_noise
-            noise_gaps |= gaps
-    level_long = level.astype(np.float64) if level_gaps else level
+            noise[part], counted[part], worth[part] = block_noise
     if weeks < 2:
-        return factor, level_long, *_no_noise(n_series)
-    scale = (noise.astype(np.float64) if noise_gaps else noise) / MEDIAN_CHANGE_TO_SIGMA
+        return factor, level, *_no_noise(n_series)
+    scale = noise / MEDIAN_CHANGE_TO_SIGMA
     scale[counted < MIN_LOG_RESIDUALS] = np.nan
-    return factor, level_long, scale, np.where(np.isnan(scale), np.nan, worth / CHANGES_PER_DF)
+    return factor, level, scale, np.where(np.isnan(scale), np.nan, worth / CHANGES_PER_DF)
 
 
 SERIES_BLOCK = 4096  # series per block: a block's days and weeks stay in a core's cache
@@ -827,10 +820,9 @@ def _no_noise(n_series: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _week_block(
     values: np.ndarray, present: np.ndarray, first_seen: np.ndarray, weekdays: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, bool,
-           tuple[np.ndarray, bool, np.ndarray, np.ndarray] | None]:
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """_weekly for one block of series: the factors, the level and _noise's answer (None with
-    less than 2 weeks); the medians in float32, each with whether a row had NaN."""
+    less than 2 weeks); the medians in float32."""
     n, n_days = values.shape
     weeks = n_days // 7
     # Laid out (week, day of the week, series): every pass below is then over contiguous rows
@@ -900,7 +892,7 @@ def _week_block(
     weekly = np.where(full_week, week_mean, np.nan).T  # a row per series
     level = np.ascontiguousarray(weekly)
     level.sort(axis=1)
-    return (factor.T, *_middle(level, weekly),
+    return (factor.T, _middle(level, weekly),
             _noise(days, seen, full_week) if weeks >= 2 else None)
 
 
@@ -940,13 +932,13 @@ IDLE_P = 0.001
 
 
 def _noise(days: np.ndarray, seen: np.ndarray,
-           full_week: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray, np.ndarray]:
-    """Log-space noise per series (the median |change|, in float32, with whether a series had
-    changes left out, how many it had, and what they are worth in changes of whole pairs of
-    weeks: PAIR_WORTH), from the change of each weekday from one week to the next, less the
-    trimmed mean change of that pair of weeks: the weekday pattern and any level change or
-    trend cancel out, nothing is fitted to the same days (a fitted profile makes residuals too
-    small), and one spike touches two of the changes, not the scale.
+           full_week: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-space noise per series (the median |change|, in float32, with how many changes it
+    had and what they are worth in changes of whole pairs of weeks: PAIR_WORTH), from the
+    change of each weekday from one week to the next, less the trimmed mean change of that
+    pair of weeks: the weekday pattern and any level change or trend cancel out, nothing is
+    fitted to the same days (a fitted profile makes residuals too small), and one spike
+    touches two of the changes, not the scale.
     ``days``, ``seen``: (week, day of the week, series); ``full_week``: (week, series)."""
     weeks, _, n = days.shape
     logs = np.full(days.shape, np.nan, dtype=np.float32)
@@ -975,8 +967,7 @@ def _noise(days: np.ndarray, seen: np.ndarray,
         worth = PAIR_WORTH[per_pair].sum(axis=0)
     ordered = np.ascontiguousarray(change.reshape((weeks - 1) * 7, n).T)  # a row per series
     ordered.sort(axis=1)
-    median, gaps = _middle(ordered, None)  # no -0.0 in absolute values
-    return median, gaps, counted, worth
+    return _middle(ordered, None), counted, worth  # no -0.0 in absolute values
 
 
 def _partial_pairs(change: np.ndarray, partial: np.ndarray, days: np.ndarray,
