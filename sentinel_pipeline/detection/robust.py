@@ -1153,7 +1153,7 @@ def _recent_level(deseasoned: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         sparse = ~(np.isfinite(last) & (last != 0)).all(axis=1)
         if not sparse.any():
             return _median(last)
-        level = np.empty(len(last))  # float64, as _median's with a row of NaN
+        level = np.empty(len(last), dtype=last.dtype)  # as _median's: its neighbours' alike
         level[~sparse] = _median(last[~sparse])
         level[sparse] = _median(_last_spending_days(deseasoned[sparse], width))
         return level
