@@ -635,8 +635,16 @@ def _normal_share(factor: np.ndarray, slope: np.ndarray, weekdays: np.ndarray,
     """Each series' normal share of D's level on the days ``cols``: the day's weekday factor
     and the trend back to it (1 on flat series), so a past day is judged against the level of
     its own date. D is the day after the last of the ``n_days`` columns."""
-    share = _by_day(factor, weekdays[cols]).astype(dtype, copy=False)  # the days', not all 7
-    share *= np.exp(np.multiply.outer(-slope.astype(dtype), (n_days - cols).astype(dtype)))
+    if len(cols) < factor.shape[1]:  # the days' factors converted, not all 7 of each series
+        share = _by_day(factor, weekdays[cols]).astype(dtype, copy=False)
+    else:
+        share = _by_day(factor.astype(dtype, copy=False), weekdays[cols])
+    lags = (n_days - cols).astype(dtype)
+    moving = np.flatnonzero(slope)  # a flat series' days are times exp(0) = 1: left as they are
+    if len(moving) > len(slope) // 2:
+        share *= np.exp(np.multiply.outer(-slope.astype(dtype), lags))
+    elif len(moving):
+        share[moving] *= np.exp(np.multiply.outer(-slope[moving].astype(dtype), lags))
     return share
 
 
