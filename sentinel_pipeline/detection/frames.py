@@ -512,8 +512,9 @@ def baseline_frame(
         if is_count and values.dtype.kind != "i":
             values = np.nan_to_num(values.astype(np.float64), nan=0.0)
         data[name] = values.astype(np.int64 if is_count else np.float64)
-    data["method"] = pd.array([method] * n, dtype=types["method"])
-    return pd.DataFrame(data)
+    # One value taken n times (a list of n strings took 10x as long at a million rows).
+    data["method"] = pd.array([method], dtype=types["method"]).take(np.zeros(n, dtype=np.int64))
+    return pd.DataFrame(data, copy=False)  # fresh arrays: kept as they are, not stacked again
 
 
 def anomaly_frame(scored: pd.DataFrame) -> pd.DataFrame:
