@@ -139,7 +139,7 @@ def main() -> None:
     print(f"\n{args.series:,} series x {HISTORY} days of history, one day (matrix "
           f"{matrix.values.nbytes / 1e9:.2f} GB):")
     # The reference first, before anything else ran in the process: after the robust
-    # kernel, the same numpy code measured 10-20 % slower here (the allocator then holds the
+    # kernel, the same numpy code measured 17-87 % slower here (the allocator then holds the
     # memory the kernel's chunks freed), which made the kernel's ratio look better than it is.
     window = matrix.window(day - timedelta(days=63), day - timedelta(days=1))
     plain = []
