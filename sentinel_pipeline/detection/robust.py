@@ -1140,8 +1140,10 @@ def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.nda
         with np.errstate(invalid="ignore", divide="ignore"):
             logs = np.log(values[part])
             logs -= _by_day(np.log(factor[part]), weekdays)
-        clip = (AUTOCORR_CLIP * np.sqrt(2) * log_scale[part]).astype(np.float32)[:, None]
-        clip *= clip  # the squares are clipped: the same values as the differences' clipped
+        bound = (AUTOCORR_CLIP * np.sqrt(2) * log_scale[part]).astype(np.float32)[:, None]
+        # The squares are capped at the bound's square: the same values as the squares of the
+        # differences clipped at the bound.
+        square_bound = bound * bound
         any_gap = bool(gaps.any())
         if any_gap:
             logs[gaps] = np.nan
@@ -1149,7 +1151,7 @@ def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.nda
         for lag in (1, 2):
             step = logs[:, lag:] - logs[:, :-lag]
             np.square(step, out=step)
-            np.minimum(step, clip, out=step)  # np.clip with bounds per row is 3x slower
+            np.minimum(step, square_bound, out=step)  # np.clip per row took 3x as long
             if any_gap:  # a difference with a day without spend is left out
                 counts.append((~(gaps[:, lag:] | gaps[:, :-lag])).sum(axis=1))
                 np.nan_to_num(step, copy=False, nan=0.0)
