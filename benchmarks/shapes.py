@@ -38,7 +38,11 @@ history) and reported per 100 series-months, for 3 draws:
 - ``leapstorage``: the same series from 2027-11-15: a leap February, 6.9 % higher a day.
 
 Also printed: the drop rows each shape leaves in ``cost_anomalies`` and the drops they open
-(a drop's first day: what ``alert_on_drops`` would send; on these series none is a real one).
+(a drop's first day: what ``alert_on_drops`` would send; on these series none is a real one),
+and how the scores' upper tail compares with the normal tail they are calibrated to: the share
+of scored series-days with ``cost_scores.score`` at or above 3 and at the threshold, over
+P(Z > s) (1.0: a threshold means the false-alarm rate it promises; robust only, seed's score is
+not calibrated).
 
 Usage: python -m benchmarks.shapes [--draws 3] [--method robust]
 """
@@ -49,6 +53,7 @@ import argparse
 import calendar
 import time
 from datetime import date, timedelta
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -174,12 +179,17 @@ def false_alerts(shape: str, seed: int, config: DetectionConfig) -> dict[str, fl
     drop = (rows["kind"].astype(str) == "drop").to_numpy()
     same = np.r_[False, rows["service"].to_numpy()[1:] == rows["service"].to_numpy()[:-1]]
     opened = drop & ~(np.r_[False, drop[:-1]] & same)  # alerted with alert_on_drops
+    score = rows["score"].to_numpy(dtype=float)
+    tails = {f"tail {s:g}": float(np.mean(score >= s)) / (1 - NormalDist().cdf(s))
+             for s in (TAIL_AT, config.score_threshold)}
     return {"all": len(kinds) * per,
             **{kind: int((kinds == kind).sum()) * per for kind in KINDS},
-            "drop rows": int(drop.sum()) * per, "drops opened": int(opened.sum()) * per}
+            "drop rows": int(drop.sum()) * per, "drops opened": int(opened.sum()) * per,
+            **tails}
 
 
 KINDS = ("spike", "sustained")
+TAIL_AT = 3.0  # besides the threshold: a score's tail where it still has days to count
 
 
 def main() -> None:
@@ -196,8 +206,11 @@ def main() -> None:
         total = [d["all"] for d in per_draw]
         by_kind = ", ".join(f"{k} {np.mean([d[k] for d in per_draw]):.2f}"
                             for k in (*KINDS, "drop rows", "drops opened"))
+        tails = " / ".join(f"{np.mean([d[k] for d in per_draw]):.2f}x"
+                           for k in per_draw[0] if k.startswith("tail "))
         print(f"  {shape:10s} mean {np.mean(total):6.2f}   draws "
-              + " ".join(f"{x:6.2f}" for x in total) + f"   ({by_kind})")
+              + " ".join(f"{x:6.2f}" for x in total) + f"   ({by_kind}; score tail at "
+              f"{TAIL_AT:g} / {config.score_threshold:g}: {tails})")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 
