@@ -477,8 +477,25 @@ def _baseline_types() -> dict[str, Any]:
 
 
 def baseline_order(keys: pd.DataFrame) -> np.ndarray:
-    """The positions of ``keys``' rows in the order baseline_frame writes them (by series)."""
-    return keys.reset_index(drop=True).sort_values(SERIES_KEY, kind="stable").index.to_numpy()
+    """The positions of ``keys``' rows in the order baseline_frame writes them: by series, the
+    key compared as text part by part, a missing part last, ties as they came (a stable sort).
+
+    From each part's text-order codes (text_codes) packed into one integer: a stable sort of
+    a million rows by four text columns took 0.45 s of a day's 4.4 s; the codes' 0.1 s."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    packed = np.zeros(len(keys), dtype=np.int64)
+    parts, span = [], 1
+    for part_name in SERIES_KEY:
+        (codes,), values = text_codes([keys], part_name, sort=True)
+        codes = np.where(codes < 0, len(values), codes).astype(np.int64)  # missing: last
+        parts.append(codes)
+        span *= len(values) + 1  # Python ints: no overflow in the check
+        if span < 2 ** 62:
+            packed = packed * (len(values) + 1) + codes
+    if span >= 2 ** 62:  # too many distinct keys to pack: sorted part by part
+        return np.lexsort(parts[::-1])
+    return np.argsort(packed, kind="stable")
 
 
 def baseline_frame(
