@@ -388,6 +388,8 @@ def _baseline_columns(matrix: CostMatrix, day: date, config: DetectionConfig,
     # million series halving the bytes moved is what makes it fast.
     values, present = matrix.values.astype(np.float32), matrix.present
     n_series, n_days = values.shape
+    with np.errstate(invalid="ignore", divide="ignore"):  # no spend: -inf, never above a bound
+        logs = np.log(values)  # read by _autocorrelation and _without_episodes: one pass, not two
     weekdays = (matrix.day_numbers().astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     thr = config.score_threshold
 
@@ -422,7 +424,7 @@ def _baseline_columns(matrix: CostMatrix, day: date, config: DetectionConfig,
 
     active_r, factor_r, deseasoned = recent_days(values, slice(None))
     autocorr = _autocorrelation(values, present, first_seen, factor.astype(np.float32),
-                                weekdays, log_scale)
+                                weekdays, log_scale, logs)
     # Episodes in the history are not normal: estimated again without them (_without_episodes).
     nothing_left_out = np.zeros(n_series, dtype=np.int64)
     level_recent = _recent_level(deseasoned, nothing_left_out)
@@ -432,7 +434,9 @@ def _baseline_columns(matrix: CostMatrix, day: date, config: DetectionConfig,
     if flagged is not None:
         replacement = _normal_level(replacement, deseasoned, flagged[:, recent:])
     cleaned_rows, cleaned = _without_episodes(values, present, first_seen, weekdays, factor,
-                                              slope, replacement, log_scale, ~accepted, flagged)
+                                              slope, replacement, log_scale, ~accepted, flagged,
+                                              logs)
+    del logs
     left_out = np.zeros(n_series, dtype=np.int64)
     if len(cleaned_rows):
         left_out[cleaned_rows] = (cleaned != values[cleaned_rows]).sum(axis=1)
@@ -668,8 +672,8 @@ def _shape(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
 def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
                       weekdays: np.ndarray, factor: np.ndarray, slope: np.ndarray,
                       level: np.ndarray, log_scale: np.ndarray,
-                      allowed: np.ndarray,
-                      flagged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      allowed: np.ndarray, flagged: np.ndarray | None = None,
+                      logs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The series whose lookback holds an episode, and their costs with its days replaced by
     the model's cost of their date (level x weekday factor x the trend back to it). The days
     ``flagged`` (by Sentinel's own verdicts, verdicts.py) are an episode's too.
@@ -682,7 +686,7 @@ def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.nd
     that high are normal (leaving them out made Student-t series noisier). The model is the
     first pass's, so what it calls far off is judged against a level and noise the episodes
     inflated: a ramp's moderate days stay in. ``allowed``: the series that may be cleaned (not
-    those whose new level was accepted by feedback)."""
+    those whose new level was accepted by feedback); ``logs``: np.log(values), if at hand."""
     n, n_days = values.shape
     noise = np.fmax(log_scale, np.log1p(RELATIVE_SCALE_FLOOR))
     candidate = (allowed & np.isfinite(noise) & (level > 0)
@@ -704,7 +708,7 @@ def _without_episodes(values: np.ndarray, present: np.ndarray, first_seen: np.nd
         above = _by_day(bound, weekdays)
         above -= trend
         with np.errstate(invalid="ignore", divide="ignore"):  # no spend: -inf, never high
-            high = np.log(values[part]) > above
+            high = (np.log(values[part]) if logs is None else logs[part]) > above
         pair = high[:, 1:] & high[:, :-1]
         known = None if flagged is None else flagged[part] & candidate[part, None]
         hit = np.flatnonzero(pair.any(axis=1) if known is None
@@ -1117,7 +1121,7 @@ STEADY_SE = 2.0
 
 def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.ndarray,
                      factor: np.ndarray, weekdays: np.ndarray,
-                     log_scale: np.ndarray) -> np.ndarray:
+                     log_scale: np.ndarray, logs: np.ndarray | None = None) -> np.ndarray:
     """Each series' lag-1 autocorrelation of its log noise, as far as the lookback shows it
     (0 where it does not): busy days come in runs on real bills, and a run of noise adds up in
     the CUSUM as a drift would (_drift_unit).
@@ -1128,7 +1132,8 @@ def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.nda
     so a spike or an episode in the lookback weighs like a busy day, not like its size. The
     estimate is then lowered by AUTOCORR_MARGIN standard errors (a one-sided 95 % bound):
     independent noise reads 0, not a random rho of +-0.2, and an episode of several days in
-    the lookback (which is autocorrelated) takes less of the drift's sensitivity away."""
+    the lookback (which is autocorrelated) takes less of the drift's sensitivity away.
+    ``logs``: np.log(values), if at hand."""
     n, n_days = values.shape
     out = np.zeros(n, dtype=np.float32)
     if n_days < 3:
@@ -1138,18 +1143,18 @@ def _autocorrelation(values: np.ndarray, present: np.ndarray, first_seen: np.nda
         part = slice(start, min(start + SERIES_BLOCK, n))
         gaps = ~(present[part] & (columns >= first_seen[part, None]) & (values[part] > 0))
         with np.errstate(invalid="ignore", divide="ignore"):
-            logs = np.log(values[part])
-            logs -= _by_day(np.log(factor[part]), weekdays)
+            day_logs = ((np.log(values[part]) if logs is None else logs[part])
+                        - _by_day(np.log(factor[part]), weekdays))
         bound = (AUTOCORR_CLIP * np.sqrt(2) * log_scale[part]).astype(np.float32)[:, None]
         # The squares are capped at the bound's square: the same values as the squares of the
         # differences clipped at the bound.
         square_bound = bound * bound
         any_gap = bool(gaps.any())
         if any_gap:
-            logs[gaps] = np.nan
+            day_logs[gaps] = np.nan
         sums, counts = [], []
         for lag in (1, 2):
-            step = logs[:, lag:] - logs[:, :-lag]
+            step = day_logs[:, lag:] - day_logs[:, :-lag]
             np.square(step, out=step)
             np.minimum(step, square_bound, out=step)  # np.clip per row took 3x as long
             if any_gap:  # a difference with a day without spend is left out
