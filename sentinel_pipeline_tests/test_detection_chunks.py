@@ -1,5 +1,6 @@
 """The robust kernel works through its series in chunks (robust.CHUNK_SERIES): a series'
-baselines are its own, the same whatever the other series of the run and however they are cut."""
+baselines are its own, the same whatever the other series of the run and however they are cut;
+and the chunks' rows come out in series order."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentinel_pipeline.detection import DetectionConfig, robust
+from sentinel_pipeline.detection import DetectionConfig, frames, robust
 from sentinel_pipeline.detection.frames import CostMatrix
+from sentinel_pipeline.schema import SERIES_KEY
 
 DAY = date(2025, 3, 3)  # its lookback holds a month's turn and February
 LOOKBACK = 63
@@ -71,3 +73,25 @@ def test_a_series_baselines_do_not_depend_on_its_neighbours_gaps() -> None:
     alone = rows([0])
     pd.testing.assert_frame_equal(rows(steady), alone, check_exact=True)
     pd.testing.assert_frame_equal(rows(list(range(16))), alone, check_exact=True)
+
+
+KEY_PARTS = ["", "a", "A", "b", "Z", "é", "10", "9", "a b", "ab", "Amazon EC2", "amazon ec2", None]
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_baseline_rows_are_ordered_by_series_as_text(packed: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """baseline_order packs the key parts' text-order codes into one integer (or sorts part by
+    part when there are too many to pack): the order of a stable sort of the key as text, a
+    missing part last, ties as they came, whatever the keys' index."""
+    if not packed:
+        monkeypatch.setattr(frames, "PACKED_SPAN", 2)
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        n = int(rng.integers(0, 50))
+        keys = pd.DataFrame({part: pd.array([KEY_PARTS[i] for i in rng.integers(
+            0, len(KEY_PARTS), n)], "string") for part in SERIES_KEY})
+        keys.index = rng.permutation(n) + 7
+        expected = keys.reset_index(drop=True).sort_values(
+            SERIES_KEY, kind="stable").index.to_numpy()
+        assert frames.baseline_order(keys).tolist() == expected.tolist(), trial

@@ -491,11 +491,14 @@ def baseline_order(keys: pd.DataFrame) -> np.ndarray:
         codes = np.where(codes < 0, len(values), codes).astype(np.int64)  # missing: last
         parts.append(codes)
         span *= len(values) + 1  # Python ints: no overflow in the check
-        if span < 2 ** 62:
+        if span < PACKED_SPAN:
             packed = packed * (len(values) + 1) + codes
-    if span >= 2 ** 62:  # too many distinct keys to pack: sorted part by part
+    if span >= PACKED_SPAN:  # too many distinct keys to pack: sorted part by part
         return np.lexsort(parts[::-1])
     return np.argsort(packed, kind="stable")
+
+
+PACKED_SPAN = 2 ** 62  # distinct key combinations baseline_order packs into one int64
 
 
 def baseline_frame(
