@@ -480,8 +480,8 @@ def baseline_order(keys: pd.DataFrame) -> np.ndarray:
     """The positions of ``keys``' rows in the order baseline_frame writes them: by series, the
     key compared as text part by part, a missing part last, ties as they came (a stable sort).
 
-    From each part's text-order codes (text_codes) packed into one integer: a stable sort of
-    a million rows by four text columns took 0.45 s of a day's 4.4 s; the codes' 0.1 s."""
+    From each part's text-order codes (text_codes) packed into one integer and sorted once:
+    pandas' stable sort of a million rows by four text columns took 0.24 s CPU, this 0.15 s."""
     if len(keys) == 0:
         return np.zeros(0, dtype=np.int64)
     packed = np.zeros(len(keys), dtype=np.int64)
