@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -484,17 +485,16 @@ def baseline_order(keys: pd.DataFrame) -> np.ndarray:
     pandas' stable sort of a million rows by four text columns took 0.24 s CPU, this 0.15 s."""
     if len(keys) == 0:
         return np.zeros(0, dtype=np.int64)
-    packed = np.zeros(len(keys), dtype=np.int64)
-    parts, span = [], 1
+    parts, sizes = [], []
     for part_name in SERIES_KEY:
         (codes,), values = text_codes([keys], part_name, sort=True)
-        codes = np.where(codes < 0, len(values), codes).astype(np.int64)  # missing: last
-        parts.append(codes)
-        span *= len(values) + 1  # Python ints: no overflow in the check
-        if span < PACKED_SPAN:
-            packed = packed * (len(values) + 1) + codes
-    if span >= PACKED_SPAN:  # too many distinct keys to pack: sorted part by part
+        parts.append(np.where(codes < 0, len(values), codes).astype(np.int64))  # missing: last
+        sizes.append(len(values) + 1)
+    if math.prod(sizes) >= PACKED_SPAN:  # too many distinct keys to pack: part by part
         return np.lexsort(parts[::-1])
+    packed = np.zeros(len(keys), dtype=np.int64)
+    for codes, size in zip(parts, sizes, strict=True):
+        packed = packed * size + codes
     return np.argsort(packed, kind="stable")
 
 
