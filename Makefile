@@ -96,6 +96,7 @@ test-fast: $(DEV_STAMP) lint
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.quality.run
 	$(BIN)/python -m benchmarks.public.run
+	$(BIN)/python -m benchmarks.public.ceiling
 	$(BIN)/python -m benchmarks.shapes
 	@if [ -n "$(NAB)" ]; then $(BIN)/python -m benchmarks.real_series --nab "$(NAB)"; \
 	else echo "benchmarks.real_series skipped: make bench NAB=<a checkout of numenta/NAB>"; fi

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.public.ceiling import noise_rates, page, true_z
 from benchmarks.public.generator import (
     CALIBRATION,
     INTENSITIES,
@@ -186,6 +187,42 @@ def test_true_baselines_hold_the_truth_and_the_open_episode() -> None:
     assert observed.loc[8, "prior_actual"] == pytest.approx(130 + 140 + 150)
     assert observed.loc[8, "prior_expected"] == pytest.approx(300)
     assert (observed["expected_cost"] == 100.0).all()
+
+
+def test_the_ceilings_detector_alarms_goes_on_and_counts_its_false_alerts() -> None:
+    # Columns k, a, h, c: a day bar alone; a CUSUM alone; both, going on while z >= 1.
+    params = np.array([[1.0, 3.0, np.inf, np.inf], [1.0, np.inf, 2.5, np.inf],
+                       [1.0, 3.0, 2.5, 1.0]])
+    z = np.array([0.0, 3.5, 1.2, 0.2, 2.0, 2.0, 1.5, 0.0, 0.0])
+    flags, alarms = page(z, params)
+    # The day bar: day 1 only. The CUSUM (k = 1): 2.5 on day 1, 2.7 on day 2 (> 2.5), then
+    # restarted: 1 + 1 on days 4-5, 2.5 on day 6 is not above 2.5.
+    assert np.flatnonzero(flags[:, 0]).tolist() == [1]
+    assert np.flatnonzero(flags[:, 1]).tolist() == [2]
+    # Both, going on: day 1's alarm goes on through day 2 (1.2 >= 1), ends on day 3; the CUSUM
+    # held during it, restarted after the alarm: 0 on day 3, 1, 2, 2.5 on days 4-6, no alarm.
+    assert np.flatnonzero(flags[:, 2]).tolist() == [1, 2]
+    assert alarms.tolist() == [1, 1, 1]
+    # On N(0, 1) days a day bar of 3 alarms at P(Z > 3) a day: 4.05 per 100 series-month.
+    rate = noise_rates(params[:1], 400_000)[0]
+    assert rate == pytest.approx(0.00135 * 3000, rel=0.1)
+
+
+def test_the_ceilings_z_is_the_true_residual_in_dollars_or_logs() -> None:
+    cell = _tiny_cell()
+    expected = np.full(10, 100.0)
+    noise = np.array([1.1, 0.9, 1.1, 0.9, 1.1, 0.9, 1.1, 0.9, 1.1, 0.9])
+    impact = np.where(np.arange(10) == 5, 100.0, 0.0)
+    cell = replace(cell, cost=expected * noise + impact, expected=expected, cost_impact=impact,
+                   event_id=np.where(impact > 0, 1, 0))
+    normal = np.r_[noise[:5], noise[6:]]  # the sd is measured on the days without an event
+    dollars = true_z(cell, "dollars")
+    assert dollars[5] == pytest.approx((0.9 + 1.0 - 1.0) / np.std(normal - 1.0))
+    assert dollars[0] == pytest.approx(0.1 / np.std(normal - 1.0))
+    logs = true_z(cell, "log")
+    assert logs[5] == pytest.approx(np.log(1.9) / np.std(np.log(normal)))
+    with pytest.raises(ValueError, match="Unknown space 'linear'"):
+        true_z(cell, "linear")
 
 
 def test_threshold_and_alerts_follow_the_protocol() -> None:
