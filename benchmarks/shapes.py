@@ -36,6 +36,10 @@ history) and reported per 100 series-months, for 3 draws:
   January: 50-100 % of each series' cost, on volumes growing 0-10 % a month, the rest usage as
   in ``normal``. Its days start on 2024-11-15, so the scored ones hold Feb 1 and Mar 1.
 - ``leapstorage``: the same series from 2027-11-15: a leap February, 6.9 % higher a day.
+- ``additive``: normal noise of the same sd in dollars, not in log space (cost = model x (1 +
+  noise x e), kept above 1 % of it), as the public benchmark's generator draws it: symmetric
+  in dollars, so in log terms its rises are shorter and its dips longer than the detector's
+  model says.
 
 Also printed: the drop rows each shape leaves in ``cost_anomalies`` and the drops they open
 (a drop's first day: what ``alert_on_drops`` would send; on these series none is a real one),
@@ -64,7 +68,7 @@ SERIES, DAYS, SCORED = 300, 110, 40
 START = date(2025, 1, 1)
 SHAPES = ("normal", "t3", "ar1", "growth", "randomwalk", "episodes", "skips", "sporadic",
           "steps", "monthly", "monthend", "monthlate", "tiers", "closing", "storage",
-          "leapstorage", "fortnight")
+          "leapstorage", "fortnight", "additive")
 # Shapes whose days start elsewhere than START.
 STARTS = {"storage": date(2024, 11, 15), "leapstorage": date(2027, 11, 15)}
 SKIPPED = (0.1, 0.5)  # range of each series' share of days without spend in ``skips``
@@ -96,7 +100,8 @@ def costs(shape: str, seed: int) -> np.ndarray:
     log_cost = noise * e
     if shape == "episodes":
         log_cost += past_episodes(rng)
-    out = level * week * np.exp(log_cost)
+    out = level * week * (np.exp(log_cost) if shape != "additive"
+                          else np.maximum(1 + log_cost, 0.01))
     if shape in ("skips", "sporadic"):
         draw = rng.random(out.shape)  # before the shares: the skips' draws stay as they were
         skipped = rng.uniform(*(SKIPPED if shape == "skips" else SPORADIC), SERIES)
